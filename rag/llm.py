@@ -1,0 +1,229 @@
+"""The chat-model seam: OpenAI-style messages in, streamed text out.
+
+Backends: `LlamaCppChat` (a local GGUF through llama.cpp) and `OpenAIChat` (any
+OpenAI-compatible endpoint through LangChain). `get_chat_model` picks one from a mode.
+Heavy libraries are imported only when a backend is built.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Iterator, Protocol
+from urllib.parse import urlparse
+
+from rag.config import Settings
+from rag.errors import ConfigError, EndpointError, ModelError
+
+log = logging.getLogger(__name__)
+
+Messages = list[dict]
+
+
+class ChatModel(Protocol):
+    """A chat model: `name` for display and manifests, `stream` for text pieces."""
+
+    name: str
+
+    def stream(self, messages: Messages, *, max_tokens: int,
+               stop: list[str] | None = None) -> Iterator[str]:
+        """Yield the answer's text pieces as they are generated."""
+        ...
+
+    def complete(self, messages: Messages, *, max_tokens: int,
+                 stop: list[str] | None = None) -> str:
+        """The whole answer as one string (the joined stream)."""
+        return "".join(self.stream(messages, max_tokens=max_tokens, stop=stop))
+
+
+def get_chat_model(settings: Settings, mode: str) -> ChatModel:
+    """The chat model for `mode` ('local' or 'openai'); local models load once per process.
+
+    Raises ConfigError for another mode, ModelError or EndpointError when building fails.
+    """
+    if mode == "local":
+        from rag.models import resolve_gguf
+
+        return LlamaCppChat(resolve_gguf(settings), n_ctx=settings.llm.n_ctx,
+                            n_threads=settings.llm.n_threads)
+    if mode == "openai":
+        return OpenAIChat(settings)
+    raise ConfigError(f"Unknown chat model mode {mode!r}; use 'local' or 'openai'.")
+
+
+# --- local: llama.cpp -------------------------------------------------------------
+
+# One Llama per (file, context) per process: llama.cpp reuses the KV cache for the
+# prompt prefix shared with the previous call only on the same object.
+_LOADED: dict[tuple[str, int], tuple[object, threading.Lock]] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+class LlamaCppChat(ChatModel):
+    """A local GGUF model run by llama.cpp, greedy (temperature 0), one generation at a time."""
+
+    def __init__(self, model_path: Path, *, n_ctx: int = 4096, n_threads: int | None = None):
+        self.name = f"llama.cpp:{Path(model_path).name}"
+        self.n_ctx = n_ctx
+        self._llama, self._lock = _load_llama(Path(model_path), n_ctx, n_threads)
+
+    def stream(self, messages: Messages, *, max_tokens: int,
+               stop: list[str] | None = None) -> Iterator[str]:
+        """Yield text pieces; raises ModelError when the prompt does not fit or decoding fails."""
+        with self._lock:
+            try:
+                chunks = self._llama.create_chat_completion(
+                    messages=messages, max_tokens=max_tokens, stop=stop,
+                    temperature=0.0, stream=True)
+                for chunk in chunks:
+                    piece = chunk["choices"][0]["delta"].get("content")
+                    if piece:
+                        yield piece
+            except (ValueError, RuntimeError) as e:
+                raise ModelError(f"The local model failed: {e}. If the prompt is too long, "
+                                 f"raise ASKPAPERS_LLM__N_CTX (now {self.n_ctx}) or lower "
+                                 "ASKPAPERS_RETRIEVAL__K.") from None
+
+
+def _load_llama(path: Path, n_ctx: int, n_threads: int | None) -> tuple[object, threading.Lock]:
+    """The process-wide Llama for this file and context size, loading it on first use."""
+    key = (str(path.resolve()), n_ctx)
+    with _LOAD_LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = (_new_llama(path, n_ctx, n_threads), threading.Lock())
+        return _LOADED[key]
+
+
+def _new_llama(path: Path, n_ctx: int, n_threads: int | None):
+    try:
+        import llama_cpp
+    except ImportError:
+        raise ModelError("llama-cpp-python is not installed; run `make install`.") from None
+    log.info("loading %s (n_ctx=%d)", path, n_ctx)
+    try:
+        return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx,
+                               n_threads=n_threads or os.cpu_count(), n_batch=512,
+                               logits_all=False, verbose=False)
+    except ValueError:  # llama_cpp's only signal for a missing, truncated or corrupt file
+        raise ModelError(f"Cannot load model {path}: the file is truncated, corrupt or not a "
+                         "llama.cpp GGUF model; delete it to re-assemble, or fix "
+                         "ASKPAPERS_LLM__MODEL_PATH.") from None
+
+
+# --- hosted: OpenAI-compatible endpoint ---------------------------------------------
+
+class OpenAIChat(ChatModel):
+    """An OpenAI-compatible chat endpoint via LangChain's ChatOpenAI, temperature 0, no retries."""
+
+    def __init__(self, settings: Settings):
+        from langchain_openai import ChatOpenAI
+        from pydantic import SecretStr
+
+        llm = settings.llm
+        key = settings.openai_api_key
+        self.name = f"openai:{llm.openai_model}"
+        self.base_url = llm.openai_base_url
+        self.timeout_s = llm.timeout_s
+        self._secret = key.get_secret_value() if key else None
+        self._client = ChatOpenAI(base_url=llm.openai_base_url, model=llm.openai_model,
+                                  api_key=key or SecretStr("not-needed"),
+                                  timeout=llm.timeout_s, max_retries=0, temperature=0)
+        # ChatOpenAI sends max_completion_tokens, which OpenAI wants but llama.cpp, vLLM and
+        # Ollama servers ignore (answers would run to the context limit): they get max_tokens.
+        self._openai_host = (urlparse(llm.openai_base_url).hostname or "").endswith("openai.com")
+
+    def stream(self, messages: Messages, *, max_tokens: int,
+               stop: list[str] | None = None) -> Iterator[str]:
+        """Yield text pieces; raises EndpointError for any failure of the endpoint."""
+        length = ({"max_tokens": max_tokens} if self._openai_host
+                  else {"extra_body": {"max_tokens": max_tokens}})
+        pieces = finished = 0
+        try:
+            for chunk in self._client.stream(to_langchain(messages), stop=stop, **length):
+                finished |= bool(chunk.response_metadata.get("finish_reason"))
+                if isinstance(chunk.content, str) and chunk.content:
+                    pieces += 1
+                    yield chunk.content
+        except Exception as e:  # openai, httpx and JSON errors all mean "endpoint failed"
+            raise self._error(e, started=pieces > 0) from None
+        if not finished:
+            what = ("stopped before the answer was complete" if pieces
+                    else "answered something that is not an OpenAI chat completion stream")
+            raise EndpointError(f"The OpenAI-compatible endpoint at {self.base_url} {what}; "
+                                "check ASKPAPERS_LLM__OPENAI_BASE_URL and the server.")
+
+    def _error(self, e: Exception, *, started: bool) -> EndpointError:
+        return EndpointError(self._scrub(describe_endpoint_failure(
+            e, self.base_url, self.timeout_s, started=started)))
+
+    def _scrub(self, text: str) -> str:
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        return re.sub(r"sk-[\w*.-]+", "sk-***", text)
+
+
+def to_langchain(messages: Messages) -> list:
+    """LangChain message objects for OpenAI-style {"role", "content"} dicts.
+
+    Raises ValueError for a role other than system, user or assistant.
+    """
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+    kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+    try:
+        return [kinds[m["role"]](content=m["content"]) for m in messages]
+    except KeyError as e:
+        raise ValueError(f"Unknown message role {e}; use system, user or assistant.") from None
+
+
+def describe_endpoint_failure(e: Exception, base_url: str, timeout_s: float,
+                              *, started: bool = False) -> str:
+    """One line saying what went wrong talking to the endpoint and what to do next."""
+    import openai
+
+    where = f"the OpenAI-compatible endpoint at {base_url}"
+    if isinstance(e, openai.APITimeoutError):
+        return (f"No answer from {where} within {timeout_s:g} s; check the server or raise "
+                "ASKPAPERS_LLM__TIMEOUT_S.")
+    if isinstance(e, openai.APIConnectionError):
+        if started:
+            return f"The connection to {where} dropped mid-answer; try again or check the server."
+        return (f"Cannot reach {where} ({_root_reason(e)}); check "
+                "ASKPAPERS_LLM__OPENAI_BASE_URL or start the server.")
+    if isinstance(e, openai.APIStatusError):
+        return f"{where[0].upper()}{where[1:]} answered HTTP {e.status_code}{_detail(e)}; {_status_hint(e.status_code)}"
+    return (f"{where[0].upper()}{where[1:]} answered something that is not an OpenAI chat "
+            f"completion ({type(e).__name__}); check ASKPAPERS_LLM__OPENAI_BASE_URL.")
+
+
+def _root_reason(e: BaseException) -> str:
+    seen = e
+    while seen.__cause__ or seen.__context__:
+        seen = seen.__cause__ or seen.__context__
+        if isinstance(seen, ConnectionRefusedError) or "refused" in str(seen).lower():
+            return "connection refused"
+    return " ".join(str(seen).split())[:120] or "connection failed"
+
+
+def _detail(e) -> str:
+    body = e.body
+    if isinstance(body, dict):
+        body = body.get("error", body)
+        body = body.get("message", body) if isinstance(body, dict) else body
+    text = " ".join(str(body or "").split())[:160]
+    return f": {text}" if text else ""
+
+
+def _status_hint(status: int) -> str:
+    if status in (401, 403):
+        return "check the key in ASKPAPERS_OPENAI_API_KEY or OPENAI_API_KEY."
+    if status == 404:
+        return ("check ASKPAPERS_LLM__OPENAI_BASE_URL (usually ends in /v1) and "
+                "ASKPAPERS_LLM__OPENAI_MODEL.")
+    if status == 429:
+        return "the endpoint is rate-limiting; wait and try again."
+    if status >= 500:
+        return "the server failed; check its logs or try again."
+    return "the endpoint rejected the request; check ASKPAPERS_LLM__OPENAI_MODEL."

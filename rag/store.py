@@ -1,0 +1,356 @@
+"""The on-disk index format: the one module that writes and reads it.
+
+Layout under the index directory:
+
+    CURRENT              name of the live build (replaced atomically)
+    .lock                held by a running build
+    builds/<name>/       one complete build:
+        manifest.json    settings that shaped it, per-paper hashes, file sizes, versions, counts
+        papers.jsonl     one Paper per line
+        chunks.jsonl     one Chunk per line, row i = vector i
+        embeddings.npy   float32 (n_chunks, dim), L2-normalised
+        vectors.faiss    FAISS inner-product index over the same rows
+        bm25/            bm25s keyword index over the chunks' title+text
+    builds/.tmp-*/       a build in progress; never read, removed by the next build
+
+Everything is data (JSON, NumPy without pickles, FAISS and bm25s' own array files):
+nothing here runs code when loaded. A build becomes visible only when CURRENT is
+replaced, so readers see the old build or the new one, never a half-written one.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from rag.config import Settings
+from rag.errors import (IndexBusyError, IndexCorruptError, IndexMismatchError,
+                        IndexMissingError, IndexWriteError)
+from rag.text import keyword_tokens
+from rag.types import Chunk, Paper
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_REBUILD = "run: askpapers index build --full"
+_VERSIONED = ("faiss-cpu", "bm25s", "sentence-transformers", "tiktoken", "langchain-text-splitters")
+
+
+@dataclass
+class LoadedIndex:
+    """A build read back from disk, ready for search."""
+
+    path: Path
+    manifest: dict
+    papers: dict[str, Paper]
+    chunks: list[Chunk]
+    vectors: object  # faiss.Index
+    bm25: object  # bm25s.BM25
+
+    def chunks_of(self, paper_id: str) -> list[Chunk]:
+        """All chunks of one paper, in text order."""
+        return [self.chunks[i] for i in self.manifest_rows().get(paper_id, [])]
+
+    def manifest_rows(self) -> dict[str, list[int]]:
+        if not hasattr(self, "_rows"):
+            rows: dict[str, list[int]] = {}
+            for c in self.chunks:
+                rows.setdefault(c.paper_id, []).append(c.chunk_id)
+            self._rows = rows
+        return self._rows
+
+
+def shaping_settings(settings: Settings, embedder_dim: int | None = None) -> dict:
+    """The settings that change what an index contains; recorded in and checked against manifests."""
+    shaped = {
+        "embedder": {"model": settings.embedder.model},
+        "chunking": settings.chunking.model_dump(),
+        "format_version": FORMAT_VERSION,
+    }
+    if embedder_dim is not None:
+        shaped["embedder"]["dim"] = embedder_dim
+    return shaped
+
+
+def mismatches(manifest: dict, settings: Settings) -> list[str]:
+    """Human-readable differences between an index's manifest and the current settings."""
+    want = shaping_settings(settings)
+    out = []
+    if manifest.get("format_version") != FORMAT_VERSION:
+        out.append(f"index format {manifest.get('format_version')} != {FORMAT_VERSION}")
+    got_model = manifest.get("embedder", {}).get("model")
+    if got_model != want["embedder"]["model"]:
+        out.append(f"embedder.model: index {got_model!r}, settings {want['embedder']['model']!r}")
+    for key, value in want["chunking"].items():
+        got = manifest.get("chunking", {}).get(key)
+        if got != value:
+            out.append(f"chunking.{key}: index {got!r}, settings {value!r}")
+    return out
+
+
+# ---------------------------------------------------------------- locating builds
+
+def current_build(index_dir: Path) -> Path | None:
+    """The live build's folder, or None when nothing has been published."""
+    pointer = index_dir / "CURRENT"
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise IndexCorruptError(f"Cannot read {pointer}: {e.strerror}; {_REBUILD}") from None
+    build = index_dir / "builds" / name
+    if not name or "/" in name or not build.is_dir():
+        raise IndexCorruptError(f"{pointer} names a missing build {name!r}; {_REBUILD}")
+    return build
+
+
+def read_manifest(build: Path) -> dict:
+    """A build's manifest. Raises IndexCorruptError if it is missing or malformed."""
+    path = build / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexCorruptError(f"{path} is missing; {_REBUILD}") from None
+    except (OSError, ValueError) as e:
+        raise IndexCorruptError(f"{path} is unreadable ({e}); {_REBUILD}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise IndexCorruptError(f"{path} is not an askpapers manifest; {_REBUILD}")
+    return manifest
+
+
+def _check_files(build: Path, manifest: dict) -> None:
+    for name, size in manifest["files"].items():
+        path = build / name
+        if not path.is_file():
+            raise IndexCorruptError(f"Index file {path} is missing; {_REBUILD}")
+        if path.stat().st_size != size:
+            raise IndexCorruptError(
+                f"Index file {path} has {path.stat().st_size} bytes, expected {size}; {_REBUILD}")
+
+
+# ---------------------------------------------------------------- reading
+
+def _read_jsonl(path: Path) -> list[dict]:
+    try:
+        with path.open(encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError) as e:
+        raise IndexCorruptError(f"{path} is unreadable ({e}); {_REBUILD}") from None
+
+
+def read_records(build: Path) -> tuple[list[Paper], list[Chunk]]:
+    """Papers and chunks of a build (no vectors)."""
+    try:
+        papers = [Paper.from_dict(d) for d in _read_jsonl(build / "papers.jsonl")]
+        chunks = [Chunk(**d) for d in _read_jsonl(build / "chunks.jsonl")]
+    except TypeError as e:
+        raise IndexCorruptError(f"Records in {build} are malformed ({e}); {_REBUILD}") from None
+    return papers, chunks
+
+
+def read_embeddings(build: Path) -> np.ndarray:
+    """A build's chunk vectors, memory-mapped, float32 (n_chunks, dim)."""
+    try:
+        return np.load(build / "embeddings.npy", mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise IndexCorruptError(f"{build / 'embeddings.npy'} is unreadable ({e}); {_REBUILD}") from None
+
+
+def _read_vectors(build: Path):
+    import faiss
+
+    try:
+        return faiss.read_index(str(build / "vectors.faiss"))
+    except RuntimeError as e:
+        raise IndexCorruptError(f"{build / 'vectors.faiss'} is unreadable ({str(e)[:120]}); "
+                                f"{_REBUILD}") from None
+
+
+def _read_bm25(build: Path):
+    import bm25s
+
+    try:
+        return bm25s.BM25.load(str(build / "bm25"), mmap=True, load_corpus=False)
+    except (OSError, ValueError, KeyError) as e:
+        raise IndexCorruptError(f"{build / 'bm25'} is unreadable ({e}); {_REBUILD}") from None
+
+
+def load_index(index_dir: Path, settings: Settings | None = None) -> LoadedIndex:
+    """Load the live build, checked against `settings` when given.
+
+    Raises IndexMissingError (nothing built), IndexMismatchError (built with other
+    settings) or IndexCorruptError (damaged files). Never rebuilds.
+    """
+    build = current_build(index_dir)
+    if build is None:
+        raise IndexMissingError(f"No index at {index_dir}; run: askpapers index build")
+    manifest = read_manifest(build)
+    if settings is not None and (diff := mismatches(manifest, settings)):
+        raise IndexMismatchError(
+            f"The index at {index_dir} was built with other settings ({'; '.join(diff)}); {_REBUILD}")
+    _check_files(build, manifest)
+    papers, chunks = read_records(build)
+    vectors, bm25 = _read_vectors(build), _read_bm25(build)
+    n = manifest.get("counts", {}).get("chunks")
+    if not (len(chunks) == vectors.ntotal == n) or any(c.chunk_id != i for i, c in enumerate(chunks)):
+        raise IndexCorruptError(f"Index {build} has {len(chunks)} chunk records but "
+                                f"{vectors.ntotal} vectors (manifest: {n}); {_REBUILD}")
+    by_id = {p.paper_id: p for p in papers}
+    if any(c.paper_id not in by_id for c in chunks):
+        raise IndexCorruptError(f"Index {build} has chunks of unknown papers; {_REBUILD}")
+    return LoadedIndex(build, manifest, by_id, chunks, vectors, bm25)
+
+
+# ---------------------------------------------------------------- writing
+
+class BuildLock:
+    """An exclusive, non-blocking lock on an index directory, released when the process dies."""
+
+    def __init__(self, index_dir: Path):
+        self.path = index_dir / ".lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> "BuildLock":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise IndexWriteError(f"Cannot write to {self.path.parent}: {e.strerror}; "
+                                  "choose another --index-dir or fix its permissions.") from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise IndexBusyError(f"Another build is running on {self.path.parent}; "
+                                 "wait for it to finish, then try again.") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+
+
+def remove_stale_builds(index_dir: Path) -> list[str]:
+    """Delete half-written temp builds and builds no longer live; call under BuildLock."""
+    builds = index_dir / "builds"
+    live = current_build(index_dir) if (index_dir / "CURRENT").exists() else None
+    removed = []
+    for d in builds.iterdir() if builds.is_dir() else []:
+        if d != live:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d.name)
+    return removed
+
+
+def new_stage(index_dir: Path) -> Path:
+    """A fresh temp folder for a build under `builds/`. Raises IndexWriteError."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+    stage = index_dir / "builds" / f".tmp-{stamp}-{os.getpid()}"
+    try:
+        stage.mkdir(parents=True)
+    except OSError as e:
+        raise IndexWriteError(f"Cannot create {stage}: {e.strerror}; "
+                              "choose another --index-dir or fix its permissions.") from None
+    return stage
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_jsonl(path: Path, rows) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _write_bm25(folder: Path, papers: dict[str, Paper], chunks: list[Chunk]) -> None:
+    import bm25s
+
+    corpus = [keyword_tokens(c.embed_text(papers[c.paper_id].title)) or ["_"] for c in chunks]
+    bm25 = bm25s.BM25()
+    bm25.index(corpus, show_progress=False)
+    bm25.save(str(folder))
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def write_build(stage: Path, papers: list[Paper], chunks: list[Chunk], embeddings: np.ndarray,
+                manifest: dict) -> dict:
+    """Write a complete build into `stage` and return its final manifest.
+
+    `manifest` supplies the shaping settings, sources and per-paper hashes; this adds
+    counts, file sizes, versions and the build time. Raises IndexWriteError.
+    """
+    import faiss
+
+    by_id = {p.paper_id: p for p in papers}
+    try:
+        _write_jsonl(stage / "papers.jsonl", (p.to_dict() for p in papers))
+        _write_jsonl(stage / "chunks.jsonl", (asdict(c) for c in chunks))
+        np.save(stage / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32),
+                allow_pickle=False)
+        index = faiss.IndexFlatIP(embeddings.shape[1])
+        index.add(np.ascontiguousarray(embeddings, dtype=np.float32))
+        faiss.write_index(index, str(stage / "vectors.faiss"))
+        _write_bm25(stage / "bm25", by_id, chunks)
+        files = {str(p.relative_to(stage)): p.stat().st_size
+                 for p in sorted(stage.rglob("*")) if p.is_file()}
+        manifest = {
+            **manifest,
+            "faiss_index": "IndexFlatIP",
+            "counts": {"papers": len(papers), "chunks": len(chunks)},
+            "files": files,
+            "versions": _versions(),
+            "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        (stage / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        for p in stage.rglob("*"):
+            if p.is_file():
+                _fsync_file(p)
+    except OSError as e:
+        raise IndexWriteError(f"Cannot write the index into {stage}: {e.strerror or e}") from None
+    return manifest
+
+
+def publish(index_dir: Path, stage: Path) -> Path:
+    """Make a finished stage the live build with one atomic rename of CURRENT."""
+    final = stage.with_name(stage.name.removeprefix(".tmp-"))
+    os.replace(stage, final)
+    pointer_tmp = index_dir / f".CURRENT.{os.getpid()}.tmp"
+    pointer_tmp.write_text(final.name + "\n", encoding="utf-8")
+    _fsync_file(pointer_tmp)
+    os.replace(pointer_tmp, index_dir / "CURRENT")
+    dir_fd = os.open(index_dir, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return final
+
+
+def size_on_disk(build: Path) -> int:
+    """Bytes used by one build's files."""
+    return sum(p.stat().st_size for p in build.rglob("*") if p.is_file())

@@ -1,0 +1,54 @@
+"""Plain text helpers shared by indexing and answering: keyword tokens and sentences."""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Words, numbers with decimals/units ("86.2", "4.7x", "256times256"), hyphenated names.
+_TOKEN = re.compile(r"[a-z0-9]+(?:[.\-][a-z0-9]+)*")
+# A sentence ends at . ! ? followed by space and a capital, digit or bracket.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[\"'])")
+# Abbreviations that end with a period but rarely end a sentence.
+_NO_BREAK = re.compile(r"(?:\b(?:e\.g|i\.e|et al|vs|cf|Fig|Eq|Sec|approx|resp)\.|\b[A-Z]\.)$")
+
+STOPWORDS = frozenset(
+    "a an and are as at be but by can do does for from has have how in into is it its of on "
+    "or our paper papers that the their them these this those to was we were what when where "
+    "which while who why will with than then there so such via use used using also both each "
+    "more most other over same some very not no only own after before between during about "
+    "against all any because been being did doing further had having he her here hers him "
+    "his i me my myself once out she should up you your yours".split()
+)
+
+
+def fold(text: str) -> str:
+    """Unicode-normalised, case-folded text for matching."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def keyword_tokens(text: str) -> list[str]:
+    """Lower-case content tokens for BM25 and lexical overlap; stopwords dropped.
+
+    Hyphenated and dotted words also yield their parts, so "Pre-LN" matches "LN".
+    """
+    out = []
+    for tok in _TOKEN.findall(fold(text)):
+        if tok in STOPWORDS:
+            continue
+        out.append(tok)
+        if "-" in tok:
+            out.extend(p for p in tok.split("-") if p and p not in STOPWORDS)
+    return out
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Character spans (start, end) of the sentences of `text`."""
+    spans, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        if _NO_BREAK.search(text[start:m.start()]):
+            continue
+        spans.append((start, m.start()))
+        start = m.end()
+    if start < len(text.rstrip()):
+        spans.append((start, len(text.rstrip())))
+    return [(s, e) for s, e in spans if e > s]

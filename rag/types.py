@@ -1,0 +1,106 @@
+"""The data that crosses module boundaries: papers, chunks, sources, citations, answers.
+
+Plain dataclasses so they serialise to JSON without surprises and import nothing heavy.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One place a paper was found: a source file and, for listing pages, its date."""
+
+    source: str
+    date: str = ""
+
+
+@dataclass
+class Paper:
+    """One paper as read from a source, before chunking."""
+
+    paper_id: str
+    title: str
+    abstract: str
+    listings: list[Listing] = field(default_factory=list)
+    authors: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    year: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Paper":
+        d = dict(d)
+        d["listings"] = [Listing(**x) for x in d.get("listings", [])]
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A span of one paper's abstract; `start`/`end` are character offsets into it."""
+
+    chunk_id: int
+    paper_id: str
+    start: int
+    end: int
+    text: str
+
+    def embed_text(self, title: str) -> str:
+        """The text the embedder and keyword index see: title first, then the span."""
+        return f"{title}\n{self.text}"
+
+
+@dataclass
+class Source:
+    """A retrieved paper with its ranking signals and the chunks that matched."""
+
+    n: int
+    paper: Paper
+    score: float
+    dense_score: float
+    keyword_score: float
+    chunks: list[Chunk] = field(default_factory=list)
+
+
+@dataclass
+class Citation:
+    """A [n] marker in an answer, resolved to a paper and its supporting sentence."""
+
+    n: int
+    paper_id: str
+    title: str
+    quote: str
+    start: int
+    end: int
+
+
+@dataclass
+class Answer:
+    """The result of a question: cited text, or an abstention, plus what produced it."""
+
+    question: str
+    text: str
+    citations: list[Citation]
+    sources: list[Source]
+    abstained: bool
+    mode: str
+    prompt: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_prediction(self, qid: str) -> dict:
+        """The JSON line format of `askpapers ask --batch` and the eval scorer."""
+        return {
+            "id": qid,
+            "answer": self.text,
+            "citations": [
+                {"n": c.n, "title": c.title, "paper_id": c.paper_id, "quote": c.quote}
+                for c in self.citations
+            ],
+            "retrieved": [s.paper.title for s in self.sources],
+            "abstained": self.abstained,
+        }
+
+    def to_dict(self) -> dict:
+        return asdict(self)
