@@ -60,8 +60,20 @@ class RetrievalSettings(_Section):
     keyword_weight: float = Field(
         1.0, ge=0, description="Weight of the BM25 ranking against the dense one in fusion."
     )
-    min_score: float = Field(
-        0.45, description="Abstain when the best chunk's cosine similarity is below this."
+    min_support: float = Field(
+        0.875, description="Abstain without asking a model when support (best cosine plus "
+        "the top paper's IDF-weighted coverage of the question) is below this. Tuned on dev.",
+    )
+    confident_support: float = Field(
+        1.05, description="Below this support, a model mode first asks the model whether "
+        "the sources answer the question, and abstains if it says no.",
+    )
+    context_papers: int = Field(3, ge=1, le=10, description="Papers whose sentences a model sees.")
+    sentences_first: int = Field(3, ge=1, description="Sentences sent from the top paper.")
+    sentences_other: int = Field(2, ge=1, description="Sentences sent from each other paper.")
+    extractive_ratio: float = Field(
+        0.75, ge=0, le=1, description="Extractive mode quotes a paper only if its best "
+        "sentence scores at least this share of the best paper's.",
     )
 
 

@@ -184,6 +184,7 @@ def describe_endpoint_failure(e: Exception, base_url: str, timeout_s: float,
     import openai
 
     where = f"the OpenAI-compatible endpoint at {base_url}"
+    subject = f"The OpenAI-compatible endpoint at {base_url}"
     if isinstance(e, openai.APITimeoutError):
         return (f"No answer from {where} within {timeout_s:g} s; check the server or raise "
                 "ASKPAPERS_LLM__TIMEOUT_S.")
@@ -193,8 +194,9 @@ def describe_endpoint_failure(e: Exception, base_url: str, timeout_s: float,
         return (f"Cannot reach {where} ({_root_reason(e)}); check "
                 "ASKPAPERS_LLM__OPENAI_BASE_URL or start the server.")
     if isinstance(e, openai.APIStatusError):
-        return f"{where[0].upper()}{where[1:]} answered HTTP {e.status_code}{_detail(e)}; {_status_hint(e.status_code)}"
-    return (f"{where[0].upper()}{where[1:]} answered something that is not an OpenAI chat "
+        return (f"{subject} answered HTTP {e.status_code}{_detail(e)}; "
+                + _status_hint(e.status_code))
+    return (f"{subject} answered something that is not an OpenAI chat "
             f"completion ({type(e).__name__}); check ASKPAPERS_LLM__OPENAI_BASE_URL.")
 
 
@@ -211,7 +213,8 @@ def _detail(e) -> str:
     body = e.body
     if isinstance(body, dict):
         body = body.get("error", body)
-        body = body.get("message", body) if isinstance(body, dict) else body
+    if isinstance(body, dict):
+        body = body.get("message") or body.get("detail") or body
     text = " ".join(str(body or "").split())[:160]
     return f": {text}" if text else ""
 

@@ -1,0 +1,1 @@
+"""Offline indexing: read sources, chunk, embed, and publish an index."""

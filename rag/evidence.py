@@ -1,0 +1,76 @@
+"""Lexical evidence: which sentences of a paper support a question or a claim, and how well.
+
+Scores are IDF-weighted token overlaps, with IDF from the index's own keyword index, so
+rare, specific words ("Cauchy", "GenEval", "0.72") count far more than common ones.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.text import keyword_tokens, split_sentences
+from rag.types import Paper
+
+
+class TermWeights:
+    """IDF per token over the indexed chunks; unseen tokens get the highest weight."""
+
+    def __init__(self, vocab: dict[str, int], doc_freq: np.ndarray, n_docs: int):
+        self._idf = {tok: math.log(1 + (n_docs - doc_freq[i] + 0.5) / (doc_freq[i] + 0.5))
+                     for tok, i in vocab.items() if tok and i < len(doc_freq)}
+        self.unseen = math.log(1 + (n_docs + 0.5) / 0.5)
+
+    @classmethod
+    def from_bm25(cls, bm25) -> "TermWeights":
+        """Weights from a bm25s index (its score matrix holds one column per token)."""
+        indptr = np.asarray(bm25.scores["indptr"])
+        return cls(bm25.vocab_dict, np.diff(indptr), int(bm25.scores["num_docs"]))
+
+    def idf(self, tok: str) -> float:
+        return self._idf.get(tok, self.unseen)
+
+    def is_unseen(self, tok: str) -> bool:
+        return tok not in self._idf
+
+
+def overlap(query: set[str], text: set[str], weights: TermWeights) -> float:
+    """Share of the query's IDF mass found in the text, 0..1."""
+    total = sum(weights.idf(t) for t in query)
+    return sum(weights.idf(t) for t in query & text) / total if total else 0.0
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One sentence of a paper's abstract and how well it matches."""
+
+    paper_id: str
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+def paper_sentences(paper: Paper) -> list[tuple[int, int, str]]:
+    """(start, end, text) for each sentence of the abstract."""
+    return [(s, e, paper.abstract[s:e]) for s, e in split_sentences(paper.abstract)]
+
+
+def rank_sentences(paper: Paper, query: str, weights: TermWeights) -> list[Evidence]:
+    """The paper's sentences, best match to `query` first (ties: earlier first)."""
+    q = set(keyword_tokens(query))
+    title = set(keyword_tokens(paper.title))
+    out = []
+    for s, e, text in paper_sentences(paper):
+        toks = set(keyword_tokens(text))
+        # The title is context for every sentence, at half weight.
+        score = overlap(q, toks, weights) + 0.5 * overlap(q - toks, title, weights)
+        out.append(Evidence(paper.paper_id, s, e, text, score))
+    return sorted(out, key=lambda ev: (-ev.score, ev.start))
+
+
+def coverage(query: str, paper: Paper, weights: TermWeights) -> float:
+    """Share of the query's IDF mass present anywhere in the paper's title and abstract."""
+    return overlap(set(keyword_tokens(query)),
+                   set(keyword_tokens(f"{paper.title} {paper.abstract}")), weights)

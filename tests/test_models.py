@@ -1,0 +1,119 @@
+"""Resolving the local GGUF: packaged parts, the verified cache, explicit paths."""
+import dataclasses
+import hashlib
+import shutil
+
+import pytest
+
+from rag import models
+from rag.config import load_settings
+from rag.errors import ModelError
+from rag.llm import get_chat_model
+
+SMALL = models.PACKAGED["0.5b"]
+
+
+def _settings(home, **llm):
+    return load_settings(home=home, llm={"local_model": "0.5b", **llm})
+
+
+def _sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _corrupt(path, offset=4096):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+@pytest.mark.slow
+def test_packaged_small_model_assembles_to_the_official_hash(tmp_path):
+    path = models.resolve_gguf(_settings(tmp_path))
+    assert path == tmp_path / "models" / SMALL.filename
+    assert path.stat().st_size == SMALL.size
+    assert _sha256(path) == SMALL.sha256
+    assert (path.parent / (SMALL.filename + ".sha256")).is_file()
+    assert not list(path.parent.glob("*.tmp")), "the temporary file must be gone"
+
+
+@pytest.mark.slow
+def test_verified_cache_is_reused_without_reassembly(tmp_path):
+    first = models.resolve_gguf(_settings(tmp_path))
+    before = first.stat()
+    second = models.resolve_gguf(_settings(tmp_path))
+    after = second.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+@pytest.mark.slow
+def test_cached_model_edited_in_place_is_reassembled(tmp_path):
+    path = models.resolve_gguf(_settings(tmp_path))
+    _corrupt(path)
+    assert models.resolve_gguf(_settings(tmp_path)) == path
+    assert _sha256(path) == SMALL.sha256
+
+
+@pytest.mark.slow
+def test_right_sized_cache_with_wrong_hash_and_no_sidecar_is_reassembled(tmp_path):
+    path = tmp_path / "models" / SMALL.filename
+    path.parent.mkdir()
+    with open(path, "wb") as f:
+        f.truncate(SMALL.size)  # zeros: the right size, the wrong bytes
+    models.resolve_gguf(_settings(tmp_path))
+    assert _sha256(path) == SMALL.sha256
+
+
+def test_damaged_cache_without_parts_is_refused(tmp_path, monkeypatch):
+    # A stand-in spec whose part packages are not installed, so nothing can repair the cache.
+    absent = dataclasses.replace(SMALL, module_prefix="askpapers_test_absent_part")
+    monkeypatch.setitem(models.PACKAGED, "0.5b", absent)
+    path = tmp_path / "models" / SMALL.filename
+    path.parent.mkdir()
+    path.write_bytes(b"GGUF" + b"\0" * 100)
+    with pytest.raises(ModelError, match="damaged"):
+        models.resolve_gguf(_settings(tmp_path))
+
+
+def test_no_parts_no_cache_offline_says_make_install(tmp_path, monkeypatch):
+    absent = dataclasses.replace(SMALL, module_prefix="askpapers_test_absent_part")
+    monkeypatch.setitem(models.PACKAGED, "0.5b", absent)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match="make install") as err:
+        models.resolve_gguf(_settings(tmp_path))
+    assert "ASKPAPERS_LLM__MODEL_PATH" in str(err.value)
+
+
+def test_missing_model_path_is_a_model_error(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        models.resolve_gguf(_settings(tmp_path, model_path=tmp_path / "nope.gguf"))
+
+
+def test_non_gguf_model_path_is_a_model_error(tmp_path):
+    fake = tmp_path / "model.gguf"
+    fake.write_text("this is a text file, not a model\n")
+    with pytest.raises(ModelError, match="not a GGUF file"):
+        models.resolve_gguf(_settings(tmp_path, model_path=fake))
+
+
+def test_explicit_gguf_path_is_returned_as_is(tmp_path):
+    fake = tmp_path / "tiny.gguf"
+    fake.write_bytes(b"GGUF" + b"\0" * 16)  # only the magic is checked before loading
+    assert models.resolve_gguf(_settings(tmp_path, model_path=fake)) == fake
+
+
+@pytest.mark.slow
+def test_truncated_gguf_fails_to_load_with_model_error(tmp_path, small_gguf):
+    truncated = tmp_path / "truncated.gguf"
+    with open(small_gguf, "rb") as src, open(truncated, "wb") as dst:
+        shutil.copyfileobj(src, dst, length=1 << 20)
+        dst.truncate(8 << 20)
+    settings = _settings(tmp_path, model_path=truncated, n_ctx=512)
+    with pytest.raises(ModelError, match="truncated, corrupt"):
+        get_chat_model(settings, "local")

@@ -1,0 +1,1 @@
+"""User interfaces: the askpapers CLI and the Gradio chat app."""
