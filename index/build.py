@@ -107,15 +107,18 @@ def _plan(papers: list[Paper], prev: _Previous | None, settings: Settings, repor
     return chunks, reuse_rows, new_idx, hashes
 
 
-def _embed(texts: list[str], settings: Settings, progress: Progress | None) -> np.ndarray:
+def _embed(texts: list[str], settings: Settings, progress: Progress | None,
+           report: BuildReport) -> np.ndarray:
+    """Vectors for `texts`, in batches so progress can be shown; counts over-long texts."""
     embedder = load_embedder(settings.embedder.model)
+    report.over_limit = sum(embedder.count_tokens(t) > embedder.max_tokens for t in texts)
     batch = max(settings.embedder.batch_size, 1) * 4
-    parts = []
+    parts = [np.zeros((0, embedder.dim), np.float32)]
     for i in range(0, len(texts), batch):
         parts.append(embedder.embed(texts[i:i + batch], batch_size=settings.embedder.batch_size))
         if progress:
             progress(min(i + batch, len(texts)), len(texts))
-    return np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
+    return np.concatenate(parts)
 
 
 def build_index(settings: Settings, sources: Sequence[Path] | None = None, *, full: bool = False,
@@ -139,11 +142,11 @@ def build_index(settings: Settings, sources: Sequence[Path] | None = None, *, fu
         titles = {p.paper_id: p.title for p in papers}
         texts = [chunks[i].embed_text(titles[chunks[i].paper_id]) for i in new_idx]
         t1 = time.perf_counter()
-        new_vecs = _embed(texts, settings, progress)
+        # With nothing new to embed, the model need not even be loaded.
+        new_vecs = _embed(texts, settings, progress, report) if texts else None
         report.seconds["embed"] = time.perf_counter() - t1
-        embedder = load_embedder(settings.embedder.model)
-        report.over_limit = sum(embedder.count_tokens(t) > embedder.max_tokens for t in texts)
-        emb = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
+        dim = new_vecs.shape[1] if new_vecs is not None else prev.embeddings.shape[1]
+        emb = np.zeros((len(chunks), dim), dtype=np.float32)
         if new_idx:
             emb[new_idx] = new_vecs
         if reuse_rows:
@@ -151,7 +154,7 @@ def build_index(settings: Settings, sources: Sequence[Path] | None = None, *, fu
             emb[list(dst)] = prev.embeddings[list(src)]
         report.chunks, report.embedded, report.reused = len(chunks), len(new_idx), len(reuse_rows)
         manifest = {
-            **store.shaping_settings(settings, embedder.dim),
+            **store.shaping_settings(settings, dim),
             "sources": [str(s) for s in sources],
             "paper_hashes": hashes,
             "skipped": read.skipped,

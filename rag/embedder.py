@@ -30,7 +30,9 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, model_id: str, location: str):
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # the library stays quiet; the CLI shows progress
         try:
             self._model = SentenceTransformer(location, device="cpu")
         except Exception as e:  # the library raises many kinds for a bad folder or no network

@@ -175,8 +175,16 @@ def _read_vectors(build: Path):
                                 f"{_REBUILD}") from None
 
 
-def _read_bm25(build: Path):
+def _bm25s():
     import bm25s
+
+    # bm25s sets its own logger to DEBUG on import; keep the library quiet.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
+def _read_bm25(build: Path):
+    bm25s = _bm25s()
 
     try:
         return bm25s.BM25.load(str(build / "bm25"), mmap=True, load_corpus=False)
@@ -279,7 +287,7 @@ def _write_jsonl(path: Path, rows) -> None:
 
 
 def _write_bm25(folder: Path, papers: dict[str, Paper], chunks: list[Chunk]) -> None:
-    import bm25s
+    bm25s = _bm25s()
 
     corpus = [keyword_tokens(c.embed_text(papers[c.paper_id].title)) or ["_"] for c in chunks]
     bm25 = bm25s.BM25()

@@ -1,0 +1,244 @@
+"""The `askpapers` command: index build/info, ask, eval, serve.
+
+The only place (with the Gradio app) that turns library errors into messages and exit codes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from rag.errors import AskPapersError
+
+log = logging.getLogger("askpapers")
+
+
+def _settings(args):
+    from rag.config import load_settings
+
+    index = {}
+    if getattr(args, "index_dir", None):
+        index["dir"] = Path(args.index_dir)
+    if getattr(args, "source", None):
+        index["sources"] = [Path(s) for s in args.source]
+    return load_settings(**({"index": index} if index else {}))
+
+
+def build_with_progress(settings, sources=None, full=False):
+    """Run a build with a progress bar on stderr; returns the BuildReport."""
+    from tqdm import tqdm
+
+    from index.build import build_index
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc="embedding chunks", unit="chunk", file=sys.stderr)
+        bar.update(done - bar.n)
+
+    try:
+        return build_index(settings, sources, full=full, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def cmd_index_build(args) -> int:
+    settings = _settings(args)
+    r = build_with_progress(settings, full=args.full)
+    print(f"Index at {settings.index_dir}: {r.papers} papers ({r.added} added, {r.changed} "
+          f"changed, {r.removed} removed, {r.unchanged} unchanged), {r.chunks} chunks "
+          f"({r.embedded} embedded, {r.reused} reused) in {r.seconds['total']:.1f} s.")
+    if r.skipped:
+        print(f"Skipped {len(r.skipped)} entries:", *r.skipped[:10], sep="\n  ", file=sys.stderr)
+    return 0
+
+
+def index_info(settings) -> dict:
+    """What the live index holds, as a dict (also used by the UI)."""
+    from rag import store
+
+    build = store.current_build(settings.index_dir)
+    if build is None:
+        from rag.errors import IndexMissingError
+        raise IndexMissingError(f"No index at {settings.index_dir}; run: askpapers index build")
+    m = store.read_manifest(build)
+    return {"index_dir": str(settings.index_dir), "build": build.name,
+            "papers": m["counts"]["papers"], "chunks": m["counts"]["chunks"],
+            "embedder": m["embedder"], "chunking": m["chunking"], "sources": m["sources"],
+            "faiss_index": m.get("faiss_index"), "built_at": m["built_at"],
+            "size_bytes": store.size_on_disk(build), "skipped": len(m.get("skipped", []))}
+
+
+def cmd_index_info(args) -> int:
+    info = index_info(_settings(args))
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    for key, value in info.items():
+        print(f"{key:>12}: {value}")
+    return 0
+
+
+def _read_batch(path: Path) -> list[dict]:
+    from rag.errors import QuestionError
+
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise QuestionError(f"Cannot read {path}: {e}") from None
+    for ln, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            assert isinstance(row, dict) and isinstance(row["question"], str)
+        except (ValueError, KeyError, AssertionError):
+            raise QuestionError(f"{path}:{ln}: expected {{\"id\", \"question\"}}") from None
+        rows.append({"id": str(row.get("id", ln)), "question": row["question"], **row})
+    return rows
+
+
+def _answer_rows(rows, args, settings, out) -> list[dict]:
+    from rag import ask
+
+    preds = []
+    for row in rows:
+        answer = ask(row["question"], mode=args.mode, k=args.k, settings=settings)
+        pred = answer.to_prediction(row["id"])
+        pred["timings"] = answer.timings
+        preds.append(pred)
+        out.write(json.dumps(pred, ensure_ascii=False) + "\n")
+        out.flush()
+    return preds
+
+
+def cmd_ask(args) -> int:
+    from rag import ask_stream
+
+    settings = _settings(args)
+    if args.batch:
+        out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+        with out if args.out else open("/dev/null") as _:
+            _answer_rows(_read_batch(Path(args.batch)), args, settings, out)
+        return 0
+    if not args.question:
+        raise SystemExit("askpapers ask: give a question or --batch FILE")
+    answer = None
+    for item in ask_stream(args.question, mode=args.mode, k=args.k, settings=settings):
+        if isinstance(item, str):
+            if not args.json:
+                print(item, end="", flush=True)
+        else:
+            answer = item
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=1))
+        return 0
+    print("\n")
+    for c in answer.citations:
+        print(f"[{c.n}] {c.title}\n    \"{c.quote}\"")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from rag.evaluation import evaluate, format_table
+
+    settings = _settings(args)
+    gold = _read_batch(Path(args.gold))
+    t0 = time.perf_counter()
+    with open(args.pred_out or "/dev/null", "w", encoding="utf-8") as out:
+        preds = _answer_rows(gold, args, settings, out)
+    result = evaluate(gold, preds)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(format_table(result))
+        print(f"{len(gold)} questions in {time.perf_counter() - t0:.1f} s, mode "
+              f"{args.mode or settings.llm.mode}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from rag import store
+    from ui.app import serve
+
+    settings = _settings(args)
+    if store.current_build(settings.index_dir) is None and not args.no_build:
+        print(f"No index yet at {settings.index_dir}; building it from {settings.sources} "
+              "(first run only).", file=sys.stderr)
+        build_with_progress(settings)
+    return serve(settings, host=args.host, port=args.port, auth=args.auth, share=args.share)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="askpapers", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    idx = sub.add_parser("index", help="build or inspect the index").add_subparsers(
+        dest="index_command", required=True)
+    b = idx.add_parser("build", help="build or refresh the index (incremental by default)")
+    b.add_argument("--source", action="append", metavar="PATH",
+                   help="file or folder to index (repeatable; default: the seeds)")
+    b.add_argument("--index-dir", metavar="DIR", help="where the index lives")
+    b.add_argument("--full", action="store_true", help="re-embed everything")
+    b.set_defaults(func=cmd_index_build)
+    i = idx.add_parser("info", help="what the index holds")
+    i.add_argument("--index-dir", metavar="DIR")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_index_info)
+
+    a = sub.add_parser("ask", help="answer a question with citations")
+    a.add_argument("question", nargs="?")
+    a.add_argument("--mode", choices=["local", "openai", "extractive"])
+    a.add_argument("--k", type=int, help="papers to retrieve")
+    a.add_argument("--json", action="store_true", help="print the whole Answer as JSON")
+    a.add_argument("--batch", metavar="FILE", help='JSONL of {"id", "question"} lines')
+    a.add_argument("--out", metavar="FILE", help="with --batch: write predictions here")
+    a.add_argument("--index-dir", metavar="DIR")
+    a.set_defaults(func=cmd_ask)
+
+    e = sub.add_parser("eval", help="answer a gold set and print its metrics")
+    e.add_argument("--gold", required=True, metavar="FILE")
+    e.add_argument("--mode", choices=["local", "openai", "extractive"])
+    e.add_argument("--k", type=int)
+    e.add_argument("--pred-out", metavar="FILE", help="also write the predictions")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--index-dir", metavar="DIR")
+    e.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("serve", help="run the chat UI")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=7860)
+    s.add_argument("--auth", metavar="USER:PASS or FILE",
+                   help="required to serve beyond loopback or with --share")
+    s.add_argument("--share", action="store_true", help="ask Gradio for a public link")
+    s.add_argument("--no-build", action="store_true", help="don't build a missing index")
+    s.add_argument("--index-dir", metavar="DIR")
+    s.set_defaults(func=cmd_serve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except AskPapersError as e:
+        print(f"askpapers: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("askpapers: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
