@@ -5,7 +5,9 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+
+import numpy as np
 
 from rag import prompts
 from rag.citations import MarkerFilter, check_citations
@@ -50,31 +52,34 @@ def support(engine: Engine, ret: Retrieval) -> float:
     return ret.best_dense + coverage(ret.query, ret.sources[0].paper, engine.weights)
 
 
-def _sentences_for(source: Source, query: str, engine: Engine, n: int) -> list:
-    ranked = rank_sentences(source.paper, query, engine.weights)[:n]
-    return sorted(ranked, key=lambda ev: ev.start)
+def ranked_sources(engine: Engine, ret: Retrieval, ratio: float) -> list[tuple[Source, list]]:
+    """Top papers with their sentences ranked against the query, keeping only papers whose
+    best sentence scores at least `ratio` of the best paper's (the top paper always stays)."""
+    cfg = engine.settings.retrieval
+    ranked = [(s, rank_sentences(s.paper, ret.query, engine.weights))
+              for s in ret.sources[:cfg.context_papers]]
+    ranked = [(s, evs) for s, evs in ranked if evs]
+    if not ranked:
+        return []
+    top = ranked[0][1][0].score
+    return [ranked[0]] + [(s, evs) for s, evs in ranked[1:] if evs[0].score >= ratio * top]
 
 
 def build_context(engine: Engine, ret: Retrieval) -> list[tuple[Source, list[str]]]:
-    """The few sentences per top paper that a model needs; prompt tokens are the cost."""
+    """The few sentences per relevant paper that a model needs; prompt tokens are the cost."""
     cfg = engine.settings.retrieval
     context = []
-    for i, source in enumerate(ret.sources[:cfg.context_papers]):
+    for i, (source, evs) in enumerate(ranked_sources(engine, ret, cfg.context_ratio)):
         n = cfg.sentences_first if i == 0 else cfg.sentences_other
-        context.append((source, [ev.text for ev in _sentences_for(source, ret.query, engine, n)]))
+        picked = sorted(evs[:n], key=lambda ev: ev.start)
+        context.append((source, [ev.text for ev in picked]))
     return context
 
 
 def extractive_answer(engine: Engine, ret: Retrieval) -> tuple[str, list[Citation]]:
     """The best-supporting sentences of the papers that match nearly as well as the best one."""
-    cfg = engine.settings.retrieval
-    ranked = [(s, rank_sentences(s.paper, ret.query, engine.weights))
-              for s in ret.sources[:cfg.context_papers]]
-    top = ranked[0][1][0].score if ranked and ranked[0][1] else 0.0
     lines, cites = [], []
-    for source, evs in ranked:
-        if not evs or evs[0].score < cfg.extractive_ratio * top:
-            continue
+    for source, evs in ranked_sources(engine, ret, engine.settings.retrieval.extractive_ratio):
         picked = [evs[0]] + [ev for ev in evs[1:2] if ev.score >= 0.6 * evs[0].score]
         picked.sort(key=lambda ev: ev.start)
         lines.append(f"{source.paper.title} [{source.n}]: " + " ".join(ev.text for ev in picked))
@@ -156,15 +161,34 @@ def _generate(engine: Engine, question: str, ret: Retrieval, mode: str, history,
     yield _finish(engine, question, "".join(raw), ret, given, mode, prompt, timings)
 
 
+def claim_support(engine: Engine) -> Callable[[str, Source], float]:
+    """Support of a claim by a source: the best sentence's word overlap with the claim plus
+    the claim's cosine with the paper's closest chunk (each claim is embedded once)."""
+    vectors: dict[str, np.ndarray] = {}
+
+    def support(claim: str, source: Source) -> float:
+        if claim not in vectors:
+            vectors[claim] = engine.embedder.embed([claim])[0]
+        rows = [c.chunk_id for c in source.chunks]
+        cosine = float(np.max(engine.index.vectors.reconstruct_batch(rows) @ vectors[claim]))
+        return rank_sentences(source.paper, claim, engine.weights)[0].score + cosine
+
+    return support
+
+
 def _finish(engine, question, raw, ret, given, mode, prompt, timings) -> Answer:
-    checked = check_citations(raw, given, engine.weights)
+    checked = check_citations(raw, given, engine.weights, claim_support(engine))
     if not checked.citations:
         if _REFUSAL.search(raw):
-            return _abstain(question, ret, mode, timings, prompt)
-        # The model's text could not be tied to any source: fall back to quoting them.
-        text, cites = extractive_answer(engine, ret)
-        return Answer(question, text, cites, ret.sources, False, mode, prompt, timings)
+            answer = _abstain(question, ret, mode, timings, prompt)
+        else:
+            # The model's text could not be tied to any source: quote the sources instead.
+            text, cites = extractive_answer(engine, ret)
+            answer = Answer(question, text, cites, ret.sources, False, mode, prompt, timings)
+    else:
+        answer = Answer(question, checked.text, checked.citations, ret.sources, False, mode,
+                        prompt, timings)
     if checked.dropped:
-        log.info("dropped %d uncited sentence(s)", len(checked.dropped))
-    return Answer(question, checked.text, checked.citations, ret.sources, False, mode, prompt,
-                  timings)
+        log.info("dropped %d unsupported sentence(s)", len(checked.dropped))
+    answer.model_output = raw
+    return answer

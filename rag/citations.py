@@ -7,6 +7,7 @@ sentence ends up with a valid citation and a supporting quote, or is dropped.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rag.evidence import TermWeights, rank_sentences
@@ -16,8 +17,10 @@ from rag.types import Citation, Source
 MARKER = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 # A sentence with fewer content words than this is connective tissue, not a claim.
 MIN_CLAIM_TOKENS = 3
-# A repaired citation needs at least this share of the claim's IDF mass in one sentence.
-MIN_REPAIR_SUPPORT = 0.5
+# A model's own citation stands if its support (see rag.answer.claim_support) reaches
+# this; a citation added by repair needs more. Calibrated on dev answers.
+MIN_CITED_SUPPORT = 0.8
+MIN_REPAIR_SUPPORT = 1.0
 
 
 def marker_numbers(text: str) -> list[int]:
@@ -69,44 +72,70 @@ class CheckedAnswer:
     dropped: list[str]
 
 
+# How strongly a source supports a claim (higher is stronger); see rag.answer.claim_support.
+Support = Callable[[str, Source], float]
+
+
 def _quote(source: Source, claim: str, weights: TermWeights) -> Citation:
     best = rank_sentences(source.paper, claim, weights)[0]
     return Citation(source.n, source.paper.paper_id, source.paper.title, best.text,
                     best.start, best.end)
 
 
-def _best_source(claim: str, sources: list[Source], weights: TermWeights) -> Source | None:
-    scored = [(rank_sentences(s.paper, claim, weights)[0].score, -s.n, s) for s in sources]
-    score, _, best = max(scored, key=lambda x: x[:2])
-    return best if score >= MIN_REPAIR_SUPPORT else None
+def _cite_claim(claim: str, nums: list[int], hint: list[int], by_n: dict[int, Source],
+                support: Support) -> list[int]:
+    """The sources that support a claim: the model's own picks that hold up, else the
+    nearest citation of the paragraph, else the best supporting source, else none."""
+    kept = [n for n in nums if support(claim, by_n[n]) >= MIN_CITED_SUPPORT]
+    if kept:
+        return kept
+    near = [n for n in hint if support(claim, by_n[n]) >= MIN_CITED_SUPPORT]
+    if near:
+        return near[:1]
+    score, n = max((support(claim, s), -s.n) for s in by_n.values())
+    return [-n] if score >= MIN_REPAIR_SUPPORT else []
 
 
-def check_citations(text: str, sources: list[Source], weights: TermWeights) -> CheckedAnswer:
-    """Validate an answer's markers sentence by sentence and attach one quote per citation.
-
-    A claim without a valid marker gets the source that best supports it, or is dropped.
-    """
-    by_n = {s.n: s for s in sources}
-    text = keep_valid_markers(text, set(by_n))
-    kept, dropped, cites = [], [], {}
+def _sentences_with_markers(text: str) -> list[tuple[str, list[int]]]:
+    """Sentences with their markers; a marker after the full stop belongs to the sentence."""
+    text = re.sub(r"([.!?])\s*((?:\[[\d,;\s]+\])+)", r" \2\1", text)
+    out = []
     for start, end in split_sentences(text):
         sentence = text[start:end].strip()
-        nums = marker_numbers(sentence)
-        claim = MARKER.sub("", sentence)
-        if not nums and len(keyword_tokens(claim)) >= MIN_CLAIM_TOKENS:
-            src = _best_source(claim, sources, weights)
-            if src is None:
-                dropped.append(sentence)
-                continue
-            sentence, nums = _add_marker(sentence, src.n), [src.n]
-        kept.append(sentence)
+        claim = " ".join(MARKER.sub("", sentence).split())
+        out.append((re.sub(r"\s+([.,;:!?])", r"\1", claim), marker_numbers(sentence)))
+    return out
+
+
+def check_citations(text: str, sources: list[Source], weights: TermWeights,
+                    support: Support) -> CheckedAnswer:
+    """Validate an answer's markers sentence by sentence and attach one quote per citation.
+
+    A claim whose markers don't hold up is re-cited to the source that supports it, or
+    dropped; markers are moved to the end of their sentence.
+    """
+    by_n = {s.n: s for s in sources}
+    parts = _sentences_with_markers(keep_valid_markers(text, set(by_n)))
+    kept, dropped, cites = [], [], {}
+    for i, (claim, nums) in enumerate(parts):
+        if len(keyword_tokens(claim)) < MIN_CLAIM_TOKENS:
+            if not nums and claim:
+                kept.append(claim)  # connective text ("In short:"), not a claim
+            continue
+        hint = [n for _, later in parts[i + 1:] for n in later][:1] + \
+               [n for _, earlier in reversed(parts[:i]) for n in earlier][:1]
+        nums = _cite_claim(claim, nums, hint, by_n, support)
+        if not nums:
+            dropped.append(claim)
+            continue
+        kept.append(_with_markers(claim, nums))
         for n in nums:
             cites.setdefault(n, _quote(by_n[n], claim, weights))
     return CheckedAnswer(" ".join(kept), [cites[n] for n in sorted(cites)], dropped)
 
 
-def _add_marker(sentence: str, n: int) -> str:
-    body = sentence.rstrip()
-    if body and body[-1] in ".!?":
-        return f"{body[:-1]} [{n}]{body[-1]}"
-    return f"{body} [{n}]"
+def _with_markers(claim: str, nums: list[int]) -> str:
+    marks = "".join(f"[{n}]" for n in nums)
+    if claim[-1] in ".!?":
+        return f"{claim[:-1].rstrip()} {marks}{claim[-1]}"
+    return f"{claim} {marks}"

@@ -69,7 +69,11 @@ class RetrievalSettings(_Section):
         "the sources answer the question, and abstains if it says no.",
     )
     context_papers: int = Field(3, ge=1, le=10, description="Papers whose sentences a model sees.")
-    sentences_first: int = Field(3, ge=1, description="Sentences sent from the top paper.")
+    context_ratio: float = Field(
+        0.5, ge=0, le=1, description="A model sees a paper only if its best sentence scores "
+        "at least this share of the best paper's.",
+    )
+    sentences_first: int = Field(5, ge=1, description="Sentences sent from the top paper.")
     sentences_other: int = Field(2, ge=1, description="Sentences sent from each other paper.")
     extractive_ratio: float = Field(
         0.75, ge=0, le=1, description="Extractive mode quotes a paper only if its best "

@@ -88,6 +88,7 @@ class Answer:
     mode: str
     prompt: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    model_output: str = ""  # the model's raw text, before citation checking
 
     def to_prediction(self, qid: str) -> dict:
         """The JSON line format of `askpapers ask --batch` and the eval scorer."""

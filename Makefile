@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine (see README):
+#   make run    install into .venv, build the index on first run, serve the chat UI (local model)
+#   make test   install into .venv (with Chromium for the browser tests), run every test
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+HOST    ?= 127.0.0.1
+PORT    ?= 7860
+
+.PHONY: install run test test-fast browser bench clean-venv
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# The first install compiles llama-cpp-python (~6 min on 2 cores); pip caches the wheel.
+	$(PY) -m pip install --quiet -e '.[model,small-model,test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(VENV)/bin/askpapers serve --host $(HOST) --port $(PORT)
+
+# Debian's Chromium drives the browser tests (never `playwright install`: it downloads).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Chromium is missing: run 'sudo apt-get install chromium' once"; exit 1; fi; }
+
+test: install browser
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "slow or not slow"
+
+test-fast: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+bench: install
+	HF_HUB_OFFLINE=1 $(PY) bench/build_bench.py
+	HF_HUB_OFFLINE=1 $(PY) bench/answer_bench.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,148 @@
+"""Retrieval, citations and extractive answers on the real seed index; citation units."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rag import ask, ask_stream
+from rag.citations import MarkerFilter, check_citations, keep_valid_markers, marker_numbers
+from rag.engine import get_engine
+from rag.errors import ConfigError, QuestionError
+from rag.evidence import TermWeights
+from rag.types import Answer, Paper, Source
+
+DEV = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev.jsonl"
+
+
+def _dev():
+    return [json.loads(line) for line in DEV.read_text().splitlines() if line.strip()]
+
+
+def test_dev_gold_papers_are_in_the_top_5(seed_settings):
+    engine = get_engine(seed_settings)
+    misses = []
+    for g in _dev():
+        if g["type"] == "unanswerable":
+            continue
+        titles = [s.paper.title for s in engine.retriever.search(g["question"], k=5).sources]
+        misses += [(g["id"], t) for t in g["gold_titles"] if t not in titles]
+    assert len(misses) <= 1, misses
+
+
+def test_extractive_answer_cites_the_right_paper_with_a_real_quote(seed_settings):
+    a = ask("What FID on ImageNet 256x256 does classifier guidance with upsampling diffusion "
+            "models reach?", mode="extractive", settings=seed_settings)
+    assert not a.abstained and "3.94" in a.text
+    assert a.citations and a.citations[0].title == "Diffusion Models Beat GANs on Image Synthesis"
+    for c in a.citations:
+        paper = next(s.paper for s in a.sources if s.n == c.n)
+        assert paper.abstract[c.start:c.end] == c.quote
+        assert f"[{c.n}]" in a.text
+    assert set(marker_numbers(a.text)) <= {s.n for s in a.sources}
+
+
+def test_stream_yields_text_then_the_answer(seed_settings):
+    items = list(ask_stream("Which loss replaces Pseudo-Huber in latent consistency training?",
+                            mode="extractive", settings=seed_settings))
+    assert all(isinstance(i, str) for i in items[:-1]) and isinstance(items[-1], Answer)
+    assert "".join(items[:-1]) == items[-1].text and "Cauchy" in items[-1].text
+
+
+@pytest.mark.parametrize("question", [
+    "Which paper gives a recipe for sourdough bread fermentation times?",
+    "What does the corpus say about the migration routes of arctic terns?",
+    "Which court ruling changed maritime salvage law in 1890?",
+])
+def test_off_topic_questions_abstain_without_citations(seed_settings, question):
+    a = ask(question, mode="extractive", settings=seed_settings)
+    assert a.abstained and not a.citations
+    assert "don't answer" in a.text and a.sources  # what was looked at is still shown
+
+
+def test_follow_up_uses_the_history(seed_settings):
+    history = [{"role": "user", "content": "Which paper proposes YOLACT for real-time "
+                                           "instance segmentation with prototype masks?"},
+               {"role": "assistant", "content": "YOLACT [1]."}]
+    a = ask("and how fast does it run?", mode="extractive", history=history,
+            settings=seed_settings)
+    assert any(s.paper.title.startswith("YOLACT") for s in a.sources[:2])
+
+
+def test_metadata_filter_restricts_sources(seed_settings):
+    a = ask("scaling vision transformers", mode="extractive", filters={"source": "002_"},
+            settings=seed_settings)
+    assert a.sources and all(any(x.source.startswith("002_") for x in s.paper.listings)
+                             for s in a.sources)
+
+
+@pytest.mark.parametrize("question", ["", "   \n\t", "\u200b\u200b", "?!...", 5, "x" * 100_000])
+def test_unaskable_questions_raise_question_error(seed_settings, question):
+    with pytest.raises(QuestionError):
+        ask(question, mode="extractive", settings=seed_settings)
+
+
+def test_zero_width_and_mixed_script_questions_are_answered(seed_settings):
+    a = ask("What\u200b FID does classifier guidance reach on ImageNet? (中文 вопрос)",
+            mode="extractive", settings=seed_settings)
+    assert not a.abstained and "3.94" in a.text
+
+
+def test_unknown_mode_is_a_config_error(seed_settings):
+    with pytest.raises(ConfigError, match="Unknown mode"):
+        ask("anything about transformers", mode="magic", settings=seed_settings)
+
+
+def test_langchain_retriever_serves_documents(seed_settings):
+    from rag.langchain_retriever import AskPapersRetriever
+
+    docs = AskPapersRetriever(settings=seed_settings, k=3).invoke("YOLACT instance segmentation")
+    assert len(docs) == 3 and docs[0].metadata["title"].startswith("YOLACT")
+    assert docs[0].page_content.startswith(docs[0].metadata["title"])
+
+
+# ---- citation units: a fake index of two hand-written papers (no model, no FAISS) ----
+
+class FakeWeights(TermWeights):
+    """A fake: every token weighs 1."""
+
+    def __init__(self):
+        self._idf, self.unseen = {}, 1.0
+
+
+def _sources():
+    a = Paper("a", "Cauchy Loss for Consistency Models",
+              "We replace the Pseudo-Huber loss with a Cauchy loss. It reaches FID 5.2 on CIFAR.")
+    b = Paper("b", "Fast Mobile Blocks", "EMOv2 reaches 79.4 top-1 accuracy on ImageNet.")
+    return [Source(1, a, 1.0, 0.5, 3.0), Source(2, b, 0.9, 0.4, 2.0)]
+
+
+def _lexical(claim: str, source: Source) -> float:
+    """A fake support: the share of the claim's words found in the paper (no embeddings)."""
+    words = set(claim.lower().replace(".", "").split())
+    text = (source.paper.title + " " + source.paper.abstract).lower().replace(".", "")
+    return 2 * len(words & set(text.split())) / max(len(words), 1)
+
+
+def test_invalid_markers_are_removed():
+    assert keep_valid_markers("A [1] and B [7]. C [1, 9].", {1, 2}) == "A [1] and B. C [1]."
+    assert marker_numbers("x [2] y [1,2] z [3]") == [2, 1, 3]
+
+
+def test_marker_filter_never_shows_an_invalid_marker_mid_stream():
+    f = MarkerFilter({1, 2})
+    shown = "".join(f.feed(p) for p in ["It works [", "1", "] and [", "7] too [2"]) + \
+        f.feed("].") + f.flush()
+    assert shown == "It works [1] and  too [2]."
+
+
+def test_check_citations_repairs_moves_and_drops():
+    text = ("The Cauchy loss replaces the Pseudo-Huber loss [2]. EMOv2 reaches 79.4 top-1 "
+            "accuracy on ImageNet. The moon is made of green cheese and purple ink. [1]")
+    checked = check_citations(text, _sources(), FakeWeights(), _lexical)
+    assert checked.text == ("The Cauchy loss replaces the Pseudo-Huber loss [1]. "
+                            "EMOv2 reaches 79.4 top-1 accuracy on ImageNet [2].")
+    assert [c.n for c in checked.citations] == [1, 2]
+    assert checked.citations[1].quote == "EMOv2 reaches 79.4 top-1 accuracy on ImageNet."
+    assert checked.dropped == ["The moon is made of green cheese and purple ink."]

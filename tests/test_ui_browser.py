@@ -1,0 +1,113 @@
+"""The chat app in a real headless Chromium: ask, follow a citation, follow up, vote, stream."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from test_ui import QUESTION, served_app
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+SCREENSHOT = REPO / "docs" / "screenshot.png"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+LAST_BOT = "#ap-chat .message-row.bot-row >> nth=-1"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    assert chromium, "install Debian's chromium: apt-get install -y chromium"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A page that records every request leaving the loopback server."""
+    pg = browser.new_page(viewport={"width": 1440, "height": 1000})
+    pg.outside = []
+    pg.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1", "data:", "blob:"))
+          else pg.outside.append(r.url))
+    yield pg
+    pg.close()
+
+
+def _ask(page, question: str) -> None:
+    box = page.locator("#ap-question textarea")
+    box.fill(question)
+    box.press("Enter")
+
+
+def _bot_count(page) -> int:
+    return page.locator("#ap-chat .message-row.bot-row").count()
+
+
+def test_ask_cite_follow_up_vote_and_screenshot(page, seed_settings, tmp_path):
+    with served_app(tmp_path / "home", seed_settings.index_dir) as (url, home):
+        page.goto(url)
+        _ask(page, QUESTION)
+        cite = page.locator("#ap-chat a.ap-cite").first
+        cite.wait_for(timeout=60_000)
+        target = cite.get_attribute("href").lstrip("#")
+        cite.click()
+        card = page.locator(f"#ap-sources #{target}")
+        card.wait_for(state="visible")
+        assert "ap-selected" in card.get_attribute("class")
+        assert card.locator("mark").count() >= 1 and card.locator(".ap-title").inner_text()
+        assert card.locator(".ap-title").inner_text().split("] ", 1)[1] in page.locator(
+            "#ap-sources .ap-current").inner_text()
+        page.locator("#ap-chat button[aria-label='Like']").last.click()
+        _wait_for(lambda: (home / "feedback.jsonl").is_file(), "feedback written")
+        vote = json.loads((home / "feedback.jsonl").read_text().splitlines()[-1])
+        assert vote["vote"] == "up" and vote["question"] == QUESTION
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT))
+
+        _ask(page, "and on ImageNet 512x512?")
+        _wait_for(lambda: page.locator("#ap-chat a.ap-cite[href^='#src-1-']").count() > 0,
+                  "a second, cited answer")
+        assert _bot_count(page) == 2
+        assert page.outside == [], f"the page fetched from the network: {page.outside}"
+
+
+def _wait_for(condition, what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _streamed_lengths(page, timeout_s: float = 120) -> list[int]:
+    """Lengths of the last answer's text, polled until its citations (final answer) show."""
+    lengths, deadline = [], time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        bot = page.locator(LAST_BOT)
+        if bot.count():
+            lengths.append(len(bot.inner_text()))
+            if bot.locator("a.ap-cite").count() or "Could not answer" in bot.inner_text():
+                return lengths
+        time.sleep(0.05)
+    raise AssertionError(f"no final answer within {timeout_s} s; lengths seen {lengths[-5:]}")
+
+
+def test_local_model_streams_incrementally(page, seed_settings, small_gguf, tmp_path):
+    env = {"ASKPAPERS_LLM__MODEL_PATH": str(small_gguf), "ASKPAPERS_LLM__LOCAL_MODEL": "0.5b"}
+    with served_app(tmp_path / "home", seed_settings.index_dir, mode="local", **env) as (url, _):
+        page.goto(url)
+        _ask(page, QUESTION)
+        lengths = _streamed_lengths(page)
+        growing = sorted({n for n in lengths if n > 0})
+        assert "Could not answer" not in page.locator(LAST_BOT).inner_text()
+        assert len(growing) >= 4, f"the answer arrived in too few steps: {growing}"

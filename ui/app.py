@@ -1,0 +1,333 @@
+"""The Gradio chat app behind `askpapers serve`: streamed, cited answers and a sources panel.
+
+Loopback-only unless credentials are given; no analytics and no fonts or scripts from the
+network. Library errors become one readable chat line; a traceback never reaches the page.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import threading
+from pathlib import Path
+
+# Must be set before gradio is imported: it reads the flag at import time.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+import gradio as gr  # noqa: E402
+
+from rag.config import Settings  # noqa: E402
+from rag.errors import AskPapersError, ConfigError  # noqa: E402
+from rag.types import Answer  # noqa: E402
+from ui import render  # noqa: E402
+from ui.feedback import record_feedback  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+MODES = ["local", "openai", "extractive"]
+QUEUE_MAX_SIZE = 64  # beyond this, new requests are told the queue is full
+DEFAULT_CONCURRENCY = 4
+SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "sans-serif"]
+MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "monospace"]
+
+
+# ---------------------------------------------------------------- exposure and auth
+
+def is_loopback(host: str) -> bool:
+    """True when `host` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_auth(auth: str) -> tuple[str, str]:
+    """("user", "pass") from "USER:PASS" or from a file whose first line is USER:PASS.
+
+    Raises ConfigError when neither form is given (the password is never echoed).
+    """
+    text = auth
+    path = Path(auth).expanduser()
+    if path.is_file():
+        try:
+            text = next((ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()
+                         if ln.strip()), "")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"Cannot read the auth file {path}: {e}") from None
+    user, sep, password = text.partition(":")
+    if not sep or not user.strip() or not password:
+        raise ConfigError("--auth needs USER:PASS, or the path of a file holding USER:PASS.")
+    return user.strip(), password
+
+
+def check_exposure(host: str, auth: str | None, share: bool) -> tuple[str, str] | None:
+    """The credentials to require, or None for a loopback-only app.
+
+    Raises ConfigError when the app would be reachable from elsewhere without auth.
+    """
+    if auth:
+        return parse_auth(auth)
+    if share:
+        raise ConfigError("--share publishes the app on a public link; add --auth USER:PASS "
+                          "(or a file holding it) to protect it.")
+    if not is_loopback(host):
+        raise ConfigError(f"Serving on {host} makes the app reachable from other machines; "
+                          "add --auth USER:PASS (or a file holding it), or use --host 127.0.0.1.")
+    return None
+
+
+# ---------------------------------------------------------------- corpus-derived UI data
+
+def _papers(settings: Settings) -> list:
+    from rag import store
+
+    build = store.current_build(settings.index_dir)
+    return store.read_records(build)[0] if build else []
+
+
+def example_questions(papers: list, n: int = 4) -> list[str]:
+    """A few questions built from the titles of indexed papers, spread over the corpus."""
+    titles = sorted({p.title for p in papers if 15 <= len(p.title) <= 80})
+    if not titles:
+        return []
+    picked = [titles[i * len(titles) // n] for i in range(min(n, len(titles)))]
+    forms = ["What does the paper “{}” propose?", "What results does “{}” report?"]
+    return [forms[i % 2].format(t) for i, t in enumerate(picked)]
+
+
+def listing_choices(papers: list) -> list[tuple[str, str]]:
+    """Dropdown choices for the listing filter: every source file (and date) in the index."""
+    seen = sorted({" ".join(x for x in (li.source, li.date) if x)
+                   for p in papers for li in p.listings})
+    return [("Any", "")] + [(s, s) for s in seen]
+
+
+# ---------------------------------------------------------------- the chat session
+
+def _history(turns: list[dict]) -> list[dict]:
+    history = []
+    for t in turns:
+        if t["answer"] is not None:
+            history += [{"role": "user", "content": t["question"]},
+                        {"role": "assistant", "content": t["answer"].text}]
+    return history
+
+
+def chat_messages(turns: list[dict]) -> list[dict]:
+    """The Chatbot value for these turns: a user and an assistant message per turn."""
+    messages = []
+    for i, t in enumerate(turns):
+        if t["answer"] is not None:
+            reply = render.answer_markdown(t["answer"], i)
+        elif t["error"]:
+            reply = render.error_markdown(t["error"])
+        else:
+            reply = render.streaming_markdown(t["text"])
+        messages += [{"role": "user", "content": render.streaming_markdown(t["question"])},
+                     {"role": "assistant", "content": reply}]
+    return messages
+
+
+def panel_html(turns: list[dict]) -> str:
+    """The sources panel for every answered turn, the latest one showing."""
+    return render.sources_panel([(i, t["answer"]) for i, t in enumerate(turns) if t["answer"]])
+
+
+def make_filters(source, year, author, category) -> dict:
+    """The filters dict of rag.ask_stream from the settings widgets.
+
+    Raises ConfigError for a year that is not a whole number.
+    """
+    if year not in (None, ""):
+        try:
+            year = int(float(year))
+        except (TypeError, ValueError):
+            raise ConfigError(f"Year {year!r} is not a number; use e.g. 2024.") from None
+    return {"source": source or "", "year": year or None,
+            "author": (author or "").strip(), "category": (category or "").strip()}
+
+
+class ChatApp:
+    """The event handlers of one served app; per-browser state lives in gr.State."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def chat(self, question, turns, mode, k, source, year, author, category):
+        """Stream an answer into the chat, then show its sources; errors become a chat line."""
+        turns = list(turns or [])
+        if not (question or "").strip():
+            yield gr.skip(), gr.skip(), turns, gr.skip()
+            return
+        turn = {"question": question.strip(), "text": "", "answer": None, "error": None}
+        history = _history(turns)
+        turns.append(turn)
+        yield chat_messages(turns), render.WAITING_PANEL, turns, ""
+        try:
+            for item in self._stream(turn["question"], history, mode, k,
+                                     make_filters(source, year, author, category)):
+                if isinstance(item, str):
+                    turn["text"] += item
+                    yield chat_messages(turns), gr.skip(), turns, gr.skip()
+                else:
+                    turn["answer"] = item  # its text replaces the stream: citations were checked
+        except AskPapersError as e:
+            turn["error"] = str(e)
+        except Exception as e:  # noqa: BLE001 - the page must get a message, not a traceback
+            log.exception("answering %r failed", turn["question"])
+            turn["error"] = f"Unexpected {type(e).__name__}; the server log has the details."
+        yield chat_messages(turns), panel_html(turns), turns, gr.skip()
+
+    def _stream(self, question, history, mode, k, filters):
+        from rag import ask_stream
+
+        return ask_stream(question, mode=mode or None, k=int(k) if k else None,
+                          history=history, filters=filters, settings=self.settings)
+
+    def like(self, turns, data: gr.LikeData):
+        """Append a thumbs up/down on an answer to <home>/feedback.jsonl."""
+        index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
+        vote = {True: "up", "Like": "up", False: "down", "Dislike": "down"}.get(data.liked)
+        turn = (turns or [])[index // 2] if 0 <= index // 2 < len(turns or []) else None
+        if vote is None or turn is None or turn["answer"] is None:
+            return
+        try:
+            record_feedback(self.settings.home, turn["answer"], vote)
+        except OSError as e:
+            gr.Warning(f"Could not save feedback: {e}")
+            return
+        gr.Info("Thanks, feedback saved.")
+
+    def index_status(self):
+        """Status markdown and whether the Build button should show."""
+        from ui.cli import index_info
+
+        try:
+            return render.index_status(index_info(self.settings)), False
+        except AskPapersError as e:
+            return render.missing_index_status(str(e)), True
+
+    def build(self, progress=gr.Progress()):
+        """Build (or refresh) the index with a progress bar, then refresh what depends on it."""
+        from index.build import build_index
+
+        progress(0, desc="Reading sources")
+
+        def report(done: int, total: int) -> None:
+            progress((done, total), desc="Embedding chunks", unit="chunks")
+
+        try:
+            build_index(self.settings, progress=report)
+        except AskPapersError as e:
+            return render.missing_index_status(str(e)), gr.update(visible=True), gr.skip(), gr.skip()
+        status, missing = self.index_status()
+        papers = _papers(self.settings)
+        return (status, gr.update(visible=missing),
+                gr.Dataset(samples=[[q] for q in example_questions(papers)]),
+                gr.update(choices=listing_choices(papers)))
+
+
+# ---------------------------------------------------------------- layout
+
+def _settings_widgets(settings: Settings, papers: list) -> dict:
+    return {
+        "mode": gr.Radio(MODES, value=settings.llm.mode, label="Answer with",
+                         info="local: llama.cpp model · openai: hosted endpoint · "
+                              "extractive: quote the papers, no model"),
+        "k": gr.Slider(1, 20, value=settings.retrieval.k, step=1, label="Papers to retrieve (k)"),
+        "source": gr.Dropdown(listing_choices(papers), value="", label="Listing / source file",
+                              allow_custom_value=True),
+        "year": gr.Number(None, label="Year", precision=0),
+        "author": gr.Textbox(label="Author contains"),
+        "category": gr.Textbox(label="Category (e.g. cs.LG)"),
+    }
+
+
+def build_app(settings: Settings) -> gr.Blocks:
+    """The Blocks app for these settings (not yet queued or launched)."""
+    handlers = ChatApp(settings)
+    status, missing = handlers.index_status()
+    papers = [] if missing else _papers(settings)
+    with gr.Blocks(title="askpapers", analytics_enabled=False) as app:
+        turns = gr.State([])
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(label="askpapers: cited answers from paper abstracts",
+                                     height=560, latex_delimiters=[], elem_id="ap-chat",
+                                     placeholder="Ask a question about the indexed papers.")
+                with gr.Row():
+                    question = gr.Textbox(show_label=False, scale=8, elem_id="ap-question",
+                                          placeholder="Ask about the indexed papers…")
+                    ask = gr.Button("Ask", variant="primary", scale=1, elem_id="ap-ask")
+                    clear = gr.Button("Clear chat", scale=1, elem_id="ap-clear")
+                examples = gr.Dataset(label="Examples from the corpus", components=[question],
+                                      samples=[[q] for q in example_questions(papers)])
+            with gr.Column(scale=2):
+                gr.Markdown("### Sources")
+                panel = gr.HTML(render.EMPTY_PANEL, elem_id="ap-sources", max_height=620)
+                with gr.Accordion("Settings and index", open=missing):
+                    widgets = _settings_widgets(settings, papers)
+                    status_md = gr.Markdown(status, elem_id="ap-status")
+                    build = gr.Button("Build index", visible=missing, elem_id="ap-build")
+        gr.on([question.submit, ask.click], handlers.chat,
+              inputs=[question, turns, *widgets.values()],
+              outputs=[chatbot, panel, turns, question], api_name="chat",
+              concurrency_limit=1 if settings.llm.mode == "local" else DEFAULT_CONCURRENCY,
+              concurrency_id="chat")
+        clear.click(lambda: ([], [], render.EMPTY_PANEL), outputs=[chatbot, turns, panel],
+                    api_name="clear")
+        chatbot.clear(lambda: ([], render.EMPTY_PANEL), outputs=[turns, panel],
+                      api_visibility="private")  # the chatbot's own trash button
+        examples.click(lambda sample: sample[0], inputs=examples, outputs=question,
+                       api_visibility="private")
+        chatbot.like(handlers.like, inputs=turns, outputs=None, api_visibility="private")
+        build.click(handlers.build, outputs=[status_md, build, examples, widgets["source"]],
+                    api_name="build_index", concurrency_limit=1)
+    return app
+
+
+# ---------------------------------------------------------------- serving
+
+def _warm_up(settings: Settings) -> None:
+    """Load the index and embedder in the background so the first question is fast."""
+    try:
+        from rag.engine import get_engine
+
+        get_engine(settings)
+    except AskPapersError as e:
+        log.info("warm-up skipped: %s", e)
+    except Exception:  # noqa: BLE001 - a failed warm-up must not stop the server
+        log.exception("warm-up failed")
+
+
+def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
+           share: bool = False, *, block: bool = True) -> gr.Blocks:
+    """Build, queue and launch the app; with block=False return while it serves.
+
+    Raises ConfigError for unprotected exposure, bad auth or a busy port.
+    """
+    credentials = check_exposure(host, auth, share)
+    app = build_app(settings)
+    app.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=DEFAULT_CONCURRENCY)
+    threading.Thread(target=_warm_up, args=(settings,), daemon=True).start()
+    theme = gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)
+    try:
+        app.launch(server_name=host, server_port=port, auth=credentials, share=share,
+                   prevent_thread_lock=not block, show_error=False, ssr_mode=False,
+                   mcp_server=False, pwa=False, enable_monitoring=False, theme=theme,
+                   css=render.CSS, head=render.CITATION_SCRIPT, quiet=not block)
+    except OSError as e:
+        raise ConfigError(f"Cannot serve on {host}:{port} ({e}); pick another --port.") from None
+    return app
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
+          share: bool = False) -> int:
+    """Serve the chat app until interrupted; returns the exit code.
+
+    Raises ConfigError when the app would be exposed without auth (the CLI prints it).
+    """
+    launch(settings, host=host, port=port, auth=auth, share=share, block=True)
+    return 0

@@ -1,0 +1,179 @@
+"""HTML and Markdown for the chat app: answers with linked [n] markers, the sources panel.
+
+Pure functions of `rag.types` values, so they are testable without a browser. Every piece
+of corpus or model text is HTML-escaped before it is placed in markup.
+"""
+from __future__ import annotations
+
+import html
+import re
+
+from rag.types import Answer, Citation, Source
+
+_MARKER = re.compile(r"\[(\d+)\]")
+# Markdown punctuation that could turn abstract text into emphasis, code or headings.
+_MD_SPECIAL = re.compile(r"([\\`*_~#|$])")
+
+ABSTAINED_NOTE = ("The indexed papers do not answer this question, so no answer is given. "
+                  "The closest papers found are listed below.")
+EMPTY_PANEL = '<div class="ap-empty">Ask a question: the papers behind the answer appear here.</div>'
+WAITING_PANEL = '<div class="ap-empty">Searching the papers&hellip;</div>'
+
+
+def source_id(turn: int, n: int) -> str:
+    """The element id of source [n] of answer number `turn` in the sources panel."""
+    return f"src-{turn}-{n}"
+
+
+def _markdown_text(text: str) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def streaming_markdown(text: str) -> str:
+    """Answer text while it streams: escaped, markers left as plain text."""
+    return _markdown_text(text) or "&hellip;"
+
+
+def answer_markdown(answer: Answer, turn: int) -> str:
+    """The final answer for the chat: escaped text whose [n] markers link to the sources panel."""
+    if answer.abstained:
+        return f"_{_markdown_text(answer.text)}_"
+    known = {s.n for s in answer.sources}
+
+    def link(m: re.Match) -> str:
+        n = int(m.group(1))
+        if n not in known:
+            return m.group(0)
+        return (f'<sup><a class="ap-cite" href="#{source_id(turn, n)}" '
+                f'title="Show source {n}">[{n}]</a></sup>')
+
+    return _MARKER.sub(link, _markdown_text(answer.text))
+
+
+def error_markdown(message: str) -> str:
+    """A readable failure line for the chat (never a traceback)."""
+    return f"**Could not answer:** {_markdown_text(message)}"
+
+
+def highlighted_abstract(abstract: str, spans: list[tuple[int, int]]) -> str:
+    """The abstract as HTML with each (start, end) character span wrapped in <mark>."""
+    out, pos = [], 0
+    for start, end in sorted(spans):
+        start, end = max(start, pos), min(end, len(abstract))
+        if start >= end:
+            continue
+        out += [html.escape(abstract[pos:start]),
+                "<mark>", html.escape(abstract[start:end]), "</mark>"]
+        pos = end
+    out.append(html.escape(abstract[pos:]))
+    return "".join(out)
+
+
+def _metadata(source: Source) -> str:
+    paper = source.paper
+    parts = [" ".join(x for x in (listing.source, listing.date) if x) for listing in paper.listings]
+    if paper.year:
+        parts.append(str(paper.year))
+    if paper.authors:
+        more = f" et al. ({len(paper.authors)})" if len(paper.authors) > 3 else ""
+        parts.append(", ".join(paper.authors[:3]) + more)
+    if paper.categories:
+        parts.append(" ".join(paper.categories))
+    return " &middot; ".join(html.escape(p) for p in parts)
+
+
+def _score_bar(source: Source) -> str:
+    width = round(100 * min(max(source.dense_score, 0.0), 1.0))
+    return (f'<div class="ap-score"><span class="ap-bar"><span style="width:{width}%"></span>'
+            f'</span> similarity {source.dense_score:.2f} &middot; BM25 '
+            f'{source.keyword_score:.1f} &middot; fused {source.score:.3f}</div>')
+
+
+def source_card(source: Source, citations: list[Citation], turn: int) -> str:
+    """One paper of the panel: title, listings, score bar, abstract with quotes marked."""
+    spans = [(c.start, c.end) for c in citations]
+    return (f'<div class="ap-src" id="{source_id(turn, source.n)}" data-n="{source.n}">'
+            f'<div class="ap-title"><span class="ap-n">[{source.n}]</span> '
+            f'{html.escape(source.paper.title)}</div>'
+            f'<div class="ap-meta">{_metadata(source)}</div>{_score_bar(source)}'
+            f'<p class="ap-abstract">{highlighted_abstract(source.paper.abstract, spans)}</p></div>')
+
+
+def _turn_panel(answer: Answer, turn: int, current: bool) -> str:
+    by_n: dict[int, list[Citation]] = {}
+    for c in answer.citations:
+        by_n.setdefault(c.n, []).append(c)
+    cited = [s for s in answer.sources if s.n in by_n]
+    others = [s for s in answer.sources if s.n not in by_n]
+    head = (f'<div class="ap-note">{html.escape(ABSTAINED_NOTE)}</div>' if answer.abstained
+            else f'<div class="ap-q">Sources for: {html.escape(answer.question)}</div>')
+    body = "".join(source_card(s, by_n[s.n], turn) for s in cited)
+    if others:
+        label = "Closest papers" if answer.abstained else "Also retrieved, not cited"
+        body += (f'<details class="ap-more"{" open" if not cited and answer.abstained else ""}>'
+                 f'<summary>{label} ({len(others)})</summary>'
+                 + "".join(source_card(s, [], turn) for s in others) + "</details>")
+    css = "ap-turn ap-current" if current else "ap-turn"
+    return f'<div class="{css}" data-turn="{turn}">{head}{body}</div>'
+
+
+def sources_panel(answers: list[tuple[int, Answer]]) -> str:
+    """The panel for every answered turn; only the latest shows until a citation picks another."""
+    if not answers:
+        return EMPTY_PANEL
+    last = answers[-1][0]
+    return "".join(_turn_panel(a, turn, turn == last) for turn, a in answers)
+
+
+def index_status(info: dict) -> str:
+    """Markdown line describing the live index (from ui.cli.index_info)."""
+    emb = info.get("embedder") or {}
+    built = str(info.get("built_at", "")).replace("T", " ").replace("+00:00", " UTC")
+    return (f"**Index:** {info['papers']} papers &middot; {info['chunks']} chunks &middot; "
+            f"embedder {html.escape(str(emb.get('model', '?')))} ({emb.get('dim', '?')}-d) "
+            f"&middot; built {html.escape(built)}")
+
+
+def missing_index_status(message: str) -> str:
+    """Markdown shown in place of the index status when none can be loaded."""
+    return (f"**No usable index.** {_markdown_text(message)}\n\n"
+            "Press **Build index** to build it from the configured sources.")
+
+
+CSS = """
+.ap-empty, .ap-note, .ap-q {color: var(--body-text-color-subdued); margin: 4px 0 8px;}
+.ap-note {font-weight: 600; color: var(--body-text-color);}
+.ap-turn {display: none;} .ap-turn.ap-current {display: block;}
+.ap-src {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 10px;
+  margin: 0 0 8px; transition: box-shadow .2s, border-color .2s;}
+.ap-src.ap-selected {border-color: var(--color-accent); box-shadow: 0 0 0 2px var(--color-accent-soft);}
+.ap-title {font-weight: 600;} .ap-n {color: var(--color-accent);}
+.ap-meta, .ap-score {font-size: .85em; color: var(--body-text-color-subdued);}
+.ap-bar {display: inline-block; width: 80px; height: 7px; background: var(--border-color-primary);
+  border-radius: 4px; vertical-align: middle; overflow: hidden;}
+.ap-bar > span {display: block; height: 100%; background: var(--color-accent);}
+.ap-abstract {font-size: .9em; line-height: 1.45; margin: 6px 0 0;}
+.ap-abstract mark {background: #fde68a; color: inherit; padding: 0 1px;}
+.ap-more summary {cursor: pointer; margin: 4px 0 8px;}
+#ap-chat a.ap-cite {text-decoration: none; font-weight: 700; color: var(--color-accent);}
+"""
+
+# Clicking an [n] marker shows that answer's sources and selects paper n in the panel.
+CITATION_SCRIPT = """
+<script>
+document.addEventListener("click", function (ev) {
+  const link = ev.target.closest && ev.target.closest("a.ap-cite");
+  if (!link) return;
+  ev.preventDefault(); ev.stopPropagation();
+  const id = link.getAttribute("href").slice(1);
+  const card = document.getElementById(id);
+  if (!card) return;
+  const turn = card.closest(".ap-turn");
+  document.querySelectorAll(".ap-turn").forEach(t => t.classList.toggle("ap-current", t === turn));
+  document.querySelectorAll(".ap-src.ap-selected").forEach(s => s.classList.remove("ap-selected"));
+  const more = card.closest("details"); if (more) more.open = true;
+  card.classList.add("ap-selected");
+  card.scrollIntoView({behavior: "smooth", block: "nearest"});
+}, true);
+</script>
+"""
