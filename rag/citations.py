@@ -19,8 +19,10 @@ MARKER = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 MIN_CLAIM_TOKENS = 3
 # A model's own citation stands if its support (see rag.answer.claim_support) reaches
 # this; a citation added by repair needs more. Calibrated on dev answers.
-MIN_CITED_SUPPORT = 0.8
+MIN_CITED_SUPPORT = 0.6
 MIN_REPAIR_SUPPORT = 1.0
+# ...and it must not trail the best-supporting source by more than this (wrong paper).
+CITED_MARGIN = 0.35
 
 
 def marker_numbers(text: str) -> list[int]:
@@ -86,14 +88,19 @@ def _cite_claim(claim: str, nums: list[int], hint: list[int], by_n: dict[int, So
                 support: Support) -> list[int]:
     """The sources that support a claim: the model's own picks that hold up, else the
     nearest citation of the paragraph, else the best supporting source, else none."""
-    kept = [n for n in nums if support(claim, by_n[n]) >= MIN_CITED_SUPPORT]
+    best, best_n = max((support(claim, s), -s.n) for s in by_n.values())
+
+    def holds(n: int) -> bool:
+        score = support(claim, by_n[n])
+        return score >= MIN_CITED_SUPPORT and score >= best - CITED_MARGIN
+
+    kept = [n for n in nums if holds(n)]
     if kept:
         return kept
-    near = [n for n in hint if support(claim, by_n[n]) >= MIN_CITED_SUPPORT]
+    near = [n for n in hint if holds(n)]
     if near:
         return near[:1]
-    score, n = max((support(claim, s), -s.n) for s in by_n.values())
-    return [-n] if score >= MIN_REPAIR_SUPPORT else []
+    return [-best_n] if best >= MIN_REPAIR_SUPPORT else []
 
 
 def _sentences_with_markers(text: str) -> list[tuple[str, list[int]]]:
