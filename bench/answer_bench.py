@@ -57,7 +57,8 @@ def run_mode(settings, gold, mode: str) -> tuple[dict, list[dict]]:
         totals.append(time.perf_counter() - t0)
         if not answer.abstained:
             firsts.append(first if first is not None else totals[-1])
-        preds.append(answer.to_prediction(g["id"]))
+        preds.append({**answer.to_prediction(g["id"]), "timings": answer.timings,
+                      "model_output": answer.model_output})
     speed = {"answer_p50_s": round(pct(totals, .5), 3), "answer_p95_s": round(pct(totals, .95), 3),
              "first_text_median_s": round(statistics.median(firsts), 3) if firsts else None}
     return speed, preds
@@ -81,6 +82,8 @@ def main() -> int:
         speed, preds = run_mode(settings, gold, mode)
         metrics = evaluate(gold, preds)
         result[mode] = {**speed, "metrics": metrics}
+        with open(Path(args.out).with_name(f"predictions_{mode}.jsonl"), "w") as f:
+            f.writelines(json.dumps(p, ensure_ascii=False) + "\n" for p in preds)
         print(f"\n== {mode}: answer p50 {speed['answer_p50_s']} s, p95 {speed['answer_p95_s']} s, "
               f"first text (median, answered) {speed['first_text_median_s']} s")
         print(format_table(metrics))
