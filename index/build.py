@@ -162,7 +162,8 @@ def build_index(settings: Settings, sources: Sequence[Path] | None = None, *, fu
         t2 = time.perf_counter()
         stage = store.new_stage(index_dir)
         try:
-            store.write_build(stage, papers, chunks, emb, manifest)
+            store.write_build(stage, papers, chunks, emb, manifest, ann=settings.index.ann,
+                              ann_threshold=settings.index.ann_threshold)
             report.build_dir = store.publish(index_dir, stage)
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)

@@ -29,6 +29,9 @@ _GLUED_SUBSCRIBE = re.compile(r"^Subscribe(?=\S)")
 _WS = re.compile(r"\s+")
 # A title longer than this is almost surely an abstract whose title line was lost.
 _MAX_TITLE_CHARS = 400
+# Real abstracts stay under ~5,000 characters; one far longer is a whole document or junk,
+# and would cost thousands of chunks to embed.
+_MAX_ABSTRACT_CHARS = 20_000
 _PAPER_SUFFIXES = {".txt", ".md"}
 
 
@@ -85,20 +88,33 @@ def read_listing_page(path: Path, report: ReadReport) -> Iterator[Paper]:
         if len(title) > _MAX_TITLE_CHARS:
             report.skipped.append(f"{path.name}: line pair {i // 2 + 1} has no title line")
             continue
+        if len(abstract) > _MAX_ABSTRACT_CHARS:
+            report.skipped.append(f"{path.name}: abstract of {title[:60]!r} is too long")
+            continue
         yield Paper(paper_key(title), title, abstract, listings=[listing])
     if len(lines) % 2:
         report.skipped.append(f"{path.name}: title with no abstract: {lines[-1][:80]!r}")
 
 
+def _names(value, field: str, split: str) -> list[str]:
+    """A list of names from a string (split on `split`) or a list of strings."""
+    if isinstance(value, str):
+        return [a.strip() for a in re.split(split, value) if a.strip()]
+    if isinstance(value, list) and all(isinstance(a, str) for a in value):
+        return [a.strip() for a in value if a.strip()]
+    raise ValueError(f"{field} must be a string or a list of strings")
+
+
 def _arxiv_paper(obj: dict, name: str) -> Paper:
+    if not isinstance(obj["title"], str) or not isinstance(obj["abstract"], str):
+        raise ValueError("title and abstract must be strings")
     title, abstract = normalise_ws(obj["title"]), normalise_ws(obj["abstract"])
     if not title or not abstract:
         raise ValueError("empty title or abstract")
-    authors = obj.get("authors") or ""
-    if isinstance(authors, str):
-        authors = [a.strip() for a in re.split(r",| and ", authors) if a.strip()]
-    cats = obj.get("categories") or ""
-    cats = cats.split() if isinstance(cats, str) else list(cats)
+    if len(title) > _MAX_TITLE_CHARS or len(abstract) > _MAX_ABSTRACT_CHARS:
+        raise ValueError("title or abstract too long")
+    authors = _names(obj.get("authors") or "", "authors", r",| and ")
+    cats = _names(obj.get("categories") or "", "categories", r"\s+")
     year = None
     if m := re.match(r"(\d{4})", str(obj.get("update_date") or "")):
         year = int(m.group(1))
@@ -128,7 +144,11 @@ def read_paper_file(path: Path, report: ReadReport) -> Iterator[Paper]:
         report.skipped.append(f"{path.name}: needs a title line and an abstract")
         return
     title = normalise_ws(lines[0].lstrip("# "))
-    yield Paper(paper_key(title), title, normalise_ws(" ".join(lines[1:])),
+    abstract = normalise_ws(" ".join(lines[1:]))
+    if len(title) > _MAX_TITLE_CHARS or len(abstract) > _MAX_ABSTRACT_CHARS:
+        report.skipped.append(f"{path.name}: title or abstract too long for a paper")
+        return
+    yield Paper(paper_key(title), title, abstract,
                 listings=[Listing(source=path.name)])
 
 

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 MODES = ("local", "openai", "extractive")
 MAX_QUESTION_CHARS = 2000
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
+_LOOPING = re.compile(r"(\[\d+\]\s*){4,}$|(.{8,}?)\2{3,}$", re.S)
 _REFUSAL = re.compile(r"\b(don't know|do not know|not (?:mentioned|covered|in the sources)|"
                       r"(?:cannot|can't|unable to) (?:answer|find)|no information)\b", re.I)
 
@@ -61,8 +62,8 @@ def ranked_sources(engine: Engine, ret: Retrieval, ratio: float) -> list[tuple[S
     ranked = [(s, evs) for s, evs in ranked if evs]
     if not ranked:
         return []
-    top = ranked[0][1][0].score
-    return [ranked[0]] + [(s, evs) for s, evs in ranked[1:] if evs[0].score >= ratio * top]
+    best = [max(ev.match for ev in evs) for _, evs in ranked]
+    return [ranked[0]] + [r for r, b in zip(ranked[1:], best[1:]) if b >= ratio * best[0]]
 
 
 def build_context(engine: Engine, ret: Retrieval) -> list[tuple[Source, list[str]]]:
@@ -155,6 +156,8 @@ def _generate(engine: Engine, question: str, ret: Retrieval, mode: str, history,
         raw.append(piece)
         if shown := live.feed(piece):
             yield shown
+        if _LOOPING.search("".join(raw[-40:])):
+            break  # a small model repeating itself ("[1] [1] [1] ...") has nothing left to say
     if tail := live.flush():
         yield tail
     timings["total_s"] = time.perf_counter() - t0
@@ -171,7 +174,7 @@ def claim_support(engine: Engine) -> Callable[[str, Source], float]:
             vectors[claim] = engine.embedder.embed([claim])[0]
         rows = [c.chunk_id for c in source.chunks]
         cosine = float(np.max(engine.index.vectors.reconstruct_batch(rows) @ vectors[claim]))
-        return rank_sentences(source.paper, claim, engine.weights)[0].score + cosine
+        return max(ev.match for ev in rank_sentences(source.paper, claim, engine.weights)) + cosine
 
     return support
 

@@ -79,28 +79,44 @@ Support = Callable[[str, Source], float]
 
 
 def _quote(source: Source, claim: str, weights: TermWeights) -> Citation:
-    best = rank_sentences(source.paper, claim, weights)[0]
+    best = max(rank_sentences(source.paper, claim, weights), key=lambda ev: ev.match)
     return Citation(source.n, source.paper.paper_id, source.paper.title, best.text,
                     best.start, best.end)
+
+
+def _numbers(text: str) -> set[str]:
+    return {t for t in keyword_tokens(text) if any(ch.isdigit() for ch in t)}
+
+
+def _number_sources(claim: str, cited: list[int], by_n: dict[int, Source]) -> list[int]:
+    """Sources that alone hold a number the claim states: "29.8 vs 34.1" cites both papers."""
+    missing = _numbers(claim)
+    for n in cited:
+        missing -= _numbers(f"{by_n[n].paper.title} {by_n[n].paper.abstract}")
+    extra = []
+    for n, source in sorted(by_n.items()):
+        found = missing & _numbers(f"{source.paper.title} {source.paper.abstract}")
+        if n not in cited and found:
+            extra.append(n)
+            missing -= found
+    return extra
 
 
 def _cite_claim(claim: str, nums: list[int], hint: list[int], by_n: dict[int, Source],
                 support: Support) -> list[int]:
     """The sources that support a claim: the model's own picks that hold up, else the
-    nearest citation of the paragraph, else the best supporting source, else none."""
+    nearest citation of the paragraph, else the best supporting source; plus any source
+    that alone holds a number the claim states. None: the claim is dropped."""
     best, best_n = max((support(claim, s), -s.n) for s in by_n.values())
 
     def holds(n: int) -> bool:
         score = support(claim, by_n[n])
         return score >= MIN_CITED_SUPPORT and score >= best - CITED_MARGIN
 
-    kept = [n for n in nums if holds(n)]
-    if kept:
-        return kept
-    near = [n for n in hint if holds(n)]
-    if near:
-        return near[:1]
-    return [-best_n] if best >= MIN_REPAIR_SUPPORT else []
+    cited = [n for n in nums if holds(n)] or [n for n in hint if holds(n)][:1]
+    if not cited and best >= MIN_REPAIR_SUPPORT:
+        cited = [-best_n]
+    return sorted(cited + _number_sources(claim, cited, by_n))
 
 
 def _sentences_with_markers(text: str) -> list[tuple[str, list[int]]]:

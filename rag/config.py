@@ -51,6 +51,15 @@ class IndexSettings(_Section):
         default_factory=list,
         description="Files or folders to index; default: the repository's seeds/ folder.",
     )
+    ann: Literal["auto", "flat", "hnsw", "ivfpq"] = Field(
+        "auto", description="Dense index kind: flat (exact), hnsw (graph, all vectors in "
+        "memory) or ivfpq (compressed codes, candidates re-scored exactly); auto = flat "
+        "below ann_threshold vectors, ivfpq from there on. Recorded in the manifest.",
+    )
+    ann_threshold: int = Field(
+        200_000, ge=1, description="Chunk count from which ann=auto builds an approximate "
+        "(ivfpq) index instead of exact search; chosen from bench/scale.py measurements.",
+    )
 
 
 class RetrievalSettings(_Section):
@@ -73,7 +82,7 @@ class RetrievalSettings(_Section):
         0.5, ge=0, le=1, description="A model sees a paper only if its best sentence scores "
         "at least this share of the best paper's.",
     )
-    sentences_first: int = Field(5, ge=1, description="Sentences sent from the top paper.")
+    sentences_first: int = Field(4, ge=1, description="Sentences sent from the top paper.")
     sentences_other: int = Field(2, ge=1, description="Sentences sent from each other paper.")
     extractive_ratio: float = Field(
         0.75, ge=0, le=1, description="Extractive mode quotes a paper only if its best "

@@ -6,12 +6,19 @@ rare, specific words ("Cauchy", "GenEval", "0.72") count far more than common on
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from rag.text import keyword_tokens, split_sentences
 from rag.types import Paper
+
+
+# A sentence stating a measured result ("86.2%", "4.7x", "FID 3.94", "3.5times") gets
+# this bonus over its word overlap. Tuned on the dev set's context coverage.
+RESULT_BONUS = 0.1
+_RESULT = re.compile(r"\d(?:[.,]\d+)?\s*(?:%|x\b|×|times)|\d+\.\d+")
 
 
 class TermWeights:
@@ -49,7 +56,8 @@ class Evidence:
     start: int
     end: int
     text: str
-    score: float
+    score: float  # match plus the result bonus: orders sentences within a paper
+    match: float  # word overlap alone: compares papers
 
 
 def paper_sentences(paper: Paper) -> list[tuple[int, int, str]]:
@@ -65,8 +73,10 @@ def rank_sentences(paper: Paper, query: str, weights: TermWeights) -> list[Evide
     for s, e, text in paper_sentences(paper):
         toks = set(keyword_tokens(text))
         # The title is context for every sentence, at half weight.
-        score = overlap(q, toks, weights) + 0.5 * overlap(q - toks, title, weights)
-        out.append(Evidence(paper.paper_id, s, e, text, score))
+        match = overlap(q, toks, weights) + 0.5 * overlap(q - toks, title, weights)
+        # Sentences reporting results answer most questions.
+        score = match + (RESULT_BONUS if _RESULT.search(text) else 0.0)
+        out.append(Evidence(paper.paper_id, s, e, text, score, match))
     return sorted(out, key=lambda ev: (-ev.score, ev.start))
 
 

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 _REBUILD = "run: askpapers index build --full"
+# Sections every manifest has; readers index into them without further checks.
+_MANIFEST_SECTIONS = ("files", "counts", "embedder", "chunking", "paper_hashes")
 _VERSIONED = ("faiss-cpu", "bm25s", "sentence-transformers", "tiktoken", "langchain-text-splitters")
 
 
@@ -122,7 +124,8 @@ def read_manifest(build: Path) -> dict:
         raise IndexCorruptError(f"{path} is missing; {_REBUILD}") from None
     except (OSError, ValueError) as e:
         raise IndexCorruptError(f"{path} is unreadable ({e}); {_REBUILD}") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+    if not isinstance(manifest, dict) or not all(
+            isinstance(manifest.get(key), dict) for key in _MANIFEST_SECTIONS):
         raise IndexCorruptError(f"{path} is not an askpapers manifest; {_REBUILD}")
     return manifest
 
@@ -152,7 +155,7 @@ def read_records(build: Path) -> tuple[list[Paper], list[Chunk]]:
     try:
         papers = [Paper.from_dict(d) for d in _read_jsonl(build / "papers.jsonl")]
         chunks = [Chunk(**d) for d in _read_jsonl(build / "chunks.jsonl")]
-    except TypeError as e:
+    except (TypeError, ValueError, AttributeError) as e:
         raise IndexCorruptError(f"Records in {build} are malformed ({e}); {_REBUILD}") from None
     return papers, chunks
 
@@ -168,11 +171,16 @@ def read_embeddings(build: Path) -> np.ndarray:
 def _read_vectors(build: Path):
     import faiss
 
+    from rag.vectors import ready_for_search
+
     try:
-        return faiss.read_index(str(build / "vectors.faiss"))
+        # Memory-mapped: flat and HNSW vectors are paged in from the file, not copied.
+        index = faiss.read_index(str(build / "vectors.faiss"),
+                                 faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
     except RuntimeError as e:
         raise IndexCorruptError(f"{build / 'vectors.faiss'} is unreadable ({str(e)[:120]}); "
                                 f"{_REBUILD}") from None
+    return ready_for_search(index, read_embeddings(build))
 
 
 def _bm25s():
@@ -306,13 +314,16 @@ def _versions() -> dict[str, str]:
 
 
 def write_build(stage: Path, papers: list[Paper], chunks: list[Chunk], embeddings: np.ndarray,
-                manifest: dict) -> dict:
+                manifest: dict, *, ann: str = "auto", ann_threshold: int | None = None) -> dict:
     """Write a complete build into `stage` and return its final manifest.
 
     `manifest` supplies the shaping settings, sources and per-paper hashes; this adds
-    counts, file sizes, versions and the build time. Raises IndexWriteError.
+    counts, file sizes, versions, the vector index kind (`ann`, see rag.vectors) and the
+    build time. Raises IndexWriteError.
     """
     import faiss
+
+    from rag import vectors
 
     by_id = {p.paper_id: p for p in papers}
     try:
@@ -320,15 +331,17 @@ def write_build(stage: Path, papers: list[Paper], chunks: list[Chunk], embedding
         _write_jsonl(stage / "chunks.jsonl", (asdict(c) for c in chunks))
         np.save(stage / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32),
                 allow_pickle=False)
-        index = faiss.IndexFlatIP(embeddings.shape[1])
-        index.add(np.ascontiguousarray(embeddings, dtype=np.float32))
+        kind = vectors.choose_kind(len(embeddings), ann, ann_threshold or vectors.DEFAULT_THRESHOLD)
+        index = vectors.make_vector_index(embeddings, kind)
         faiss.write_index(index, str(stage / "vectors.faiss"))
         _write_bm25(stage / "bm25", by_id, chunks)
         files = {str(p.relative_to(stage)): p.stat().st_size
                  for p in sorted(stage.rglob("*")) if p.is_file()}
         manifest = {
             **manifest,
-            "faiss_index": "IndexFlatIP",
+            "faiss_index": type(faiss.downcast_index(index)).__name__,
+            "ann": {**vectors.describe(index), "setting": ann,
+                    "threshold": ann_threshold or vectors.DEFAULT_THRESHOLD},
             "counts": {"papers": len(papers), "chunks": len(chunks)},
             "files": files,
             "versions": _versions(),

@@ -63,4 +63,79 @@ def openai_server(small_gguf, tmp_path_factory) -> str:
         except _llm_subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# A fake OpenAI-compatible endpoint that fails in one named way (a narrow fake: the real
+# server above covers success). Used by test_llm_openai.py and the bad-input matrix.
+import json as _llm_json
+import threading as _llm_threading
+from http.server import BaseHTTPRequestHandler as _LLMHandler
+from http.server import ThreadingHTTPServer as _LLMHTTPServer
+
+
+class FakeEndpoint(_LLMHandler):
+    """A fake OpenAI endpoint that misbehaves in the way `behaviour` names."""
+
+    behaviour = "500"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        getattr(self, "_" + self.behaviour)()
+
+    def _send(self, status, body: bytes, ctype="application/json"):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _500(self):
+        self._send(500, _llm_json.dumps({"error": {"message": "model crashed"}}).encode())
+
+    def _401_echoing_key(self):
+        said = self.headers.get("Authorization", "")
+        self._send(401, _llm_json.dumps({"error": {"message": f"Bad key: {said}"}}).encode())
+
+    def _not_json(self):
+        self._send(200, b"<html>this is not an API</html>", ctype="text/html")
+
+    def _slow(self):
+        _llm_time.sleep(3)
+        self._send(500, b"{}")
+
+    def _drop_midway(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        event = {"id": "1", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                 "choices": [{"index": 0, "delta": {"content": "Hel"}, "finish_reason": None}]}
+        data = f"data: {_llm_json.dumps(event)}\n\n".encode()
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.write(b"400\r\npartial")  # a chunk promised and never finished
+        self.wfile.flush()
+        self.close_connection = True
+
+
+@_llm_pytest.fixture
+def fake_endpoint():
+    """Start a fake endpoint with a chosen behaviour; yields a function returning its base URL."""
+    servers = []
+
+    def start(behaviour: str) -> str:
+        handler = type("Handler", (FakeEndpoint,), {"behaviour": behaviour})
+        server = _LLMHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        _llm_threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 # --- end LLM fixtures ---

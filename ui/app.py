@@ -83,8 +83,12 @@ def check_exposure(host: str, auth: str | None, share: bool) -> tuple[str, str] 
 def _papers(settings: Settings) -> list:
     from rag import store
 
-    build = store.current_build(settings.index_dir)
-    return store.read_records(build)[0] if build else []
+    try:
+        build = store.current_build(settings.index_dir)
+        return store.read_records(build)[0] if build else []
+    except AskPapersError as e:  # a damaged index must not stop the app from starting
+        log.warning("no papers for the settings widgets: %s", e)
+        return []
 
 
 def example_questions(papers: list, n: int = 4) -> list[str]:
@@ -221,7 +225,10 @@ class ChatApp:
         try:
             build_index(self.settings, progress=report)
         except AskPapersError as e:
-            return render.missing_index_status(str(e)), gr.update(visible=True), gr.skip(), gr.skip()
+            # The live index (if any) is untouched by a failed build: say both.
+            status, missing = self.index_status()
+            return (render.build_failed_status(str(e), status), gr.update(visible=missing),
+                    gr.skip(), gr.skip())
         status, missing = self.index_status()
         papers = _papers(self.settings)
         return (status, gr.update(visible=missing),

@@ -69,9 +69,9 @@ def index_info(settings) -> dict:
         raise IndexMissingError(f"No index at {settings.index_dir}; run: askpapers index build")
     m = store.read_manifest(build)
     return {"index_dir": str(settings.index_dir), "build": build.name,
-            "papers": m["counts"]["papers"], "chunks": m["counts"]["chunks"],
-            "embedder": m["embedder"], "chunking": m["chunking"], "sources": m["sources"],
-            "faiss_index": m.get("faiss_index"), "built_at": m["built_at"],
+            "papers": m["counts"].get("papers"), "chunks": m["counts"].get("chunks"),
+            "embedder": m["embedder"], "chunking": m["chunking"], "sources": m.get("sources", []),
+            "faiss_index": m.get("faiss_index"), "built_at": m.get("built_at", "?"),
             "size_bytes": store.size_on_disk(build), "skipped": len(m.get("skipped", []))}
 
 
@@ -98,8 +98,9 @@ def _read_batch(path: Path) -> list[dict]:
             continue
         try:
             row = json.loads(line)
-            assert isinstance(row, dict) and isinstance(row["question"], str)
-        except (ValueError, KeyError, AssertionError):
+            if not isinstance(row, dict) or not isinstance(row.get("question"), str):
+                raise ValueError("not a question object")
+        except ValueError:
             raise QuestionError(f"{path}:{ln}: expected {{\"id\", \"question\"}}") from None
         rows.append({"id": str(row.get("id", ln)), "question": row["question"], **row})
     return rows
@@ -128,8 +129,9 @@ def cmd_ask(args) -> int:
         with out if args.out else open("/dev/null") as _:
             _answer_rows(_read_batch(Path(args.batch)), args, settings, out)
         return 0
-    if not args.question:
-        raise SystemExit("askpapers ask: give a question or --batch FILE")
+    if args.question is None:
+        from rag.errors import QuestionError
+        raise QuestionError("Give a question, or --batch FILE of questions.")
     answer = None
     for item in ask_stream(args.question, mode=args.mode, k=args.k, settings=settings):
         if isinstance(item, str):

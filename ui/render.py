@@ -140,6 +140,11 @@ def missing_index_status(message: str) -> str:
             "Press **Build index** to build it from the configured sources.")
 
 
+def build_failed_status(message: str, status: str) -> str:
+    """Markdown for a failed build: its error, then the status of the index still live."""
+    return f"**Build failed:** {_markdown_text(message)}\n\n{status}"
+
+
 CSS = """
 .ap-empty, .ap-note, .ap-q {color: var(--body-text-color-subdued); margin: 4px 0 8px;}
 .ap-note {font-weight: 600; color: var(--body-text-color);}
