@@ -35,8 +35,11 @@ test-fast: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
 bench: install
+	$(PY) -m pip install --quiet -e '.[bench]'
 	HF_HUB_OFFLINE=1 $(PY) bench/build_bench.py
 	HF_HUB_OFFLINE=1 $(PY) bench/answer_bench.py
+	HF_HUB_OFFLINE=1 $(PY) bench/scale.py
+	HF_HUB_OFFLINE=1 $(PY) bench/side_by_side.py
 
 clean-venv:
 	rm -rf $(VENV)

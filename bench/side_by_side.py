@@ -13,6 +13,8 @@ titles of the 4 retrieved chunks, and it abstains when its answer uses a refusal
 
 Usage: python bench/side_by_side.py [--gold ../shared/eval/dev.jsonl] [--limit N]
                                     [--home DIR] [--out bench/results/side_by_side.json]
+       python bench/side_by_side.py --score-only   (score the per-question records written
+                                                    so far, e.g. of a run cut short)
 Builds the askpapers seed index under --home first if none is there.
 """
 from __future__ import annotations
@@ -92,37 +94,45 @@ class PlainPipeline:
         return pred, first, total
 
 
-def run_askpapers(settings: Settings, gold: list[dict]) -> tuple[list[dict], list, list[float]]:
-    preds, firsts, totals = [], [], []
-    for g in gold:
-        t0 = time.perf_counter()
-        first = answer = None
-        for item in ask_stream(g["question"], mode="local", settings=settings):
-            if isinstance(item, Answer):
-                answer = item
-            elif first is None and item.strip():
-                first = time.perf_counter() - t0
-        totals.append(time.perf_counter() - t0)
-        firsts.append(None if answer.abstained else (first or totals[-1]))
-        preds.append(answer.to_prediction(g["id"]))
-        print(f"  askpapers {g['id']}: {totals[-1]:.1f} s", flush=True)
-    return preds, firsts, totals
+def ask_askpapers(settings: Settings, qid: str, question: str) -> tuple[dict, float | None, float]:
+    """askpapers' prediction line, time to first text (None when it abstained) and total time."""
+    t0 = time.perf_counter()
+    first = answer = None
+    for item in ask_stream(question, mode="local", settings=settings):
+        if isinstance(item, Answer):
+            answer = item
+        elif first is None and item.strip():
+            first = time.perf_counter() - t0
+    total = time.perf_counter() - t0
+    return answer.to_prediction(qid), None if answer.abstained else (first or total), total
 
 
-def run_plain(plain: PlainPipeline, gold: list[dict]) -> tuple[list[dict], list, list[float]]:
-    preds, firsts, totals = [], [], []
-    for g in gold:
-        pred, first, total = plain.answer(g["id"], g["question"])
-        preds.append(pred)
-        firsts.append(None if pred["abstained"] else first)
-        totals.append(total)
-        print(f"  plain     {g['id']}: {total:.1f} s", flush=True)
-    return preds, firsts, totals
+def run_both(settings: Settings, plain: PlainPipeline, gold: list[dict], log_path: Path) -> list[dict]:
+    """Both pipelines question by question (interleaved, so a cut-short run still compares
+    like with like); each question's record is appended to `log_path` as it completes."""
+    records = []
+    with log_path.open("w", encoding="utf-8") as log:
+        for g in gold:
+            rec = {"id": g["id"]}
+            for name, call in (("askpapers", lambda: ask_askpapers(settings, g["id"], g["question"])),
+                               ("plain", lambda: plain.answer(g["id"], g["question"]))):
+                pred, first, total = call()
+                rec[name] = {"pred": pred, "first_s": first, "total_s": total}
+            records.append(rec)
+            log.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            log.flush()
+            print(f"  {g['id']}: askpapers {rec['askpapers']['total_s']:.1f} s, "
+                  f"plain {rec['plain']['total_s']:.1f} s", flush=True)
+    return records
 
 
-def summary(gold, preds, firsts, totals) -> dict:
-    answered = [f for f in firsts if f is not None]
-    return {"metrics": evaluate(gold, preds),
+def summary(gold: list[dict], records: list[dict], name: str) -> dict:
+    """The score.py metrics and timings of one pipeline over the questions in `records`."""
+    done = {r["id"] for r in records}
+    gold = [g for g in gold if g["id"] in done]
+    totals = [r[name]["total_s"] for r in records]
+    answered = [r[name]["first_s"] for r in records if r[name]["first_s"] is not None]
+    return {"metrics": evaluate(gold, [r[name]["pred"] for r in records]),
             "answer_p50_s": round(pct(totals, .5), 3), "answer_p95_s": round(pct(totals, .95), 3),
             "answer_mean_s": round(statistics.mean(totals), 3),
             "first_token_median_s": round(statistics.median(answered), 3) if answered else None,
@@ -148,24 +158,32 @@ def main() -> int:
     ap.add_argument("--home", default="/tmp/askpapers-bench-home",
                     help="ASKPAPERS home holding the seed index (built there if missing)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "side_by_side.json"))
+    ap.add_argument("--score-only", action="store_true",
+                    help="score the records a (possibly cut-short) run left next to --out")
     args = ap.parse_args()
     settings = load_settings(home=Path(args.home))
-    if store.current_build(settings.index_dir) is None:
+    if store.current_build(settings.index_dir) is None and not args.score_only:
         from index.build import build_index
         build_index(settings)
     gold = [json.loads(line) for line in open(args.gold, encoding="utf-8") if line.strip()]
     gold = gold[:args.limit] if args.limit else gold
-    plain = PlainPipeline(settings)
-    print(f"plain pipeline: {plain.n_chunks} chunks embedded in {plain.build_s:.0f} s", flush=True)
-    # Warm both paths (model load, index load, first-call overheads) before timing.
-    run_askpapers(settings, gold[:1])
-    run_plain(plain, gold[:1])
-    ours = summary(gold, *run_askpapers(settings, gold))
-    theirs = summary(gold, *run_plain(plain, gold))
+    log_path = Path(args.out).with_name("side_by_side_records.jsonl")
+    if args.score_only:
+        records = [json.loads(line) for line in log_path.open(encoding="utf-8")]
+        model, n_chunks = "llama.cpp:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", None
+    else:
+        plain = PlainPipeline(settings)
+        print(f"plain pipeline: {plain.n_chunks} chunks embedded in {plain.build_s:.0f} s", flush=True)
+        # Warm both paths (model load, index load, first-call overheads) before timing.
+        ask_askpapers(settings, "warm", gold[0]["question"])
+        plain.answer("warm", gold[0]["question"])
+        records = run_both(settings, plain, gold, log_path)
+        model, n_chunks = plain.model.name, plain.n_chunks
+    ours, theirs = summary(gold, records, "askpapers"), summary(gold, records, "plain")
     for name, s in (("askpapers", ours), ("plain LangChain tutorial", theirs)):
         print(f"\n== {name}\n{format_table(s['metrics'])}")
     print("\n" + side_by_side_table(ours, theirs))
-    result = {"questions": len(gold), "model": plain.model.name, "plain_chunks": plain.n_chunks,
+    result = {"questions": len(records), "of": len(gold), "model": model, "plain_chunks": n_chunks,
               "askpapers": ours, "plain": theirs}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

@@ -6,6 +6,7 @@ Heavy libraries are imported only when a backend is built.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
@@ -92,8 +93,17 @@ def _load_llama(path: Path, n_ctx: int, n_threads: int | None) -> tuple[object, 
     key = (str(path.resolve()), n_ctx)
     with _LOAD_LOCK:
         if key not in _LOADED:
+            if not _LOADED:
+                atexit.register(_close_all)
             _LOADED[key] = (_new_llama(path, n_ctx, n_threads), threading.Lock())
         return _LOADED[key]
+
+
+def _close_all() -> None:
+    # Closed before interpreter shutdown: llama_cpp's own __del__ then fails noisily.
+    for llama, _ in _LOADED.values():
+        llama.close()
+    _LOADED.clear()
 
 
 def _new_llama(path: Path, n_ctx: int, n_threads: int | None):

@@ -130,6 +130,7 @@ def fake_endpoint():
         handler = type("Handler", (FakeEndpoint,), {"behaviour": behaviour})
         server = _LLMHTTPServer(("127.0.0.1", 0), handler)
         server.daemon_threads = True
+        server.handle_error = lambda *args: None  # a client hanging up on purpose is no error
         _llm_threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}/v1"

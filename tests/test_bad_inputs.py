@@ -77,8 +77,9 @@ def _file(name: str, data: bytes | str) -> Callable:
 def _seed_cut(t: Trial) -> Path:
     """A real listing page cut off 20 characters into a title line, half-way down."""
     lines = (SEEDS / "001_cd12900632336ae9.txt").read_text(encoding="utf-8").splitlines(True)
-    i = next(i for i in range(len(lines) // 2, len(lines) - 1)
-             if 30 < len(lines[i]) < 200 and len(lines[i + 1]) > 400)
+    text = [i for i, line in enumerate(lines) if line.strip()]
+    i = next(i for i, j in zip(text[len(text) // 2:], text[len(text) // 2 + 1:])
+             if 30 < len(lines[i]) < 200 and len(lines[j]) > 400)  # a title, then its abstract
     return _file("001_cut.txt", "".join(lines[:i]) + lines[i][:20])(t)
 
 
@@ -224,7 +225,7 @@ CASES = [
     Bad("binary junk question (decoded)", "question", _q(os.fsdecode(JUNK) + "\ufffd\x00"),
         QuestionError, "empty"),
     Bad("zero-width characters only", "question", _q("\u200b\u200c\u200d\u2060\ufeff"),
-        QuestionError, "empty", ui="skip"),
+        QuestionError, "empty"),
     Bad("mixed script and zero-width", "question",
         _q("What\u200b FID does classifier\u200d guidance reach on ImageNet? (中文 вопрос مرحبا)"),
         "cited", "3.94"),

@@ -7,7 +7,6 @@ import pytest
 from rag import models
 from rag.config import load_settings
 from rag.errors import ModelError
-from rag.llm import get_chat_model
 
 SMALL = models.PACKAGED["0.5b"]
 
@@ -69,17 +68,6 @@ def test_right_sized_cache_with_wrong_hash_and_no_sidecar_is_reassembled(tmp_pat
     assert _sha256(path) == SMALL.sha256
 
 
-def test_damaged_cache_without_parts_is_refused(tmp_path, monkeypatch):
-    # A stand-in spec whose part packages are not installed, so nothing can repair the cache.
-    absent = dataclasses.replace(SMALL, module_prefix="askpapers_test_absent_part")
-    monkeypatch.setitem(models.PACKAGED, "0.5b", absent)
-    path = tmp_path / "models" / SMALL.filename
-    path.parent.mkdir()
-    path.write_bytes(b"GGUF" + b"\0" * 100)
-    with pytest.raises(ModelError, match="damaged"):
-        models.resolve_gguf(_settings(tmp_path))
-
-
 def test_no_parts_no_cache_offline_says_make_install(tmp_path, monkeypatch):
     absent = dataclasses.replace(SMALL, module_prefix="askpapers_test_absent_part")
     monkeypatch.setitem(models.PACKAGED, "0.5b", absent)
@@ -89,29 +77,11 @@ def test_no_parts_no_cache_offline_says_make_install(tmp_path, monkeypatch):
     assert "ASKPAPERS_LLM__MODEL_PATH" in str(err.value)
 
 
-def test_missing_model_path_is_a_model_error(tmp_path):
-    with pytest.raises(ModelError, match="does not exist"):
-        models.resolve_gguf(_settings(tmp_path, model_path=tmp_path / "nope.gguf"))
-
-
-def test_non_gguf_model_path_is_a_model_error(tmp_path):
-    fake = tmp_path / "model.gguf"
-    fake.write_text("this is a text file, not a model\n")
-    with pytest.raises(ModelError, match="not a GGUF file"):
-        models.resolve_gguf(_settings(tmp_path, model_path=fake))
-
-
 def test_explicit_gguf_path_is_returned_as_is(tmp_path):
     fake = tmp_path / "tiny.gguf"
     fake.write_bytes(b"GGUF" + b"\0" * 16)  # only the magic is checked before loading
     assert models.resolve_gguf(_settings(tmp_path, model_path=fake)) == fake
 
 
-@pytest.mark.slow
-def test_truncated_gguf_fails_to_load_with_model_error(tmp_path, small_gguf):
-    truncated = tmp_path / "truncated.gguf"
-    with open(small_gguf, "rb") as src:
-        truncated.write_bytes(src.read(8 << 20))  # the header survives, the tensors do not
-    settings = _settings(tmp_path, model_path=truncated, n_ctx=512)
-    with pytest.raises(ModelError, match="truncated, corrupt"):
-        get_chat_model(settings, "local")
+# Missing, non-GGUF, truncated and wrong-sha256 model files are rows of the bad-input
+# matrix, tests/test_bad_inputs.py.

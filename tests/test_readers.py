@@ -84,25 +84,5 @@ def test_folder_of_text_and_markdown_papers(tmp_path):
         ("Paper A", "First line of A. Second line."), ("Paper B", "Abstract of B.")]
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "does not exist"),
-    (b"", "hold no papers"),
-    (b"\xff\xfe\xfa not utf-8 \xff", "not UTF-8"),
-    (b"\x00\x01\x02binary\x00", "binary"),
-    (b"Only a title line\n", "hold no papers"),
-])
-def test_bad_sources_raise_source_error(tmp_path, content, message):
-    path = tmp_path / "paper.txt"
-    if content is not None:
-        path.write_bytes(content)
-    with pytest.raises(SourceError, match=message):
-        read_sources([path])
-
-
-def test_listing_page_truncated_mid_line_keeps_whole_pairs(tmp_path):
-    text = (SEEDS / "001_cd12900632336ae9.txt").read_text()
-    cut = tmp_path / "001_cut.txt"
-    cut.write_text(text[: len(text) // 2])
-    report = read_sources([cut])
-    assert 30 < len(report.papers) < 83
-    assert all(len(p.abstract) > 20 for p in report.papers)
+# Bad sources (empty, truncated, non-UTF-8, binary, no abstract, ...) are rows of the
+# bad-input matrix, tests/test_bad_inputs.py.

@@ -31,9 +31,9 @@ def test_kind_is_chosen_by_size_unless_set():
 
 
 def test_ivf_and_pq_shapes_follow_the_corpus():
-    assert vectors.ivf_lists(1_000_000) == 4096
-    assert vectors.ivf_lists(100_000) == 1024
-    assert vectors.pq_subquantizers(384) == 48 and 100 % vectors.pq_subquantizers(100) == 0
+    assert vectors.ivf_lists(1_000_000) == 1024
+    assert vectors.ivf_lists(100_000) == 256 and vectors.ivf_lists(10) == 16
+    assert vectors.pq_subquantizers(384) == 96 and 100 % vectors.pq_subquantizers(100) == 0
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
