@@ -56,10 +56,10 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def rss_mb() -> float:
-    """This process's resident set (VmRSS) in MB."""
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident set in MB: VmRSS, or its RssAnon / RssFile (mapped files) part."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -262,6 +262,8 @@ def probe(index_dir: Path, query_file: Path, exact_file: Path) -> dict:
     found = np.vstack([index.vectors.search(v[None, :], 10)[1] for v in vecs])
     out = {"load_s": round(load_s, 1), "rss_baseline_mb": round(base),
            "rss_loaded_mb": round(loaded), "rss_after_queries_mb": round(rss_mb()),
+           "rss_after_queries_anon_mb": round(rss_mb("RssAnon")),
+           "rss_after_queries_file_mb": round(rss_mb("RssFile")),
            "recall@10": round(recall_at_10(found, exact), 4)}
     for name, values in lat.items():
         out[f"{name}_p50_ms"], out[f"{name}_p95_ms"] = round(pct(values, .5), 2), round(pct(values, .95), 2)

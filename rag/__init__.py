@@ -27,9 +27,11 @@ def ask_stream(question: str, *, mode: str | None = None, k: int | None = None,
     IndexMismatchError, IndexCorruptError, ModelError, EndpointError, ConfigError.
     """
     from rag.answer import ask_stream as _stream
+    from rag.answer import clean_question
     from rag.config import load_settings
     from rag.engine import get_engine
 
+    clean_question(question)  # refuse a bad question before loading anything heavy
     engine = get_engine(settings or load_settings())
     yield from _stream(engine, question, mode=mode, k=k, history=history, filters=filters)
 

@@ -57,7 +57,7 @@ class IndexSettings(_Section):
         "below ann_threshold vectors, ivfpq from there on. Recorded in the manifest.",
     )
     ann_threshold: int = Field(
-        200_000, ge=1, description="Chunk count from which ann=auto builds an approximate "
+        100_000, ge=1, description="Chunk count from which ann=auto builds an approximate "
         "(ivfpq) index instead of exact search; chosen from bench/scale.py measurements.",
     )
 

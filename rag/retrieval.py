@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,10 +27,24 @@ class Retrieval:
     query: str
 
 
+_FOLLOW_UP_START = re.compile(r"^\s*(and|also|but|so|what about|how about)\b", re.I)
+_PRONOUN = re.compile(r"\b(it|its|they|them|their|this one|that one|the same)\b", re.I)
+
+
+def is_follow_up(question: str) -> bool:
+    """True for a question that leans on the previous one ("and how fast is it?"); a
+    self-contained new question in the same chat is searched on its own."""
+    n = len(keyword_tokens(question))
+    return n <= 3 or bool(_FOLLOW_UP_START.match(question)) or (
+        n <= 8 and bool(_PRONOUN.search(question)))
+
+
 def retrieval_query(question: str, history: list[dict] | None) -> str:
     """The text to search with: a follow-up is joined to the user's previous question."""
     previous = [m["content"] for m in (history or []) if m.get("role") == "user" and m.get("content")]
-    return f"{previous[-1]}\n{question}" if previous else question
+    if previous and is_follow_up(question):
+        return f"{previous[-1]}\n{question}"
+    return question
 
 
 def paper_matches(paper: Paper, filters: dict | None) -> bool:

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("flat", "hnsw", "ivfpq")
 # Below this many vectors `auto` keeps exact search (see bench/scale.py and README "Scale").
-DEFAULT_THRESHOLD = 200_000
+DEFAULT_THRESHOLD = 100_000
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 256
 IVF_NPROBE = 48
 # ivfpq fetches max(k * REFINE_FACTOR, REFINE_MIN) candidates, then re-scores them exactly.

@@ -134,3 +134,13 @@ def test_check_citations_repairs_moves_and_drops():
     assert [c.n for c in checked.citations] == [1, 2]
     assert checked.citations[1].quote == "EMOv2 reaches 79.4 top-1 accuracy on ImageNet."
     assert checked.dropped == ["The moon is made of green cheese and purple ink."]
+
+
+def test_a_new_question_in_the_same_chat_is_searched_on_its_own(seed_settings):
+    history = [{"role": "user", "content": "Which paper proposes YOLACT for real-time "
+                                           "instance segmentation with prototype masks?"},
+               {"role": "assistant", "content": "YOLACT [1]."}]
+    a = ask("Which loss replaces the Pseudo-Huber loss when training latent consistency models?",
+            mode="extractive", history=history, settings=seed_settings)
+    assert a.sources[0].paper.title == "Improved Training Technique for Latent Consistency Models"
+    assert not any(s.paper.title.startswith("YOLACT") for s in a.sources[:2])

@@ -21,8 +21,8 @@ def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
 
 
 def test_kind_is_chosen_by_size_unless_set():
-    assert vectors.choose_kind(1_000, "auto", 200_000) == "flat"
-    assert vectors.choose_kind(200_000, "auto", 200_000) == "ivfpq"
+    assert vectors.choose_kind(1_000, "auto", 100_000) == "flat"
+    assert vectors.choose_kind(100_000, "auto", 100_000) == "ivfpq"
     assert vectors.choose_kind(10, "auto", 5) == "ivfpq"
     assert vectors.choose_kind(5_000_000, "flat") == "flat"
     assert vectors.choose_kind(10, "hnsw") == "hnsw"
