@@ -19,7 +19,7 @@ ENV_PREFIX = "ASKPAPERS_"
 # The repository's seed corpus, used when no source is configured.
 REPO_SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 # Variables under our prefix that are not settings fields.
-_NON_FIELD_ENV = {"ASKPAPERS_HOME"}
+_NON_FIELD_ENV = {"ASKPAPERS_OPENAI_API_KEY"}
 
 
 class _Section(BaseModel):
@@ -140,7 +140,6 @@ class Settings(BaseSettings):
         return SecretStr(key) if key else None
 
 
-_NON_FIELD_ENV.add("ASKPAPERS_OPENAI_API_KEY")
 
 
 def _check_env_keys() -> None:

@@ -125,9 +125,12 @@ def cmd_ask(args) -> int:
 
     settings = _settings(args)
     if args.batch:
-        out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
-        with out if args.out else open("/dev/null") as _:
-            _answer_rows(_read_batch(Path(args.batch)), args, settings, out)
+        rows = _read_batch(Path(args.batch))
+        if not args.out:
+            _answer_rows(rows, args, settings, sys.stdout)
+            return 0
+        with open(args.out, "w", encoding="utf-8") as out:
+            _answer_rows(rows, args, settings, out)
         return 0
     if args.question is None:
         from rag.errors import QuestionError
