@@ -105,7 +105,7 @@ def power_cut(base_home: Path, work: Path, sources: Path) -> dict:
     shutil.copytree(base_home, home, symlinks=True)
     stale = home / "index" / "builds" / ".tmp-20000101T000000000000-1"
     stale.mkdir()
-    (stale / "papers.jsonl").write_text('{"paper_id": "half-writ')
+    (stale / "records.sqlite").write_bytes(b"SQLite format 3\0half-writ")
     (stale / "vectors.faiss").write_bytes(b"\0" * 100)
     run_build(home, sources, full=False)
     left = sorted(p.name for p in (home / "index" / "builds").glob(".tmp-*"))

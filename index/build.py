@@ -1,7 +1,8 @@
-"""Build or refresh the index: read sources, chunk, embed what changed, publish atomically."""
+"""Build or refresh the index: read sources, chunk, embed what changed, publish atomically.
+
+The steps and their on-disk state live in index/staging.py."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import time
@@ -11,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from index.chunking import chunk_papers
-from index.readers import read_sources
+from index.readers import ReadReport, expand_sources, iter_papers, no_papers_error
+from index.staging import Stage, plan_of
 from rag import store
 from rag.config import Settings
 from rag.embedder import load_embedder
 from rag.errors import AskPapersError
-from rag.types import Chunk, Paper
 
 log = logging.getLogger(__name__)
 
@@ -39,135 +39,96 @@ class BuildReport:
     reused: int = 0
     over_limit: int = 0
     skipped: list[str] = field(default_factory=list)
+    batches: int = 0
+    resumed_batches: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def content_hash(paper: Paper) -> str:
-    """Hash of what gets embedded; metadata such as listings does not count."""
-    return hashlib.sha256(f"{paper.title}\n{paper.abstract}".encode()).hexdigest()[:20]
-
-
-@dataclass
-class _Previous:
-    hashes: dict[str, str]
-    chunks: dict[str, list[Chunk]]
-    embeddings: np.ndarray
-
-
-def _load_previous(index_dir: Path, settings: Settings) -> _Previous | None:
-    """The live build's reusable parts, or None when it is absent or built differently."""
+def _previous_build(index_dir: Path, settings: Settings) -> Path | None:
+    """The live build when its chunks and vectors can be reused, else None."""
     try:
         build = store.current_build(index_dir)
         if build is None:
             return None
-        manifest = store.read_manifest(build)
-        if store.mismatches(manifest, settings):
+        if store.mismatches(store.read_manifest(build), settings):
             log.info("previous index was built with other settings; embedding everything")
             return None
         _, chunks = store.read_records(build)
-        emb = store.read_embeddings(build)
+        if len(store.read_embeddings(build)) != len(chunks):
+            return None
     except AskPapersError as e:
         log.warning("previous index unusable (%s); embedding everything", e)
         return None
-    if len(emb) != len(chunks):
-        return None
-    by_paper: dict[str, list[Chunk]] = {}
-    for c in chunks:
-        by_paper.setdefault(c.paper_id, []).append(c)
-    return _Previous(manifest.get("paper_hashes", {}), by_paper, emb)
+    return build
 
 
-def _plan(papers: list[Paper], prev: _Previous | None, settings: Settings, report: BuildReport):
-    """Chunks for every paper, reusing unchanged papers' chunks.
-
-    Returns (chunks, reuse_rows: [(new_row, previous_row)], rows_to_embed, paper_hashes).
-    """
-    hashes = {p.paper_id: content_hash(p) for p in papers}
-    old = prev.hashes if prev else {}
-    fresh = [p for p in papers
-             if old.get(p.paper_id) != hashes[p.paper_id] or p.paper_id not in prev.chunks]
-    fresh_ids = {p.paper_id for p in fresh}
-    new_chunks: dict[str, list[Chunk]] = {}
-    for c in chunk_papers(fresh, settings.chunking):
-        new_chunks.setdefault(c.paper_id, []).append(c)
-    chunks, reuse_rows, new_idx = [], [], []
-    for p in papers:
-        reuse = p.paper_id not in fresh_ids
-        for c in prev.chunks[p.paper_id] if reuse else new_chunks.get(p.paper_id, []):
-            cid = len(chunks)
-            chunks.append(Chunk(cid, c.paper_id, c.start, c.end, c.text))
-            if reuse:
-                reuse_rows.append((cid, c.chunk_id))
-            else:
-                new_idx.append(cid)
-    report.added = sum(1 for p in papers if p.paper_id not in old)
-    report.changed = len(fresh) - report.added
-    report.removed = len(set(old) - set(hashes))
-    report.unchanged = len(papers) - len(fresh)
-    return chunks, reuse_rows, new_idx, hashes
+def _embedder(settings: Settings, report: BuildReport):
+    """embed(texts) with the configured model, loaded on first use; counts over-long texts."""
+    def embed(texts: list[str]) -> np.ndarray:
+        embedder = load_embedder(settings.embedder.model)
+        report.over_limit += sum(embedder.count_tokens(t) > embedder.max_tokens for t in texts)
+        return embedder.embed(texts, batch_size=settings.embedder.batch_size)
+    return embed
 
 
-def _embed(texts: list[str], settings: Settings, progress: Progress | None,
-           report: BuildReport) -> np.ndarray:
-    """Vectors for `texts`, in batches so progress can be shown; counts over-long texts."""
-    embedder = load_embedder(settings.embedder.model)
-    report.over_limit = sum(embedder.count_tokens(t) > embedder.max_tokens for t in texts)
-    batch = max(settings.embedder.batch_size, 1) * 4
-    parts = [np.zeros((0, embedder.dim), np.float32)]
-    for i in range(0, len(texts), batch):
-        parts.append(embedder.embed(texts[i:i + batch], batch_size=settings.embedder.batch_size))
-        if progress:
-            progress(min(i + batch, len(texts)), len(texts))
-    return np.concatenate(parts)
+def _fill_stage(stage: Stage, files: list[Path], settings: Settings, report: BuildReport,
+                progress: Progress | None) -> tuple[np.ndarray, dict]:
+    """Collect, plan, embed and assemble into the stage; returns (embeddings, manifest part)."""
+    t0 = time.perf_counter()
+    read = ReadReport()
+    got = stage.collect(iter_papers(files, read), lambda: {"skipped": read.skipped})
+    if not got["papers"]:
+        raise no_papers_error(ReadReport(skipped=got["skipped"]))
+    plan = stage.plan(settings)
+    report.papers, report.skipped = got["papers"], got["skipped"]
+    report.added, report.removed = plan["added"], plan["removed"]
+    report.changed, report.unchanged = plan["fresh"] - plan["added"], got["papers"] - plan["fresh"]
+    report.chunks, report.embedded, report.reused = plan["chunks"], plan["embed"], plan["reused"]
+    report.seconds["read_chunk"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    size = settings.index.embed_batch
+    report.batches, report.resumed_batches = stage.embed(size, _embedder(settings, report), progress)
+    report.seconds["embed"] = time.perf_counter() - t1
+    dim = stage.dim() or load_embedder(settings.embedder.model).dim
+    emb = stage.assemble(size, report.batches, dim)
+    manifest = {**store.shaping_settings(settings, dim), "paper_hashes": stage.paper_hashes(),
+                "skipped": got["skipped"]}
+    return emb, manifest
 
 
 def build_index(settings: Settings, sources: Sequence[Path] | None = None, *, full: bool = False,
                 progress: Progress | None = None) -> BuildReport:
     """Build the index from `sources` (default: the configured ones), reusing unchanged papers.
 
-    Raises SourceError for unusable sources (the live index is untouched), IndexBusyError
-    when another build runs, IndexWriteError when the index folder is not writable.
+    Streams the sources into a stage on disk and embeds in batches; a build that was killed
+    is resumed by the next build with the same sources and settings. Raises SourceError for
+    unusable sources (the live index is untouched), IndexBusyError when another build runs,
+    IndexWriteError when the index folder is not writable.
     """
     index_dir = settings.index_dir
     sources = [Path(s) for s in (sources or settings.sources)]
     t0 = time.perf_counter()
     with store.BuildLock(index_dir):
-        store.remove_stale_builds(index_dir)
-        read = read_sources(sources)
-        papers = read.papers
-        report = BuildReport(build_dir=index_dir, papers=len(papers), skipped=read.skipped)
-        prev = None if full else _load_previous(index_dir, settings)
-        chunks, reuse_rows, new_idx, hashes = _plan(papers, prev, settings, report)
-        report.seconds["read_chunk"] = time.perf_counter() - t0
-        titles = {p.paper_id: p.title for p in papers}
-        texts = [chunks[i].embed_text(titles[chunks[i].paper_id]) for i in new_idx]
-        t1 = time.perf_counter()
-        # With nothing new to embed, the model need not even be loaded.
-        new_vecs = _embed(texts, settings, progress, report) if texts else None
-        report.seconds["embed"] = time.perf_counter() - t1
-        dim = new_vecs.shape[1] if new_vecs is not None else prev.embeddings.shape[1]
-        emb = np.zeros((len(chunks), dim), dtype=np.float32)
-        if new_idx:
-            emb[new_idx] = new_vecs
-        if reuse_rows:
-            dst, src = zip(*reuse_rows)
-            emb[list(dst)] = prev.embeddings[list(src)]
-        report.chunks, report.embedded, report.reused = len(chunks), len(new_idx), len(reuse_rows)
-        manifest = {
-            **store.shaping_settings(settings, dim),
-            "sources": [str(s) for s in sources],
-            "paper_hashes": hashes,
-            "skipped": read.skipped,
-        }
-        t2 = time.perf_counter()
-        stage = store.new_stage(index_dir)
+        files = expand_sources(sources)
+        previous = None if full else _previous_build(index_dir, settings)
+        plan = plan_of(files, settings, full, previous)
+        resumed = store.resumable_stage(index_dir, plan)
+        store.remove_stale_builds(index_dir, keep=resumed)
+        path = resumed or store.new_stage(index_dir, plan)
+        report = BuildReport(build_dir=index_dir)
         try:
-            store.write_build(stage, papers, chunks, emb, manifest, ann=settings.index.ann,
-                              ann_threshold=settings.index.ann_threshold)
-            report.build_dir = store.publish(index_dir, stage)
+            stage = Stage(path, previous)
+            emb, manifest = _fill_stage(stage, files, settings, report, progress)
+            stage.finish()
+            t2 = time.perf_counter()
+            store.write_build(path, None, None, emb, {**manifest, "sources": [str(s) for s in sources]},
+                              ann=settings.index.ann, ann_threshold=settings.index.ann_threshold)
+            report.build_dir = store.publish(index_dir, path)
+            report.seconds["write"] = time.perf_counter() - t2
+        except KeyboardInterrupt:
+            raise  # an interrupted build keeps its stage, to be resumed
         except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
+            shutil.rmtree(path, ignore_errors=True)
             raise
-        report.seconds["write"] = time.perf_counter() - t2
     report.seconds["total"] = time.perf_counter() - t0
     return report

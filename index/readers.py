@@ -122,9 +122,30 @@ def _arxiv_paper(obj: dict, name: str) -> Paper:
     return Paper(paper_key(title), title, abstract, [listing], authors, cats, year)
 
 
+def _lines(path: Path) -> Iterator[str]:
+    """The lines of a UTF-8 text file, streamed (bounded memory for multi-GB files).
+
+    Raises SourceError for an unreadable, binary or non-UTF-8 file."""
+    try:
+        with path.open("rb") as f:
+            if b"\x00" in f.read(4096):
+                raise SourceError(f"{path} looks binary, not text; remove it from the sources.")
+            f.seek(0)
+            offset = 0
+            for raw in f:
+                try:
+                    yield raw.decode("utf-8-sig" if offset == 0 else "utf-8")
+                except UnicodeDecodeError as e:
+                    raise SourceError(f"{path} is not UTF-8 (byte {offset + e.start}); "
+                                      "re-save it as UTF-8 and rebuild.") from None
+                offset += len(raw)
+    except OSError as e:
+        raise SourceError(f"Cannot read {path}: {e.strerror or e}") from None
+
+
 def read_arxiv_jsonl(path: Path, report: ReadReport) -> Iterator[Paper]:
-    """Papers from arXiv-snapshot JSON Lines; bad lines are skipped and counted."""
-    for ln, line in enumerate(_read_text(path).splitlines(), 1):
+    """Papers from arXiv-snapshot JSON Lines, streamed; bad lines are skipped and counted."""
+    for ln, line in enumerate(_lines(path), 1):
         if not line.strip():
             continue
         try:
@@ -165,6 +186,20 @@ def _read_path(path: Path, report: ReadReport) -> Iterator[Paper]:
         yield from read_listing_page(path, report)
     else:
         yield from read_paper_file(path, report)
+
+
+def expand_sources(sources: Iterable[Path]) -> list[Path]:
+    """Every file the sources name, in reading order. Raises SourceError for a missing,
+    unlistable or empty source."""
+    return [path for source in sources for path in _expand(Path(source).expanduser())]
+
+
+def iter_papers(files: Iterable[Path], report: ReadReport) -> Iterator[Paper]:
+    """Papers from these files as read, duplicates included (see merge_papers), streamed.
+
+    Raises SourceError for an unreadable, binary or non-UTF-8 file."""
+    for path in files:
+        yield from _read_path(path, report)
 
 
 def _expand(source: Path) -> list[Path]:
@@ -209,13 +244,14 @@ def read_sources(sources: Iterable[Path]) -> ReadReport:
     the sources hold no papers at all.
     """
     report = ReadReport()
-    found: list[Paper] = []
-    for source in sources:
-        for path in _expand(Path(source).expanduser()):
-            found.extend(_read_path(path, report))
-    report.papers = merge_papers(found)
+    report.papers = merge_papers(iter_papers(expand_sources(sources), report))
     if not report.papers:
-        raise SourceError("The sources hold no papers" +
-                          (f" ({len(report.skipped)} entries skipped)" if report.skipped else "") +
-                          "; check the paths given with --source.")
+        raise no_papers_error(report)
     return report
+
+
+def no_papers_error(report: ReadReport) -> SourceError:
+    """The error for sources that yielded no paper at all."""
+    return SourceError("The sources hold no papers" +
+                       (f" ({len(report.skipped)} entries skipped)" if report.skipped else "") +
+                       "; check the paths given with --source.")

@@ -56,6 +56,10 @@ class IndexSettings(_Section):
         "memory) or ivfpq (compressed codes, candidates re-scored exactly); auto = flat "
         "below ann_threshold vectors, ivfpq from there on. Recorded in the manifest.",
     )
+    embed_batch: int = Field(
+        1024, ge=1, description="Chunks embedded per resumable batch: each finished batch is "
+        "saved in the build's stage, so a killed build resumes after the last one.",
+    )
     ann_threshold: int = Field(
         100_000, ge=1, description="Chunk count from which ann=auto builds an approximate "
         "(ivfpq) index instead of exact search; chosen from bench/scale.py measurements.",

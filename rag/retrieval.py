@@ -69,10 +69,9 @@ def paper_matches(paper: Paper, filters: dict | None) -> bool:
 
 def _best_per_paper(chunk_ids, scores, index: LoadedIndex, allowed) -> dict[str, float]:
     best: dict[str, float] = {}
-    for cid, score in zip(chunk_ids, scores):
-        if cid < 0:
-            continue
-        pid = index.chunks[int(cid)].paper_id
+    keep = np.asarray(chunk_ids) >= 0
+    chunk_ids, scores = np.asarray(chunk_ids)[keep], np.asarray(scores)[keep]
+    for pid, score in zip(index.paper_ids_of(chunk_ids), scores):
         if allowed is not None and pid not in allowed:
             continue
         if score > best.get(pid, -np.inf):

@@ -6,14 +6,14 @@ Layout under the index directory:
     .lock                held by a running build
     builds/<name>/       one complete build:
         manifest.json    settings that shaped it, per-paper hashes, file sizes, versions, counts
-        papers.jsonl     one Paper per line
-        chunks.jsonl     one Chunk per line, row i = vector i
+        records.sqlite   papers and chunks (rag/records.py), chunk row i = vector i
         embeddings.npy   float32 (n_chunks, dim), L2-normalised
         vectors.faiss    FAISS inner-product index over the same rows
         bm25/            bm25s keyword index over the chunks' title+text
-    builds/.tmp-*/       a build in progress; never read, removed by the next build
+    builds/.tmp-*/       a build in progress; never read. The next build resumes the one
+                         whose plan.json matches its own plan and removes the rest.
 
-Everything is data (JSON, NumPy without pickles, FAISS and bm25s' own array files):
+Everything is data (JSON, SQLite, NumPy without pickles, FAISS and bm25s' own array files):
 nothing here runs code when loaded. A build becomes visible only when CURRENT is
 replaced, so readers see the old build or the new one, never a half-written one.
 """
@@ -25,12 +25,15 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import asdict, dataclass
+import sqlite3
+from dataclasses import dataclass, field
 from importlib import metadata
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from rag import records as rec
 from rag.config import Settings
 from rag.errors import (IndexBusyError, IndexCorruptError, IndexMismatchError,
                         IndexMissingError, IndexWriteError)
@@ -39,35 +42,44 @@ from rag.types import Chunk, Paper
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _REBUILD = "run: askpapers index build --full"
 # Sections every manifest has; readers index into them without further checks.
 _MANIFEST_SECTIONS = ("files", "counts", "embedder", "chunking", "paper_hashes")
+# Only in an unfinished stage: the plan that lets a later build resume it, and the
+# finished embedding batches (index/build.py).
+PLAN_FILE, BATCHES = "plan.json", "batches"
 _VERSIONED = ("faiss-cpu", "bm25s", "sentence-transformers", "tiktoken", "langchain-text-splitters")
 
 
 @dataclass
 class LoadedIndex:
-    """A build read back from disk, ready for search."""
+    """A build read back from disk, ready for search; records stay on disk (SQLite).
+
+    `papers` is a read-only Mapping paper_id -> Paper and `chunks` a Sequence (row i =
+    vector i), both read on demand; safe to share between threads.
+    """
 
     path: Path
     manifest: dict
-    papers: dict[str, Paper]
-    chunks: list[Chunk]
+    papers: rec.PaperRecords
+    chunks: rec.ChunkRecords
     vectors: object  # faiss.Index
     bm25: object  # bm25s.BM25
+    records: rec.Records = field(repr=False, default=None)
 
     def chunks_of(self, paper_id: str) -> list[Chunk]:
         """All chunks of one paper, in text order."""
-        return [self.chunks[i] for i in self.manifest_rows().get(paper_id, [])]
+        return self.chunks.of_paper(paper_id)
 
-    def manifest_rows(self) -> dict[str, list[int]]:
-        if not hasattr(self, "_rows"):
-            rows: dict[str, list[int]] = {}
-            for c in self.chunks:
-                rows.setdefault(c.paper_id, []).append(c.chunk_id)
-            self._rows = rows
-        return self._rows
+    def paper_ids_of(self, rows) -> list[str]:
+        """The paper id of each chunk row, in order (one query). Raises IndexError for an unknown row."""
+        return self.chunks.paper_ids_of(rows)
+
+    def rows_where(self, filters: dict | None) -> np.ndarray:
+        """Sorted chunk rows (int64) whose paper passes the metadata filters, decided in SQL with
+        the semantics of rag.retrieval.paper_matches. Raises ValueError for a non-numeric year."""
+        return rec.rows_where(self.records, filters)
 
 
 def shaping_settings(settings: Settings, embedder_dim: int | None = None) -> dict:
@@ -142,22 +154,21 @@ def _check_files(build: Path, manifest: dict) -> None:
 
 # ---------------------------------------------------------------- reading
 
-def _read_jsonl(path: Path) -> list[dict]:
+def open_records(build: Path) -> rec.Records:
+    """A build's records file, opened read-only. Raises IndexCorruptError."""
+    path = build / rec.FILE
     try:
-        with path.open(encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
-    except (OSError, ValueError) as e:
+        records = rec.Records(path)
+        records.one("SELECT count(*) FROM papers, chunks WHERE 0")
+    except sqlite3.Error as e:
         raise IndexCorruptError(f"{path} is unreadable ({e}); {_REBUILD}") from None
+    return records
 
 
-def read_records(build: Path) -> tuple[list[Paper], list[Chunk]]:
-    """Papers and chunks of a build (no vectors)."""
-    try:
-        papers = [Paper.from_dict(d) for d in _read_jsonl(build / "papers.jsonl")]
-        chunks = [Chunk(**d) for d in _read_jsonl(build / "chunks.jsonl")]
-    except (TypeError, ValueError, AttributeError) as e:
-        raise IndexCorruptError(f"Records in {build} are malformed ({e}); {_REBUILD}") from None
-    return papers, chunks
+def read_records(build: Path) -> tuple[rec.PaperRecords, rec.ChunkRecords]:
+    """Papers and chunks of a build (no vectors), read on demand. Raises IndexCorruptError."""
+    records = open_records(build)
+    return rec.PaperRecords(records), rec.ChunkRecords(records, records.counts()["chunks"])
 
 
 def read_embeddings(build: Path) -> np.ndarray:
@@ -214,16 +225,27 @@ def load_index(index_dir: Path, settings: Settings | None = None) -> LoadedIndex
         raise IndexMismatchError(
             f"The index at {index_dir} was built with other settings ({'; '.join(diff)}); {_REBUILD}")
     _check_files(build, manifest)
-    papers, chunks = read_records(build)
+    records = open_records(build)
     vectors, bm25 = _read_vectors(build), _read_bm25(build)
-    n = manifest.get("counts", {}).get("chunks")
-    if not (len(chunks) == vectors.ntotal == n) or any(c.chunk_id != i for i, c in enumerate(chunks)):
-        raise IndexCorruptError(f"Index {build} has {len(chunks)} chunk records but "
-                                f"{vectors.ntotal} vectors (manifest: {n}); {_REBUILD}")
-    by_id = {p.paper_id: p for p in papers}
-    if any(c.paper_id not in by_id for c in chunks):
+    _check_counts(build, manifest, records, vectors.ntotal)
+    n = manifest["counts"]["chunks"]
+    return LoadedIndex(build, manifest, rec.PaperRecords(records), rec.ChunkRecords(records, n),
+                       vectors, bm25, records)
+
+
+def _check_counts(build: Path, manifest: dict, records: rec.Records, n_vectors: int) -> None:
+    """Records, vectors and manifest agree: ids 0..n-1, no orphan chunks (SQL aggregates)."""
+    try:
+        c = records.counts()
+    except sqlite3.Error as e:
+        raise IndexCorruptError(f"{build / rec.FILE} is unreadable ({e}); {_REBUILD}") from None
+    n = manifest["counts"].get("chunks")
+    ids_ok = c["chunks"] == 0 or (c["min_id"] == 0 and c["max_id"] == c["chunks"] - 1)
+    if not (c["chunks"] == n_vectors == n) or not ids_ok:
+        raise IndexCorruptError(f"Index {build} has {c['chunks']} chunk records but "
+                                f"{n_vectors} vectors (manifest: {n}); {_REBUILD}")
+    if c["orphans"] or c["papers"] != manifest["counts"].get("papers"):
         raise IndexCorruptError(f"Index {build} has chunks of unknown papers; {_REBUILD}")
-    return LoadedIndex(build, manifest, by_id, chunks, vectors, bm25)
 
 
 # ---------------------------------------------------------------- writing
@@ -256,28 +278,52 @@ class BuildLock:
             os.close(self._fd)
 
 
-def remove_stale_builds(index_dir: Path) -> list[str]:
-    """Delete half-written temp builds and builds no longer live; call under BuildLock."""
+def remove_stale_builds(index_dir: Path, keep: Path | None = None) -> list[str]:
+    """Delete temp builds (all but `keep`, a stage to resume) and builds no longer live;
+    call under BuildLock."""
     builds = index_dir / "builds"
     live = current_build(index_dir) if (index_dir / "CURRENT").exists() else None
     removed = []
     for d in builds.iterdir() if builds.is_dir() else []:
-        if d != live:
+        if d not in (live, keep):
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d.name)
     return removed
 
 
-def new_stage(index_dir: Path) -> Path:
-    """A fresh temp folder for a build under `builds/`. Raises IndexWriteError."""
+def resumable_stage(index_dir: Path, plan: dict) -> Path | None:
+    """The newest unfinished stage whose plan.json equals `plan` (a build to resume), or None."""
+    stages = sorted((index_dir / "builds").glob(".tmp-*"), reverse=True)
+    for stage in stages:
+        try:
+            if json.loads((stage / PLAN_FILE).read_text(encoding="utf-8")) == plan:
+                return stage
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def new_stage(index_dir: Path, plan: dict | None = None) -> Path:
+    """A fresh temp folder for a build under `builds/`, holding `plan` (what would let a later
+    build resume it) when given. Raises IndexWriteError."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
     stage = index_dir / "builds" / f".tmp-{stamp}-{os.getpid()}"
     try:
         stage.mkdir(parents=True)
+        if plan is not None:
+            tmp = stage / (PLAN_FILE + ".tmp")
+            tmp.write_text(json.dumps(plan, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, stage / PLAN_FILE)
     except OSError as e:
         raise IndexWriteError(f"Cannot create {stage}: {e.strerror}; "
                               "choose another --index-dir or fix its permissions.") from None
     return stage
+
+
+def _drop_stage_only(stage: Path) -> None:
+    """Remove what only an unfinished build needs (its plan and embedding batches)."""
+    (stage / PLAN_FILE).unlink(missing_ok=True)
+    shutil.rmtree(stage / BATCHES, ignore_errors=True)
 
 
 def _fsync_file(path: Path) -> None:
@@ -288,18 +334,19 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _write_jsonl(path: Path, rows) -> None:
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def _write_bm25(folder: Path, papers: dict[str, Paper], chunks: list[Chunk]) -> None:
+def _write_bm25(folder: Path, records_file: Path) -> None:
+    """The keyword index over every chunk's title + text, streamed from the records file."""
     bm25s = _bm25s()
 
-    corpus = [keyword_tokens(c.embed_text(papers[c.paper_id].title)) or ["_"] for c in chunks]
+    vocab: dict[str, int] = {}
+    con = rec.Records(records_file).con()
+    ids = [[vocab.setdefault(t, len(vocab)) for t in keyword_tokens(f"{title}\n{text}") or ["_"]]
+           for title, text in con.execute(
+               "SELECT p.title, c.text FROM chunks c JOIN papers p ON p.paper_id = c.paper_id "
+               "ORDER BY c.chunk_id")]
+    con.close()
     bm25 = bm25s.BM25()
-    bm25.index(corpus, show_progress=False)
+    bm25.index((ids, vocab), show_progress=False)
     bm25.save(str(folder))
 
 
@@ -313,28 +360,33 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def write_build(stage: Path, papers: list[Paper], chunks: list[Chunk], embeddings: np.ndarray,
-                manifest: dict, *, ann: str = "auto", ann_threshold: int | None = None) -> dict:
+def write_build(stage: Path, papers: Iterable[Paper] | None, chunks: Iterable[Chunk] | None,
+                embeddings: np.ndarray, manifest: dict, *, ann: str = "auto",
+                ann_threshold: int | None = None) -> dict:
     """Write a complete build into `stage` and return its final manifest.
 
     `manifest` supplies the shaping settings, sources and per-paper hashes; this adds
     counts, file sizes, versions, the vector index kind (`ann`, see rag.vectors) and the
-    build time. Raises IndexWriteError.
+    build time. A streaming build (index/build.py) has already written records.sqlite and
+    embeddings.npy into the stage and passes papers=chunks=None and the mapped
+    embeddings. Raises IndexWriteError.
     """
     import faiss
 
     from rag import vectors
 
-    by_id = {p.paper_id: p for p in papers}
     try:
-        _write_jsonl(stage / "papers.jsonl", (p.to_dict() for p in papers))
-        _write_jsonl(stage / "chunks.jsonl", (asdict(c) for c in chunks))
-        np.save(stage / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32),
-                allow_pickle=False)
+        if papers is not None:
+            rec.write_records(stage / rec.FILE, papers, chunks, manifest.get("paper_hashes"))
+        if not (stage / "embeddings.npy").exists():
+            np.save(stage / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32),
+                    allow_pickle=False)
         kind = vectors.choose_kind(len(embeddings), ann, ann_threshold or vectors.DEFAULT_THRESHOLD)
         index = vectors.make_vector_index(embeddings, kind)
         faiss.write_index(index, str(stage / "vectors.faiss"))
-        _write_bm25(stage / "bm25", by_id, chunks)
+        _write_bm25(stage / "bm25", stage / rec.FILE)
+        counts = rec.Records(stage / rec.FILE).counts()
+        _drop_stage_only(stage)
         files = {str(p.relative_to(stage)): p.stat().st_size
                  for p in sorted(stage.rglob("*")) if p.is_file()}
         manifest = {
@@ -342,7 +394,7 @@ def write_build(stage: Path, papers: list[Paper], chunks: list[Chunk], embedding
             "faiss_index": type(faiss.downcast_index(index)).__name__,
             "ann": {**vectors.describe(index), "setting": ann,
                     "threshold": ann_threshold or vectors.DEFAULT_THRESHOLD},
-            "counts": {"papers": len(papers), "chunks": len(chunks)},
+            "counts": {"papers": counts["papers"], "chunks": counts["chunks"]},
             "files": files,
             "versions": _versions(),
             "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import socket
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,20 +138,21 @@ def _edit_manifest(change: Callable[[dict], None]) -> Callable:
     return _damage(edit)
 
 
-def _extra_chunk_record(build: Path) -> None:
-    with open(build / "chunks.jsonl", "a") as f:
-        f.write(json.dumps({"chunk_id": 99999, "paper_id": "x", "start": 0, "end": 1,
-                            "text": "x"}) + "\n")
-    m = json.loads((build / "manifest.json").read_text())
-    m["files"]["chunks.jsonl"] = (build / "chunks.jsonl").stat().st_size  # passes the size check
-    (build / "manifest.json").write_text(json.dumps(m))
+def _edit_records(sql: str) -> Callable[[Path], None]:
+    """Run `sql` on a build's records.sqlite and record its new size (passes the size check)."""
+    def edit(build: Path) -> None:
+        with sqlite3.connect(build / "records.sqlite") as con:
+            con.execute(sql)
+        con.close()
+        m = json.loads((build / "manifest.json").read_text())
+        m["files"]["records.sqlite"] = (build / "records.sqlite").stat().st_size
+        (build / "manifest.json").write_text(json.dumps(m))
+    return edit
 
 
-def _paper_record_not_an_object(build: Path) -> None:
-    path = build / "papers.jsonl"
-    lines = path.read_text().splitlines(keepends=True)
-    lines[0] = json.dumps(["not", "a", "paper"]).ljust(len(lines[0]) - 1) + "\n"  # same size
-    path.write_text("".join(lines))
+def _records_not_sqlite(build: Path) -> None:
+    path = build / "records.sqlite"
+    path.write_bytes(b"not a database".ljust(path.stat().st_size, b"\0"))  # same size
 
 
 def _local_model(t: Trial, path: Path) -> None:
@@ -277,10 +279,13 @@ CASES = [
     Bad("manifest from another embedder", "index",
         _edit_manifest(lambda m: m["embedder"].update(model="bge-small-en", dim=512)),
         IndexMismatchError, "embedder.model: index 'bge-small-en'"),
-    Bad("chunk records disagree with the vectors", "index", _damage(_extra_chunk_record),
-        IndexCorruptError, "chunk records but"),
-    Bad("paper record that is not an object", "index", _damage(_paper_record_not_an_object),
-        IndexCorruptError, "are malformed"),
+    Bad("chunk records disagree with the vectors", "index", _damage(_edit_records(
+        "INSERT INTO chunks VALUES (99999, 'x', 0, 1, 'x')")), IndexCorruptError, "chunk records but"),
+    Bad("chunk of an unknown paper", "index", _damage(_edit_records(
+        "UPDATE chunks SET paper_id = 'nobody' WHERE chunk_id = 0")), IndexCorruptError,
+        "chunks of unknown papers"),
+    Bad("records file that is not SQLite", "index", _damage(_records_not_sqlite),
+        IndexCorruptError, "records.sqlite is unreadable"),
     Bad("CURRENT names a missing build", "index",
         lambda t: (t.settings.index_dir / "CURRENT").write_text("no-such-build\n"),
         IndexCorruptError, "names a missing build"),

@@ -85,7 +85,7 @@ def _papers(settings: Settings) -> list:
 
     try:
         build = store.current_build(settings.index_dir)
-        return store.read_records(build)[0] if build else []
+        return store.read_records(build)[0].values() if build else []
     except AskPapersError as e:  # a damaged index must not stop the app from starting
         log.warning("no papers for the settings widgets: %s", e)
         return []

@@ -1,0 +1,253 @@
+"""A build's stage on disk, filled in resumable steps with bounded memory.
+
+1. collect: stream the sources' papers into the stage's records.sqlite, merging duplicates
+   as index.readers.merge_papers does (every listing, the longest abstract).
+2. plan: walk the papers in paper_id order, reuse unchanged papers' chunks (and later
+   their vectors) from the previous build, chunk the rest; number the chunks.
+3. embed: embed the chunks to embed in fixed batches of `index.embed_batch` chunks, each
+   saved as batches/<j>.npy once finished (an atomic rename), so a killed build resumes
+   at the first missing batch.
+4. assemble: fill embeddings.npy (memory-mapped) from the previous build and the batches.
+
+Steps 1 and 2 each commit in one transaction with their done-marker, so a stage holds
+either all of a step or none of it. What a stage may be resumed with is its plan.json
+(rag.store.new_stage): the same source files (paths, sizes, mtimes), shaping settings,
+batch size and previous build.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from index.chunking import chunk_paper, make_splitter
+from rag import records as rec
+from rag import store
+from rag.config import Settings
+from rag.types import Chunk, Paper
+
+log = logging.getLogger(__name__)
+
+_STAGE_TABLES = """
+CREATE TABLE IF NOT EXISTS _state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS _reuse (chunk_id INTEGER PRIMARY KEY, prev_row INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS _todo (seq INTEGER PRIMARY KEY, chunk_id INTEGER NOT NULL);
+"""
+_PAGE = 1000  # papers per page while planning
+
+
+def content_hash(paper: Paper) -> str:
+    """Hash of what gets embedded; metadata such as listings does not count."""
+    return hashlib.sha256(f"{paper.title}\n{paper.abstract}".encode()).hexdigest()[:20]
+
+
+def plan_of(files: list[Path], settings: Settings, full: bool, previous: Path | None) -> dict:
+    """What a stage is a build of; a stage is resumed only by a build with an equal plan."""
+    stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return {"sources": stats, "shaping": store.shaping_settings(settings),
+            "embed_batch": settings.index.embed_batch, "full": full,
+            "previous": None if previous is None else previous.name}
+
+
+class Stage:
+    """An unfinished build folder and its records.sqlite (with the stage-only tables)."""
+
+    def __init__(self, path: Path, previous: Path | None):
+        self.path = path
+        try:
+            self.con = rec.connect_writable(path / rec.FILE)
+            self.con.executescript(_STAGE_TABLES)
+        except sqlite3.DatabaseError:  # a power cut mid-write: start this stage afresh
+            (path / rec.FILE).unlink(missing_ok=True)
+            self.con = rec.connect_writable(path / rec.FILE)
+            self.con.executescript(_STAGE_TABLES)
+        if previous is not None:
+            self.con.execute("ATTACH DATABASE ? AS prev",
+                             (f"{(previous / rec.FILE).resolve().as_uri()}?mode=ro",))
+        self.previous = previous
+        (path / store.BATCHES).mkdir(exist_ok=True)
+
+    def state(self, key: str):
+        row = self.con.execute("SELECT value FROM _state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def _set(self, key: str, value) -> None:
+        self.con.execute("INSERT OR REPLACE INTO _state VALUES (?, ?)", (key, json.dumps(value)))
+
+    # ------------------------------------------------------------ 1. collect
+
+    def collect(self, papers: Iterable[Paper], read_info: Callable[[], dict]) -> dict:
+        """Stream papers into the stage, merged by paper_id; returns {papers, skipped, files}."""
+        if (done := self.state("collected")) is not None:
+            return done
+        self.con.execute("BEGIN")
+        self.con.execute("DELETE FROM papers")
+        for p in papers:
+            self._merge_in(p)
+        n = self.con.execute("SELECT count(*) FROM papers").fetchone()[0]
+        done = {"papers": n, **read_info()}
+        self._set("collected", done)
+        self.con.execute("COMMIT")
+        return done
+
+    def _merge_in(self, p: Paper) -> None:
+        row = self.con.execute(f"SELECT {rec.PAPER_COLS} FROM papers WHERE paper_id = ?",
+                               (p.paper_id,)).fetchone()
+        if row is not None:
+            seen = rec.paper_from_row(row)
+            seen.listings += [x for x in p.listings if x not in seen.listings]
+            if len(p.abstract) > len(seen.abstract):
+                seen.abstract = p.abstract
+            p = seen
+        p.listings.sort(key=lambda x: (x.source, x.date))
+        self.con.execute("INSERT OR REPLACE INTO papers VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                         rec.paper_row(p))
+
+    # ------------------------------------------------------------ 2. plan
+
+    def plan(self, settings: Settings) -> dict:
+        """Number every chunk, reusing unchanged papers' chunks; returns the plan's counts."""
+        if (done := self.state("planned")) is not None:
+            return done
+        self.con.execute("BEGIN")
+        for table in ("chunks", "_reuse", "_todo"):
+            self.con.execute(f"DELETE FROM {table}")
+        splitter = make_splitter(settings.chunking)
+        counts = {"fresh": 0, "added": 0, "next_id": 0, "next_seq": 0}
+        for page in self._pages():
+            for p in page:
+                self._plan_paper(p, splitter, counts)
+        done = {"fresh": counts["fresh"], "added": counts["added"], **self._count_plan()}
+        self._set("planned", done)
+        self.con.execute("COMMIT")
+        return done
+
+    def _pages(self):
+        last = ""
+        while True:
+            rows = self.con.execute(f"SELECT {rec.PAPER_COLS} FROM papers WHERE paper_id > ? "
+                                    f"ORDER BY paper_id LIMIT {_PAGE}", (last,)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [rec.paper_from_row(r) for r in rows]
+
+    def _plan_paper(self, p: Paper, splitter, counts: dict) -> None:
+        h = content_hash(p)
+        self.con.execute("UPDATE papers SET hash = ? WHERE paper_id = ?", (h, p.paper_id))
+        next_id = counts["next_id"]
+        old = self._previous_chunks(p.paper_id, h)
+        if old:
+            chunks = [Chunk(next_id + i, p.paper_id, c.start, c.end, c.text) for i, c in enumerate(old)]
+            self.con.executemany("INSERT INTO _reuse VALUES (?, ?)",
+                                 ((c.chunk_id, o.chunk_id) for c, o in zip(chunks, old)))
+        else:
+            chunks = chunk_paper(p, splitter, next_id)
+            self.con.executemany("INSERT INTO _todo VALUES (?, ?)",
+                                 ((counts["next_seq"] + i, c.chunk_id) for i, c in enumerate(chunks)))
+            counts["next_seq"] += len(chunks)
+            counts["fresh"] += 1
+            counts["added"] += self.previous is None or self.con.execute(
+                "SELECT 1 FROM prev.papers WHERE paper_id = ?", (p.paper_id,)).fetchone() is None
+        rec.insert_chunks(self.con, chunks)
+        counts["next_id"] += len(chunks)
+
+    def _previous_chunks(self, paper_id: str, h: str) -> list[Chunk]:
+        if self.previous is None:
+            return []
+        row = self.con.execute("SELECT hash FROM prev.papers WHERE paper_id = ?", (paper_id,)).fetchone()
+        if row is None or row[0] != h:
+            return []
+        return [Chunk(*r) for r in self.con.execute(
+            f"SELECT {rec.CHUNK_COLS} FROM prev.chunks WHERE paper_id = ? ORDER BY chunk_id",
+            (paper_id,))]
+
+    def _count_plan(self) -> dict:
+        one = lambda sql: self.con.execute(sql).fetchone()[0]  # noqa: E731
+        removed = 0 if self.previous is None else one(
+            "SELECT count(*) FROM prev.papers WHERE paper_id NOT IN (SELECT paper_id FROM main.papers)")
+        return {"chunks": one("SELECT count(*) FROM chunks"), "embed": one("SELECT count(*) FROM _todo"),
+                "reused": one("SELECT count(*) FROM _reuse"), "removed": removed}
+
+    # ------------------------------------------------------------ 3. embed
+
+    def batch_path(self, j: int) -> Path:
+        return self.path / store.BATCHES / f"{j:06d}.npy"
+
+    def embed(self, size: int, embed: Callable[[list[str]], np.ndarray],
+              progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+        """Embed every batch not yet on disk; returns (batches, batches found finished)."""
+        total = self.con.execute("SELECT count(*) FROM _todo").fetchone()[0]
+        n_batches, resumed = -(-total // size), 0
+        for j in range(n_batches):
+            if self.batch_path(j).exists():
+                resumed += 1
+            else:
+                self._save_batch(j, embed(self._texts(j * size, (j + 1) * size)))
+            if progress:
+                progress(min((j + 1) * size, total), total)
+        return n_batches, resumed
+
+    def _texts(self, lo: int, hi: int) -> list[str]:
+        return [Chunk(0, "", 0, 0, text).embed_text(title) for title, text in self.con.execute(
+            "SELECT p.title, c.text FROM _todo t JOIN chunks c ON c.chunk_id = t.chunk_id "
+            "JOIN papers p ON p.paper_id = c.paper_id WHERE t.seq >= ? AND t.seq < ? "
+            "ORDER BY t.seq", (lo, hi))]
+
+    def _save_batch(self, j: int, vectors: np.ndarray) -> None:
+        tmp = self.batch_path(j).with_suffix(".tmp")
+        with tmp.open("wb") as f:
+            np.save(f, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
+        os.replace(tmp, self.batch_path(j))  # a batch exists only once complete
+
+    # ------------------------------------------------------------ 4. assemble
+
+    def assemble(self, size: int, n_batches: int, dim: int) -> np.ndarray:
+        """embeddings.npy of every chunk (memory-mapped), from the previous build and the batches."""
+        n = self.con.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        emb = np.lib.format.open_memmap(self.path / "embeddings.npy", mode="w+",
+                                        dtype=np.float32, shape=(n, dim))
+        if self.previous is not None:
+            prev = store.read_embeddings(self.previous)
+            for dst, src in self._reuse_blocks():
+                emb[dst] = prev[src]
+        for j in range(n_batches):
+            rows = np.fromiter((r for (r,) in self.con.execute(
+                "SELECT chunk_id FROM _todo WHERE seq >= ? AND seq < ? ORDER BY seq",
+                (j * size, (j + 1) * size))), dtype=np.int64)
+            emb[rows] = np.load(self.batch_path(j), allow_pickle=False)
+        emb.flush()
+        return emb
+
+    def _reuse_blocks(self, block: int = 100_000):
+        cur = self.con.execute("SELECT chunk_id, prev_row FROM _reuse ORDER BY chunk_id")
+        while rows := cur.fetchmany(block):
+            pairs = np.asarray(rows, dtype=np.int64)
+            yield pairs[:, 0], pairs[:, 1]
+
+    def dim(self) -> int | None:
+        """The vector width, from the first finished batch or the previous build."""
+        if self.batch_path(0).exists():
+            return int(np.load(self.batch_path(0), mmap_mode="r").shape[1])
+        if self.previous is not None:
+            return int(store.read_embeddings(self.previous).shape[1])
+        return None
+
+    def paper_hashes(self) -> dict[str, str]:
+        return dict(self.con.execute("SELECT paper_id, hash FROM papers ORDER BY paper_id"))
+
+    def finish(self) -> None:
+        """Drop the stage-only tables and close, leaving records.sqlite as a build has it."""
+        if self.previous is not None:
+            self.con.execute("DETACH DATABASE prev")
+        self.con.executescript("DROP TABLE _state; DROP TABLE _reuse; DROP TABLE _todo;")
+        self.con.close()
+
+    def close(self) -> None:
+        self.con.close()
