@@ -293,10 +293,10 @@ def remove_stale_builds(index_dir: Path, keep: Path | None = None) -> list[str]:
 
 def resumable_stage(index_dir: Path, plan: dict) -> Path | None:
     """The newest unfinished stage whose plan.json equals `plan` (a build to resume), or None."""
-    stages = sorted((index_dir / "builds").glob(".tmp-*"), reverse=True)
-    for stage in stages:
+    want = json.loads(json.dumps(plan))  # as read back: tuples become lists
+    for stage in sorted((index_dir / "builds").glob(".tmp-*"), reverse=True):
         try:
-            if json.loads((stage / PLAN_FILE).read_text(encoding="utf-8")) == plan:
+            if json.loads((stage / PLAN_FILE).read_text(encoding="utf-8")) == want:
                 return stage
         except (OSError, ValueError):
             continue

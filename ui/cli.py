@@ -54,6 +54,9 @@ def cmd_index_build(args) -> int:
     print(f"Index at {settings.index_dir}: {r.papers} papers ({r.added} added, {r.changed} "
           f"changed, {r.removed} removed, {r.unchanged} unchanged), {r.chunks} chunks "
           f"({r.embedded} embedded, {r.reused} reused) in {r.seconds['total']:.1f} s.")
+    if r.resumed_batches:
+        print(f"Resumed an interrupted build: {r.resumed_batches} of {r.batches} embedding "
+              "batches were already done.")
     if r.skipped:
         print(f"Skipped {len(r.skipped)} entries:", *r.skipped[:10], sep="\n  ", file=sys.stderr)
     return 0
