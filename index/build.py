@@ -18,6 +18,7 @@ from rag.config import Settings
 from rag.embedder import load_embedder
 from rag.errors import AskPapersError
 from rag.types import Chunk, Paper
+from rag.vectorstores import make_backend
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +163,8 @@ def build_index(settings: Settings, sources: Sequence[Path] | None = None, *, fu
         t2 = time.perf_counter()
         stage = store.new_stage(index_dir)
         try:
-            store.write_build(stage, papers, chunks, emb, manifest, ann=settings.index.ann,
-                              ann_threshold=settings.index.ann_threshold)
+            store.write_build(stage, papers, chunks, emb, manifest,
+                              backend=make_backend(settings.index))
             report.build_dir = store.publish(index_dir, stage)
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
