@@ -18,6 +18,7 @@ from rag import store
 from rag.config import Settings
 from rag.embedder import load_embedder
 from rag.errors import AskPapersError
+from rag.vectorstores import make_backend
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def build_index(settings: Settings, sources: Sequence[Path] | None = None, *, fu
             stage.finish()
             t2 = time.perf_counter()
             store.write_build(path, None, None, emb, {**manifest, "sources": [str(s) for s in sources]},
-                              ann=settings.index.ann, ann_threshold=settings.index.ann_threshold)
+                              backend=make_backend(settings.index))
             report.build_dir = store.publish(index_dir, path)
             report.seconds["write"] = time.perf_counter() - t2
         except KeyboardInterrupt:

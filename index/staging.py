@@ -234,7 +234,7 @@ class Stage:
     def dim(self) -> int | None:
         """The vector width, from the first finished batch or the previous build."""
         if self.batch_path(0).exists():
-            return int(np.load(self.batch_path(0), mmap_mode="r").shape[1])
+            return int(np.load(self.batch_path(0), mmap_mode="r", allow_pickle=False).shape[1])
         if self.previous is not None:
             return int(store.read_embeddings(self.previous).shape[1])
         return None

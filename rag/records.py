@@ -1,7 +1,7 @@
 """A build's papers and chunks in one SQLite file, `records.sqlite` (part of rag.store's format).
 
     papers(paper_id PK, title, abstract, listings JSON, authors JSON, categories JSON, year,
-           hash, authors_f, categories_f, sources_f)   -- *_f: folded, for filters in SQL
+           hash, authors_f, categories_f, sources_f)   -- *_f: rag.filters.filter_fields
     chunks(chunk_id PK = vector row, paper_id, start, end, text)
 
 SQLite is data: opening it runs no code. Readers open it read-only (`mode=ro`), one
@@ -18,13 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.text import fold
+from rag.filters import SEP, active, filter_fields
 from rag.types import Chunk, Listing, Paper
 
 FILE = "records.sqlite"
-# Joins the folded values of one paper in a *_f column: no filter value contains it, so a
-# substring match never spans two values.
-SEP = "\x1f"
 PAPER_COLS = "paper_id, title, abstract, listings, authors, categories, year"
 CHUNK_COLS = "chunk_id, paper_id, start, end, text"
 
@@ -43,17 +40,12 @@ CREATE INDEX IF NOT EXISTS chunks_by_paper ON chunks(paper_id, chunk_id);
 # ---------------------------------------------------------------- writing
 
 def paper_row(p: Paper, content_hash: str | None = None) -> tuple:
-    """One `papers` row: the paper's fields, its content hash and the folded filter columns."""
-    def joined(values: Iterable[str]) -> str | None:
-        values = list(values)
-        return SEP + SEP.join(values) + SEP if values else None
-
+    """One `papers` row: the paper's fields, its content hash and its filter fields."""
+    f = filter_fields(p)
     listings = [[x.source, x.date] for x in p.listings]
     return (p.paper_id, p.title, p.abstract, json.dumps(listings, ensure_ascii=False),
             json.dumps(p.authors, ensure_ascii=False), json.dumps(p.categories, ensure_ascii=False),
-            p.year, content_hash, joined(fold(a) for a in p.authors),
-            joined(fold(c) for c in p.categories),
-            joined(fold(f"{x.source} {x.date}") for x in p.listings))
+            p.year, content_hash, f["authors"], f["categories"], f["sources"])
 
 
 def connect_writable(path: Path) -> sqlite3.Connection:
@@ -113,6 +105,22 @@ class Records:
 
     def one(self, sql: str, args: tuple = ()):
         return self.con().execute(sql, args).fetchone()
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
+
+    def row_fields(self, lo: int, hi: int) -> list[dict]:
+        """Chunk rows [lo, hi) as dicts: row, paper_id and the filter fields of their paper."""
+        return [{"row": row, "paper_id": pid, "year": year or 0, "authors": authors,
+                 "categories": categories, "sources": sources}
+                for row, pid, year, authors, categories, sources in self.con().execute(
+                    "SELECT c.chunk_id, c.paper_id, p.year, p.authors_f, p.categories_f, "
+                    "p.sources_f FROM chunks c JOIN papers p ON p.paper_id = c.paper_id "
+                    "WHERE c.chunk_id >= ? AND c.chunk_id < ? ORDER BY c.chunk_id", (lo, hi))]
 
     def counts(self) -> dict:
         """Papers, chunks, the chunk-id range and chunks whose paper is missing (SQL aggregates)."""
@@ -207,32 +215,22 @@ class ChunkRecords(Sequence):
             raise IndexError(f"no chunk row {e.args[0]}") from None
 
 
-# Filters as SQL over the folded columns; each mirrors rag.retrieval.paper_matches.
-def _filter_sql(key: str, want) -> tuple[str, object] | None:
-    if key == "year":
-        return "p.year = ?", int(want)
-    value = fold(str(want))
-    if SEP in value:
-        return "0", None
-    if key == "author":
-        return "instr(p.authors_f, ?) > 0", value
-    if key == "source":
-        return "instr(p.sources_f, ?) > 0", value
-    if key == "category":
-        return "instr(p.categories_f, ?) > 0", SEP + value + SEP
-    return None
+# Filters as SQL over the stored filter fields; each mirrors rag.filters.fields_match.
+_FILTER_SQL = {
+    "year": ("coalesce(p.year, 0) = ?", lambda want: want),
+    "author": ("instr(p.authors_f, ?) > 0", lambda want: want),
+    "source": ("instr(p.sources_f, ?) > 0", lambda want: want),
+    "category": ("instr(p.categories_f, ?) > 0", lambda want: f"{SEP}{want}{SEP}"),
+}
 
 
 def rows_where(records: Records, filters: dict | None) -> np.ndarray:
-    """Chunk rows (sorted int64) whose paper passes every metadata filter."""
-    where, args = [], []
-    for key, want in (filters or {}).items():
-        if want in (None, "", []):
-            continue
-        part = _filter_sql(key, want)
-        if part is not None:
-            where.append(part[0])
-            args += [part[1]] if part[1] is not None else []
+    """Chunk rows (sorted int64) whose paper passes every metadata filter.
+
+    Raises QuestionError for an unknown filter or a year that is not a whole number."""
+    wanted = active(filters)
+    where = [_FILTER_SQL[key][0] for key in wanted]
+    args = [_FILTER_SQL[key][1](want) for key, want in wanted.items()]
     sql = "SELECT c.chunk_id FROM chunks c"
     if where:
         sql += " JOIN papers p ON p.paper_id = c.paper_id WHERE " + " AND ".join(where)

@@ -8,7 +8,8 @@ Layout under the index directory:
         manifest.json    settings that shaped it, per-paper hashes, file sizes, versions, counts
         records.sqlite   papers and chunks (rag/records.py), chunk row i = vector i
         embeddings.npy   float32 (n_chunks, dim), L2-normalised
-        vectors.faiss    FAISS inner-product index over the same rows
+        vectors.faiss    FAISS inner-product index over the same rows (FAISS backend; a
+                         Milvus backend keeps them in a collection named in the manifest)
         bm25/            bm25s keyword index over the chunks' title+text
     builds/.tmp-*/       a build in progress; never read. The next build resumes the one
                          whose plan.json matches its own plan and removes the rest.
@@ -36,9 +37,10 @@ import numpy as np
 from rag import records as rec
 from rag.config import Settings
 from rag.errors import (IndexBusyError, IndexCorruptError, IndexMismatchError,
-                        IndexMissingError, IndexWriteError)
+                        IndexMissingError, IndexWriteError, VectorStoreError)
 from rag.text import keyword_tokens
 from rag.types import Chunk, Paper
+from rag.vectorstores import VectorBackend, VectorSearcher, backend_for, backend_name
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ class LoadedIndex:
     manifest: dict
     papers: rec.PaperRecords
     chunks: rec.ChunkRecords
-    vectors: object  # faiss.Index
+    vectors: VectorSearcher
     bm25: object  # bm25s.BM25
     records: rec.Records = field(repr=False, default=None)
 
@@ -78,7 +80,7 @@ class LoadedIndex:
 
     def rows_where(self, filters: dict | None) -> np.ndarray:
         """Sorted chunk rows (int64) whose paper passes the metadata filters, decided in SQL with
-        the semantics of rag.retrieval.paper_matches. Raises ValueError for a non-numeric year."""
+        the semantics of rag.filters.paper_matches. Raises QuestionError for a bad filter."""
         return rec.rows_where(self.records, filters)
 
 
@@ -107,7 +109,21 @@ def mismatches(manifest: dict, settings: Settings) -> list[str]:
         got = manifest.get("chunking", {}).get(key)
         if got != value:
             out.append(f"chunking.{key}: index {got!r}, settings {value!r}")
-    return out
+    return out + _vector_mismatches(manifest.get("vector_store", {}), settings)
+
+
+def _vector_mismatches(section: dict, settings: Settings) -> list[str]:
+    """Where the vectors live and how they are indexed, against the settings."""
+    uri, ann = settings.index.vector_uri, settings.index.ann
+    backend = section.get("backend", "faiss")
+    if backend != backend_name(uri) or (backend == "milvus" and section.get("uri") != uri):
+        where = f"milvus at {section.get('uri')}" if backend == "milvus" else "faiss"
+        want = f"milvus at {uri}" if uri else "faiss"
+        return [f"index.vector_uri: index vectors are in {where}, settings say {want} "
+                "(switching vector stores is a rebuild)"]
+    if backend == "faiss" and ann != "auto" and section.get("kind") != ann:
+        return [f"index.ann: index is {section.get('kind')!r}, settings {ann!r}"]
+    return []
 
 
 # ---------------------------------------------------------------- locating builds
@@ -179,19 +195,9 @@ def read_embeddings(build: Path) -> np.ndarray:
         raise IndexCorruptError(f"{build / 'embeddings.npy'} is unreadable ({e}); {_REBUILD}") from None
 
 
-def _read_vectors(build: Path):
-    import faiss
-
-    from rag.vectors import ready_for_search
-
-    try:
-        # Memory-mapped: flat and HNSW vectors are paged in from the file, not copied.
-        index = faiss.read_index(str(build / "vectors.faiss"),
-                                 faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
-    except RuntimeError as e:
-        raise IndexCorruptError(f"{build / 'vectors.faiss'} is unreadable ({str(e)[:120]}); "
-                                f"{_REBUILD}") from None
-    return ready_for_search(index, read_embeddings(build))
+def _open_vectors(build: Path, manifest: dict, rows_where) -> VectorSearcher:
+    section = manifest.get("vector_store", {"backend": "faiss"})
+    return backend_for(section).open(build, section, read_embeddings(build), rows_where)
 
 
 def _bm25s():
@@ -226,11 +232,12 @@ def load_index(index_dir: Path, settings: Settings | None = None) -> LoadedIndex
             f"The index at {index_dir} was built with other settings ({'; '.join(diff)}); {_REBUILD}")
     _check_files(build, manifest)
     records = open_records(build)
-    vectors, bm25 = _read_vectors(build), _read_bm25(build)
-    _check_counts(build, manifest, records, vectors.ntotal)
-    n = manifest["counts"]["chunks"]
-    return LoadedIndex(build, manifest, rec.PaperRecords(records), rec.ChunkRecords(records, n),
-                       vectors, bm25, records)
+    n = manifest["counts"].get("chunks")
+    loaded = LoadedIndex(build, manifest, rec.PaperRecords(records), rec.ChunkRecords(records, n or 0),
+                         None, _read_bm25(build), records)
+    loaded.vectors = _open_vectors(build, manifest, loaded.rows_where)
+    _check_counts(build, manifest, records, loaded.vectors.ntotal)
+    return loaded
 
 
 def _check_counts(build: Path, manifest: dict, records: rec.Records, n_vectors: int) -> None:
@@ -286,9 +293,21 @@ def remove_stale_builds(index_dir: Path, keep: Path | None = None) -> list[str]:
     removed = []
     for d in builds.iterdir() if builds.is_dir() else []:
         if d not in (live, keep):
+            _drop_external(d)
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d.name)
     return removed
+
+
+def _drop_external(build: Path) -> None:
+    """Drop what a retired build keeps outside its folder (a Milvus collection)."""
+    try:
+        section = json.loads((build / "manifest.json").read_text(encoding="utf-8"))["vector_store"]
+        backend_for(section).drop(build, section)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # a half-written build never reached an external store
+    except VectorStoreError as e:
+        log.warning("could not drop the vectors of retired build %s: %s", build.name, e)
 
 
 def resumable_stage(index_dir: Path, plan: dict) -> Path | None:
@@ -361,39 +380,36 @@ def _versions() -> dict[str, str]:
 
 
 def write_build(stage: Path, papers: Iterable[Paper] | None, chunks: Iterable[Chunk] | None,
-                embeddings: np.ndarray, manifest: dict, *, ann: str = "auto",
-                ann_threshold: int | None = None) -> dict:
+                embeddings: np.ndarray, manifest: dict, *,
+                backend: VectorBackend | None = None) -> dict:
     """Write a complete build into `stage` and return its final manifest.
 
     `manifest` supplies the shaping settings, sources and per-paper hashes; this adds
-    counts, file sizes, versions, the vector index kind (`ann`, see rag.vectors) and the
-    build time. A streaming build (index/build.py) has already written records.sqlite and
-    embeddings.npy into the stage and passes papers=chunks=None and the mapped
-    embeddings. Raises IndexWriteError.
+    counts, file sizes, versions, where the vectors went (`backend`, default FAISS files;
+    see rag.vectorstores) and the build time. A streaming build (index/build.py) has
+    already written records.sqlite and embeddings.npy into the stage and passes
+    papers=chunks=None and the mapped embeddings. Raises IndexWriteError or VectorStoreError.
     """
-    import faiss
+    from rag.vectorstores.faiss_store import FaissBackend
 
-    from rag import vectors
-
+    backend = backend or FaissBackend()
     try:
         if papers is not None:
             rec.write_records(stage / rec.FILE, papers, chunks, manifest.get("paper_hashes"))
         if not (stage / "embeddings.npy").exists():
             np.save(stage / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32),
                     allow_pickle=False)
-        kind = vectors.choose_kind(len(embeddings), ann, ann_threshold or vectors.DEFAULT_THRESHOLD)
-        index = vectors.make_vector_index(embeddings, kind)
-        faiss.write_index(index, str(stage / "vectors.faiss"))
+        records = rec.Records(stage / rec.FILE)
+        section = backend.write(stage, embeddings, records.row_fields)
         _write_bm25(stage / "bm25", stage / rec.FILE)
-        counts = rec.Records(stage / rec.FILE).counts()
+        counts = records.counts()
+        records.close()
         _drop_stage_only(stage)
         files = {str(p.relative_to(stage)): p.stat().st_size
                  for p in sorted(stage.rglob("*")) if p.is_file()}
         manifest = {
             **manifest,
-            "faiss_index": type(faiss.downcast_index(index)).__name__,
-            "ann": {**vectors.describe(index), "setting": ann,
-                    "threshold": ann_threshold or vectors.DEFAULT_THRESHOLD},
+            "vector_store": section,
             "counts": {"papers": counts["papers"], "chunks": counts["chunks"]},
             "files": files,
             "versions": _versions(),
