@@ -254,8 +254,8 @@ def probe(index_dir: Path, query_file: Path, exact_file: Path) -> dict:
         retriever.search(q["text"])
     lat: dict[str, list[float]] = {"dense": [], "keyword": [], "hybrid": []}
     for q in queries:
-        for name, call in (("dense", lambda: retriever._dense(q["text"], n)),
-                           ("keyword", lambda: retriever._keyword(q["text"], n)),
+        for name, call in (("dense", lambda: retriever._dense(q["text"], n, {})),
+                           ("keyword", lambda: retriever._keyword(q["text"], n, {})),
                            ("hybrid", lambda: retriever.search(q["text"]))):
             t = time.perf_counter()
             call()
@@ -338,6 +338,8 @@ def main() -> int:
     ap.add_argument("--work", default="/tmp/askpapers-scale", help="where the corpora are built")
     ap.add_argument("--out", default=str(RESULTS / "scale.json"))
     ap.add_argument("--plot-only", action="store_true")
+    ap.add_argument("--keep-other-sizes", action="store_true",
+                    help="keep the rows of sizes not run now from the existing --out JSON")
     ap.add_argument("--probe", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.probe:
@@ -355,13 +357,18 @@ def main() -> int:
     result = {"synthetic": True, "queries": len(queries), "cores": os.cpu_count(),
               "omp_threads": int(os.environ["OMP_NUM_THREADS"]),
               "load_average_at_start": os.getloadavg()[0], "rows": [], "other_kinds": []}
-    for n in map(int, args.sizes.split(",")):
+    sizes = [int(x) for x in args.sizes.split(",")]
+    if args.keep_other_sizes and Path(args.out).exists():
+        old = json.loads(Path(args.out).read_text())
+        for part in ("rows", "other_kinds"):
+            result[part] = [r for r in old.get(part, []) if r["chunks"] not in sizes]
+    for n in sizes:
         built, emb = build_corpus(seeds, n, work / f"index-{n}", "auto")
         exact = exact_top(emb, qv)
         np.save(work / "exact.npy", exact)
         row = {**built, "kind": built["ann"]["kind"],
                **run_probe(work / f"index-{n}", work / "queries.json", work / "exact.npy")}
-        row["load_average"] = os.getloadavg()[0]
+        row["load_average"] = os.getloadavg()[0]  # 1-minute load after this size's probe
         result["rows"].append(row)
         print(json.dumps(row), flush=True)
         for size, kind in others:
@@ -370,6 +377,8 @@ def main() -> int:
                 result["other_kinds"].append(other)
                 print(json.dumps(other), flush=True)
         del emb
+        for part in ("rows", "other_kinds"):
+            result[part].sort(key=lambda r: r["chunks"])
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(table(result["rows"]))
     plot(result, Path(args.out).with_suffix(".png"))
