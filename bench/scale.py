@@ -353,15 +353,16 @@ def main() -> int:
     queries = synthetic_queries(seeds, args.queries)
     (work / "queries.json").write_text(json.dumps(queries))
     qv = np.asarray([q["vector"] for q in queries], dtype=np.float32)
-    others = [tuple(x.split(":")) for x in args.others.split(",") if x]
     result = {"synthetic": True, "queries": len(queries), "cores": os.cpu_count(),
               "omp_threads": int(os.environ["OMP_NUM_THREADS"]),
               "load_average_at_start": os.getloadavg()[0], "rows": [], "other_kinds": []}
     sizes = [int(x) for x in args.sizes.split(",")]
+    others = [(int(size), kind) for size, kind in (x.split(":") for x in args.others.split(",") if x)]
     if args.keep_other_sizes and Path(args.out).exists():
         old = json.loads(Path(args.out).read_text())
-        for part in ("rows", "other_kinds"):
-            result[part] = [r for r in old.get(part, []) if r["chunks"] not in sizes]
+        result["rows"] = [r for r in old["rows"] if r["chunks"] not in sizes]
+        result["other_kinds"] = [o for o in old["other_kinds"]
+                                 if (o["chunks"], o["kind"]) not in others or o["chunks"] not in sizes]
     for n in sizes:
         built, emb = build_corpus(seeds, n, work / f"index-{n}", "auto")
         exact = exact_top(emb, qv)
@@ -372,7 +373,7 @@ def main() -> int:
         result["rows"].append(row)
         print(json.dumps(row), flush=True)
         for size, kind in others:
-            if int(size) == n and kind != row["kind"]:
+            if size == n and kind != row["kind"]:
                 other = {"chunks": n, **other_kind(emb, kind, qv, exact, work)}
                 result["other_kinds"].append(other)
                 print(json.dumps(other), flush=True)
