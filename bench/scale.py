@@ -319,6 +319,8 @@ def plot(result: dict, path: Path) -> None:
     a.legend(fontsize=7)
     b.plot(n, [r["rss_loaded_mb"] for r in rows], "o-", label="RSS after load")
     b.plot(n, [r["rss_after_queries_mb"] for r in rows], "s--", label="RSS after queries")
+    b.plot(n, [r["rss_after_queries_anon_mb"] for r in rows], "v-.",
+           label="RSS after queries, anonymous (no mapped files)")
     b.plot(n, [r["disk_mb"] for r in rows], "^:", label="size on disk")
     b.axhline(2048, ls=":", c="grey", label="target 2 GB")
     b.set(xscale="log", yscale="log", xlabel="chunks (synthetic)", ylabel="MB", title="Memory and disk")
