@@ -62,7 +62,7 @@ def _load_previous(index_dir: Path, settings: Settings) -> _Previous | None:
         if build is None:
             return None
         manifest = store.read_manifest(build)
-        if store.mismatches(manifest, settings):
+        if store.embedding_mismatches(manifest, settings):
             log.info("previous index was built with other settings; embedding everything")
             return None
         _, chunks = store.read_records(build)
