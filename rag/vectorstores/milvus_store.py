@@ -1,4 +1,4 @@
-"""The Milvus backend: a build's vectors in one Milvus collection, by URI.
+r"""The Milvus backend: a build's vectors in one Milvus collection, by URI.
 
     index.vector_uri = ~/askpapers/vectors.db     embedded Milvus Lite (a folder ending in .db)
     index.vector_uri = http://host:19530          a Milvus server or cluster, same code
