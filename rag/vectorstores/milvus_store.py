@@ -93,6 +93,9 @@ def _quiet() -> None:
     # pymilvus logs every failed call at ERROR; the typed errors below carry the message.
     logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
     logging.getLogger("milvus_lite").setLevel(logging.WARNING)
+    # Milvus Lite serves gRPC inside this process and lacks a few calls pymilvus makes
+    # (AllocTimestamp after creating an index); grpc logs each as an ERROR with a traceback.
+    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
 
 def _lite_locked(path: str) -> bool:
