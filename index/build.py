@@ -133,6 +133,7 @@ def build_index(settings: Settings, sources: Sequence[Path] | None = None, *, fu
     sources = [Path(s) for s in (sources or settings.sources)]
     t0 = time.perf_counter()
     with store.BuildLock(index_dir):
+        backend = make_backend(settings.index)  # an unreachable vector store fails here, early
         store.remove_stale_builds(index_dir)
         read = read_sources(sources)
         papers = read.papers
@@ -163,8 +164,7 @@ def build_index(settings: Settings, sources: Sequence[Path] | None = None, *, fu
         t2 = time.perf_counter()
         stage = store.new_stage(index_dir)
         try:
-            store.write_build(stage, papers, chunks, emb, manifest,
-                              backend=make_backend(settings.index))
+            store.write_build(stage, papers, chunks, emb, manifest, backend=backend)
             report.build_dir = store.publish(index_dir, stage)
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)

@@ -297,7 +297,7 @@ def test_a_dead_server_says_what_to_check():
                                                 "collection": "askpapers_x"}, np.zeros((1, 4)))
 
 
-def test_a_lite_file_held_by_another_process_says_so(tmp_path):
+def test_a_lite_file_held_by_another_process_says_so(index_copy, tmp_path):
     uri = str(tmp_path / "held.db")
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
@@ -308,6 +308,11 @@ def test_a_lite_file_held_by_another_process_says_so(tmp_path):
         assert holder.stdout.readline().strip() == "open"
         with pytest.raises(VectorStoreError, match="open in another process.*askpapers serve"):
             milvus_store.client(milvus_store.resolve_uri(uri))
+        settings = load_settings(home=index_copy.home, index={"vector_uri": uri})
+        live = store.current_build(index_copy.index_dir)
+        with pytest.raises(VectorStoreError, match="open in another process"):
+            build_index(settings, [SEEDS], full=True)  # fails before embedding, not after
+        assert store.current_build(index_copy.index_dir) == live
     finally:
         holder.kill()
         holder.wait()
