@@ -51,7 +51,7 @@ def _previous_build(index_dir: Path, settings: Settings) -> Path | None:
         build = store.current_build(index_dir)
         if build is None:
             return None
-        if store.mismatches(store.read_manifest(build), settings):
+        if store.embedding_mismatches(store.read_manifest(build), settings):
             log.info("previous index was built with other settings; embedding everything")
             return None
         _, chunks = store.read_records(build)
@@ -110,6 +110,7 @@ def build_index(settings: Settings, sources: Sequence[Path] | None = None, *, fu
     sources = [Path(s) for s in (sources or settings.sources)]
     t0 = time.perf_counter()
     with store.BuildLock(index_dir):
+        backend = make_backend(settings.index)  # an unreachable vector store fails here, early
         files = expand_sources(sources)
         previous = None if full else _previous_build(index_dir, settings)
         plan = plan_of(files, settings, full, previous)
@@ -123,7 +124,7 @@ def build_index(settings: Settings, sources: Sequence[Path] | None = None, *, fu
             stage.finish()
             t2 = time.perf_counter()
             store.write_build(path, None, None, emb, {**manifest, "sources": [str(s) for s in sources]},
-                              backend=make_backend(settings.index))
+                              backend=backend)
             report.build_dir = store.publish(index_dir, path)
             report.seconds["write"] = time.perf_counter() - t2
         except KeyboardInterrupt:

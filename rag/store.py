@@ -98,6 +98,13 @@ def shaping_settings(settings: Settings, embedder_dim: int | None = None) -> dic
 
 def mismatches(manifest: dict, settings: Settings) -> list[str]:
     """Human-readable differences between an index's manifest and the current settings."""
+    return embedding_mismatches(manifest, settings) + _vector_mismatches(
+        manifest.get("vector_store", {}), settings)
+
+
+def embedding_mismatches(manifest: dict, settings: Settings) -> list[str]:
+    """The differences that make an index's embeddings unusable; where the vectors live is
+    not one (switching vector stores rebuilds the vectors from embeddings.npy)."""
     want = shaping_settings(settings)
     out = []
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -109,7 +116,7 @@ def mismatches(manifest: dict, settings: Settings) -> list[str]:
         got = manifest.get("chunking", {}).get(key)
         if got != value:
             out.append(f"chunking.{key}: index {got!r}, settings {value!r}")
-    return out + _vector_mismatches(manifest.get("vector_store", {}), settings)
+    return out
 
 
 def _vector_mismatches(section: dict, settings: Settings) -> list[str]:

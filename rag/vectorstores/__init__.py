@@ -68,11 +68,12 @@ def backend_name(uri: str) -> str:
 
 
 def make_backend(settings: IndexSettings) -> VectorBackend:
-    """The backend the index settings ask for."""
+    """The backend the index settings ask for, connected (a build calls this before it
+    embeds anything). Raises VectorStoreError or ConfigError for an unusable Milvus URI."""
     if backend_name(settings.vector_uri) == "milvus":
         from rag.vectorstores.milvus_store import MilvusBackend
 
-        return MilvusBackend(settings.vector_uri)
+        return MilvusBackend(settings.vector_uri, connect=True)
     from rag.vectorstores.faiss_store import FaissBackend
 
     return FaissBackend(settings.ann, settings.ann_threshold)
