@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from index.chunking import chunk_papers
-from index.readers import read_sources
+from index.readers import ReadReport, read_sources
 from rag import store
-from rag.config import Settings
+from rag.config import ChunkSettings, Settings
 from rag.embedder import load_embedder
 from rag.errors import AskPapersError
 from rag.types import Chunk, Paper
@@ -77,7 +77,8 @@ def _load_previous(index_dir: Path, settings: Settings) -> _Previous | None:
     return _Previous(manifest.get("paper_hashes", {}), by_paper, emb)
 
 
-def _plan(papers: list[Paper], prev: _Previous | None, settings: Settings, report: BuildReport):
+def _plan(papers: list[Paper], prev: _Previous | None, settings: Settings, report: BuildReport,
+          chunk: Callable[[list[Paper], ChunkSettings], list[Chunk]] = chunk_papers):
     """Chunks for every paper, reusing unchanged papers' chunks.
 
     Returns (chunks, reuse_rows: [(new_row, previous_row)], rows_to_embed, paper_hashes).
@@ -88,7 +89,7 @@ def _plan(papers: list[Paper], prev: _Previous | None, settings: Settings, repor
              if old.get(p.paper_id) != hashes[p.paper_id] or p.paper_id not in prev.chunks]
     fresh_ids = {p.paper_id for p in fresh}
     new_chunks: dict[str, list[Chunk]] = {}
-    for c in chunk_papers(fresh, settings.chunking):
+    for c in chunk(fresh, settings.chunking) if fresh else []:
         new_chunks.setdefault(c.paper_id, []).append(c)
     chunks, reuse_rows, new_idx = [], [], []
     for p in papers:
@@ -121,29 +122,56 @@ def _embed(texts: list[str], settings: Settings, progress: Progress | None,
     return np.concatenate(parts)
 
 
+@dataclass(frozen=True)
+class BuildSteps:
+    """How a build reads, chunks and embeds; index/ray_build.py supplies a Ray-distributed set.
+
+    Each step must give what the in-process default gives: the same papers in the same
+    order, chunks numbered from 0 in paper order, and vectors in the order of the texts.
+    """
+
+    read: Callable[[Sequence[Path]], ReadReport] = read_sources
+    chunk: Callable[[list[Paper], ChunkSettings], list[Chunk]] = chunk_papers
+    embed: Callable[[list[str], Settings, Progress | None, BuildReport], np.ndarray] = _embed
+
+
 def build_index(settings: Settings, sources: Sequence[Path] | None = None, *, full: bool = False,
-                progress: Progress | None = None) -> BuildReport:
+                progress: Progress | None = None, ray_address: str | None = None) -> BuildReport:
     """Build the index from `sources` (default: the configured ones), reusing unchanged papers.
 
+    With `ray_address` ("local" for a Ray started in this process, "auto", "host:port" or
+    "ray://host:port") reading, chunking and embedding run on that Ray cluster; writing
+    and publishing stay here.
     Raises SourceError for unusable sources (the live index is untouched), IndexBusyError
-    when another build runs, IndexWriteError when the index folder is not writable.
+    when another build runs, IndexWriteError when the index folder is not writable,
+    MissingExtraError / ClusterError when Ray is not installed or the cluster fails.
     """
+    if ray_address is None:
+        return _build(settings, sources, full, progress, BuildSteps())
+    from index.ray_build import ray_steps
+
+    with ray_steps(ray_address) as steps:
+        return _build(settings, sources, full, progress, steps)
+
+
+def _build(settings: Settings, sources: Sequence[Path] | None, full: bool,
+           progress: Progress | None, steps: BuildSteps) -> BuildReport:
     index_dir = settings.index_dir
     sources = [Path(s) for s in (sources or settings.sources)]
     t0 = time.perf_counter()
     with store.BuildLock(index_dir):
         store.remove_stale_builds(index_dir)
-        read = read_sources(sources)
+        read = steps.read(sources)
         papers = read.papers
         report = BuildReport(build_dir=index_dir, papers=len(papers), skipped=read.skipped)
         prev = None if full else _load_previous(index_dir, settings)
-        chunks, reuse_rows, new_idx, hashes = _plan(papers, prev, settings, report)
+        chunks, reuse_rows, new_idx, hashes = _plan(papers, prev, settings, report, steps.chunk)
         report.seconds["read_chunk"] = time.perf_counter() - t0
         titles = {p.paper_id: p.title for p in papers}
         texts = [chunks[i].embed_text(titles[chunks[i].paper_id]) for i in new_idx]
         t1 = time.perf_counter()
         # With nothing new to embed, the model need not even be loaded.
-        new_vecs = _embed(texts, settings, progress, report) if texts else None
+        new_vecs = steps.embed(texts, settings, progress, report) if texts else None
         report.seconds["embed"] = time.perf_counter() - t1
         dim = new_vecs.shape[1] if new_vecs is not None else prev.embeddings.shape[1]
         emb = np.zeros((len(chunks), dim), dtype=np.float32)

@@ -157,7 +157,11 @@ def _looks_like_listing_page(path: Path) -> bool:
     return "Get trending papers" in head or "byAK and the research community" in head
 
 
-def _read_path(path: Path, report: ReadReport) -> Iterator[Paper]:
+def read_path(path: Path, report: ReadReport) -> Iterator[Paper]:
+    """Papers from one file of any supported kind; skipped entries go to `report`.
+
+    Raises SourceError for an unreadable, binary or non-UTF-8 file.
+    """
     report.files.append(str(path))
     if path.suffix == ".jsonl":
         yield from read_arxiv_jsonl(path, report)
@@ -202,6 +206,27 @@ def merge_papers(papers: Iterable[Paper]) -> list[Paper]:
     return [merged[k] for k in sorted(merged)]
 
 
+def source_files(sources: Iterable[Path]) -> list[Path]:
+    """Every file the sources name, in reading order.
+
+    Raises SourceError for a missing source or a folder with no readable files.
+    """
+    return [path for source in sources for path in _expand(Path(source).expanduser())]
+
+
+def finish_reading(report: ReadReport, found: Iterable[Paper]) -> ReadReport:
+    """Put the merged `found` papers on `report`.
+
+    Raises SourceError when there are none.
+    """
+    report.papers = merge_papers(found)
+    if not report.papers:
+        raise SourceError("The sources hold no papers" +
+                          (f" ({len(report.skipped)} entries skipped)" if report.skipped else "") +
+                          "; check the paths given with --source.")
+    return report
+
+
 def read_sources(sources: Iterable[Path]) -> ReadReport:
     """Read every source into one de-duplicated paper list.
 
@@ -210,12 +235,6 @@ def read_sources(sources: Iterable[Path]) -> ReadReport:
     """
     report = ReadReport()
     found: list[Paper] = []
-    for source in sources:
-        for path in _expand(Path(source).expanduser()):
-            found.extend(_read_path(path, report))
-    report.papers = merge_papers(found)
-    if not report.papers:
-        raise SourceError("The sources hold no papers" +
-                          (f" ({len(report.skipped)} entries skipped)" if report.skipped else "") +
-                          "; check the paths given with --source.")
-    return report
+    for path in source_files(sources):
+        found.extend(read_path(path, report))
+    return finish_reading(report, found)
