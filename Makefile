@@ -1,10 +1,11 @@
 # Two commands do all the set-up on a fresh machine (see README):
 #   make run    install into .venv, build the index on first run, serve the chat UI (local model)
-#   make test   install into .venv (with Chromium for the browser tests), run every test
+#   make test   install into .venv (with the [scale] extra and Chromium), run every test
 VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
+SCALE   := $(VENV)/.installed-scale
 HOST    ?= 127.0.0.1
 PORT    ?= 7860
 
@@ -19,6 +20,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Milvus and Ray (the optional [scale] extra): only the tests and benches need them.
+$(SCALE): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[scale]'
+	touch $(SCALE)
+
 run: install
 	$(VENV)/bin/askpapers serve --host $(HOST) --port $(PORT)
 
@@ -28,13 +34,13 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Chromium is missing: run 'sudo apt-get install chromium' once"; exit 1; fi; }
 
-test: install browser
+test: install $(SCALE) browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "slow or not slow"
 
-test-fast: install
+test-fast: install $(SCALE)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
-bench: install
+bench: install $(SCALE)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	HF_HUB_OFFLINE=1 $(PY) bench/build_bench.py
 	HF_HUB_OFFLINE=1 $(PY) bench/answer_bench.py

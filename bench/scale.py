@@ -8,7 +8,7 @@ Gaussian noise, normalised (so vectors cluster like real ones). Embedding real t
 every size. Queries: 10-word shuffles of a seed paper's sentences, each with a noisy copy
 of one of its real chunk vectors.
 
-Real code paths: rag.store.write_build (vectors chosen by rag.vectors) builds each corpus,
+Real code paths: rag.store.write_build (vectors chosen by rag.vectorstores.faiss_store) builds each corpus,
 and a fresh process runs rag.store.load_index and rag.retrieval.HybridRetriever with a
 FAKE embedder (FakeQueryEmbedder) that returns each query's stored vector. Measured:
 build time (vector index and keyword index separately), size on disk, resident memory
@@ -42,7 +42,8 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from rag import store, vectors  # noqa: E402
+from rag import store  # noqa: E402
+from rag.vectorstores import faiss_store as vectors  # noqa: E402
 from rag.config import load_settings  # noqa: E402
 from rag.types import Chunk, Paper  # noqa: E402
 
@@ -163,14 +164,15 @@ def build_corpus(seeds: Seeds, n: int, index_dir: Path, ann: str) -> dict:
     t1 = time.perf_counter()
     try:
         stage = store.new_stage(index_dir)
-        manifest = store.write_build(stage, papers, chunks, emb, manifest, ann=ann)
+        manifest = store.write_build(stage, papers, chunks, emb, manifest,
+                                       backend=vectors.FaissBackend(ann))
         build = store.publish(index_dir, stage)
     finally:
         vectors.make_vector_index, store._write_bm25 = make, write_bm25
     files = manifest["files"]
     return {"chunks": n, "papers": len(papers), "generate_s": round(gen_s, 1),
             "write_build_s": round(time.perf_counter() - t1, 1),
-            **{k: round(v, 1) for k, v in timed.items()}, "ann": manifest["ann"],
+            **{k: round(v, 1) for k, v in timed.items()}, "ann": manifest["vector_store"],
             "disk_mb": round(store.size_on_disk(build) / 2**20, 1),
             "disk_mb_by_part": {part: round(sum(s for f, s in files.items()
                                                 if f.split("/")[0] == part) / 2**20, 1)
@@ -205,14 +207,14 @@ def other_kind(emb: np.ndarray, kind: str, queries: np.ndarray, exact: np.ndarra
     path = work / f"other-{kind}.faiss"
     faiss.write_index(index, str(path))
     np.save(work / "other.npy", emb)
-    index = vectors.ready_for_search(faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC),
-                                     np.load(work / "other.npy", mmap_mode="r"))
+    index = vectors.FaissSearcher(faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC),
+                                  np.load(work / "other.npy", mmap_mode="r"))
     times, found = [], []
     for q in queries:
         t = time.perf_counter()
         found.append(index.search(q[None, :], 60)[1][0])
         times.append((time.perf_counter() - t) * 1000)
-    return {"kind": kind, **vectors.describe(index.index if hasattr(index, "embeddings") else index),
+    return {"kind": kind, **vectors.describe(index.index),
             "vector_index_s": round(build_s, 1), "vector_index_cpu_s": round(build_cpu_s, 1), "file_mb": round(path.stat().st_size / 2**20, 1),
             "dense_p50_ms": round(pct(times, .5), 2), "dense_p95_ms": round(pct(times, .95), 2),
             "recall@10": round(recall_at_10(np.asarray(found), exact), 4)}

@@ -18,6 +18,7 @@ from rag.config import ChunkSettings, Settings
 from rag.embedder import load_embedder
 from rag.errors import AskPapersError
 from rag.types import Chunk, Paper
+from rag.vectorstores import make_backend
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def _load_previous(index_dir: Path, settings: Settings) -> _Previous | None:
         if build is None:
             return None
         manifest = store.read_manifest(build)
-        if store.mismatches(manifest, settings):
+        if store.embedding_mismatches(manifest, settings):
             log.info("previous index was built with other settings; embedding everything")
             return None
         _, chunks = store.read_records(build)
@@ -160,6 +161,7 @@ def _build(settings: Settings, sources: Sequence[Path] | None, full: bool,
     sources = [Path(s) for s in (sources or settings.sources)]
     t0 = time.perf_counter()
     with store.BuildLock(index_dir):
+        backend = make_backend(settings.index)  # an unreachable vector store fails here, early
         store.remove_stale_builds(index_dir)
         read = steps.read(sources)
         papers = read.papers
@@ -190,8 +192,7 @@ def _build(settings: Settings, sources: Sequence[Path] | None, full: bool,
         t2 = time.perf_counter()
         stage = store.new_stage(index_dir)
         try:
-            store.write_build(stage, papers, chunks, emb, manifest, ann=settings.index.ann,
-                              ann_threshold=settings.index.ann_threshold)
+            store.write_build(stage, papers, chunks, emb, manifest, backend=backend)
             report.build_dir = store.publish(index_dir, stage)
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)

@@ -60,6 +60,12 @@ class IndexSettings(_Section):
         100_000, ge=1, description="Chunk count from which ann=auto builds an approximate "
         "(ivfpq) index instead of exact search; chosen from bench/scale.py measurements.",
     )
+    vector_uri: str = Field(
+        "", description="Where chunk vectors live: empty for FAISS files inside the index "
+        "folder; a Milvus URI otherwise, either a local file ending in .db (embedded Milvus "
+        "Lite) or http://host:19530 (a Milvus server or cluster). Needs askpapers[scale]. "
+        "Recorded in the manifest; switching backends is a rebuild.",
+    )
 
 
 class RetrievalSettings(_Section):

@@ -52,6 +52,12 @@ class IndexWriteError(AskPapersError):
     exit_code = 4
 
 
+class VectorStoreError(AskPapersError):
+    """An external vector store (Milvus) cannot be reached, or refused an operation."""
+
+    exit_code = 4
+
+
 class ModelError(AskPapersError):
     """A model file is missing, corrupt or cannot be loaded."""
 

@@ -9,13 +9,12 @@ import numpy as np
 
 from rag.config import RetrievalSettings
 from rag.embedder import Embedder
+from rag.filters import FILTER_KEYS, active, paper_matches  # noqa: F401  (re-exported)
 from rag.store import LoadedIndex
-from rag.text import fold, keyword_tokens
-from rag.types import Paper, Source
+from rag.text import keyword_tokens
+from rag.types import Source
 
 log = logging.getLogger(__name__)
-
-FILTER_KEYS = ("source", "year", "author", "category")
 
 
 @dataclass
@@ -47,34 +46,10 @@ def retrieval_query(question: str, history: list[dict] | None) -> str:
     return question
 
 
-def paper_matches(paper: Paper, filters: dict | None) -> bool:
-    """True when the paper passes every metadata filter (case-insensitive substring/equality)."""
-    for key, want in (filters or {}).items():
-        if want in (None, "", []):
-            continue
-        if key == "year":
-            if paper.year != int(want):
-                return False
-        elif key == "source":
-            if not any(fold(str(want)) in fold(f"{x.source} {x.date}") for x in paper.listings):
-                return False
-        elif key == "author":
-            if not any(fold(str(want)) in fold(a) for a in paper.authors):
-                return False
-        elif key == "category":
-            if fold(str(want)) not in {fold(c) for c in paper.categories}:
-                return False
-    return True
-
-
-def _best_per_paper(chunk_ids, scores, index: LoadedIndex, allowed) -> dict[str, float]:
+def _best_per_paper(chunk_ids, scores, index: LoadedIndex) -> dict[str, float]:
+    keep = np.asarray(chunk_ids) >= 0
     best: dict[str, float] = {}
-    for cid, score in zip(chunk_ids, scores):
-        if cid < 0:
-            continue
-        pid = index.chunks[int(cid)].paper_id
-        if allowed is not None and pid not in allowed:
-            continue
+    for pid, score in zip(index.paper_ids_of(np.asarray(chunk_ids)[keep]), np.asarray(scores)[keep]):
         if score > best.get(pid, -np.inf):
             best[pid] = float(score)
     return best
@@ -87,16 +62,21 @@ class HybridRetriever:
         self.index, self.embedder, self.cfg = index, embedder, cfg
         self._vocab = index.bm25.vocab_dict
 
-    def _dense(self, query: str, n: int):
+    def _dense(self, query: str, n: int, filters: dict):
         vec = self.embedder.embed([query])
-        scores, ids = self.index.vectors.search(vec, n)
+        scores, ids = self.index.vectors.search(vec, n, filters)
         return ids[0], scores[0]
 
-    def _keyword(self, query: str, n: int):
+    def _keyword(self, query: str, n: int, filters: dict):
         tokens = [t for t in keyword_tokens(query) if t in self._vocab]
         if not tokens:
             return np.array([], dtype=int), np.array([], dtype=np.float32)
-        ids, scores = self.index.bm25.retrieve([tokens], k=n, show_progress=False, n_threads=1)
+        mask = None
+        if filters:  # BM25 scores of rows outside the filters are multiplied by 0
+            mask = np.zeros(len(self.index.chunks), dtype=np.float32)
+            mask[self.index.rows_where(filters)] = 1.0
+        ids, scores = self.index.bm25.retrieve([tokens], k=min(n, len(self.index.chunks)),
+                                               show_progress=False, n_threads=1, weight_mask=mask)
         keep = scores[0] > 0
         return ids[0][keep], scores[0][keep]
 
@@ -105,13 +85,10 @@ class HybridRetriever:
         """The top `k` papers for a question, best first, each with its chunks."""
         k = k or self.cfg.k
         query = retrieval_query(question, history)
-        allowed = None
+        filters = active(filters)
         n = min(self.cfg.candidates, len(self.index.chunks))
-        if filters and any(v not in (None, "", []) for v in filters.values()):
-            allowed = {pid for pid, p in self.index.papers.items() if paper_matches(p, filters)}
-            n = len(self.index.chunks)  # filters can exclude every top hit: rank them all
-        dense = _best_per_paper(*self._dense(query, n), self.index, allowed)
-        keyword = _best_per_paper(*self._keyword(query, n), self.index, allowed)
+        dense = _best_per_paper(*self._dense(query, n, filters), self.index)
+        keyword = _best_per_paper(*self._keyword(query, n, filters), self.index)
         fused = self._fuse(dense, keyword)
         sources = []
         for n_, (pid, score) in enumerate(fused[:k], 1):

@@ -9,7 +9,8 @@ Layout under the index directory:
         papers.jsonl     one Paper per line
         chunks.jsonl     one Chunk per line, row i = vector i
         embeddings.npy   float32 (n_chunks, dim), L2-normalised
-        vectors.faiss    FAISS inner-product index over the same rows
+        vectors.faiss    FAISS inner-product index over the same rows (FAISS backend; a
+                         Milvus backend keeps them in a collection named in the manifest)
         bm25/            bm25s keyword index over the chunks' title+text
     builds/.tmp-*/       a build in progress; never read, removed by the next build
 
@@ -33,9 +34,11 @@ import numpy as np
 
 from rag.config import Settings
 from rag.errors import (IndexBusyError, IndexCorruptError, IndexMismatchError,
-                        IndexMissingError, IndexWriteError)
+                        IndexMissingError, IndexWriteError, VectorStoreError)
+from rag.filters import paper_matches
 from rag.text import keyword_tokens
 from rag.types import Chunk, Paper
+from rag.vectorstores import VectorBackend, VectorSearcher, backend_for, backend_name
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +57,22 @@ class LoadedIndex:
     manifest: dict
     papers: dict[str, Paper]
     chunks: list[Chunk]
-    vectors: object  # faiss.Index
+    vectors: VectorSearcher
     bm25: object  # bm25s.BM25
 
     def chunks_of(self, paper_id: str) -> list[Chunk]:
         """All chunks of one paper, in text order."""
         return [self.chunks[i] for i in self.manifest_rows().get(paper_id, [])]
+
+    def paper_ids_of(self, rows) -> list[str]:
+        """The paper id of each chunk row."""
+        return [self.chunks[int(r)].paper_id for r in rows]
+
+    def rows_where(self, filters: dict | None) -> np.ndarray:
+        """Chunk rows whose paper passes `filters` (see rag.filters), ascending."""
+        rows = [r for pid, p in self.papers.items() if paper_matches(p, filters)
+                for r in self.manifest_rows().get(pid, [])]
+        return np.array(sorted(rows), dtype=np.int64)
 
     def manifest_rows(self) -> dict[str, list[int]]:
         if not hasattr(self, "_rows"):
@@ -84,6 +97,13 @@ def shaping_settings(settings: Settings, embedder_dim: int | None = None) -> dic
 
 def mismatches(manifest: dict, settings: Settings) -> list[str]:
     """Human-readable differences between an index's manifest and the current settings."""
+    return embedding_mismatches(manifest, settings) + _vector_mismatches(
+        manifest.get("vector_store", {}), settings)
+
+
+def embedding_mismatches(manifest: dict, settings: Settings) -> list[str]:
+    """The differences that make an index's embeddings unusable; where the vectors live is
+    not one (switching vector stores rebuilds the vectors from embeddings.npy)."""
     want = shaping_settings(settings)
     out = []
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -96,6 +116,20 @@ def mismatches(manifest: dict, settings: Settings) -> list[str]:
         if got != value:
             out.append(f"chunking.{key}: index {got!r}, settings {value!r}")
     return out
+
+
+def _vector_mismatches(section: dict, settings: Settings) -> list[str]:
+    """Where the vectors live and how they are indexed, against the settings."""
+    uri, ann = settings.index.vector_uri, settings.index.ann
+    backend = section.get("backend", "faiss")
+    if backend != backend_name(uri) or (backend == "milvus" and section.get("uri") != uri):
+        where = f"milvus at {section.get('uri')}" if backend == "milvus" else "faiss"
+        want = f"milvus at {uri}" if uri else "faiss"
+        return [f"index.vector_uri: index vectors are in {where}, settings say {want} "
+                "(switching vector stores is a rebuild)"]
+    if backend == "faiss" and ann != "auto" and section.get("kind") != ann:
+        return [f"index.ann: index is {section.get('kind')!r}, settings {ann!r}"]
+    return []
 
 
 # ---------------------------------------------------------------- locating builds
@@ -168,19 +202,9 @@ def read_embeddings(build: Path) -> np.ndarray:
         raise IndexCorruptError(f"{build / 'embeddings.npy'} is unreadable ({e}); {_REBUILD}") from None
 
 
-def _read_vectors(build: Path):
-    import faiss
-
-    from rag.vectors import ready_for_search
-
-    try:
-        # Memory-mapped: flat and HNSW vectors are paged in from the file, not copied.
-        index = faiss.read_index(str(build / "vectors.faiss"),
-                                 faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
-    except RuntimeError as e:
-        raise IndexCorruptError(f"{build / 'vectors.faiss'} is unreadable ({str(e)[:120]}); "
-                                f"{_REBUILD}") from None
-    return ready_for_search(index, read_embeddings(build))
+def _open_vectors(build: Path, manifest: dict, rows_where) -> VectorSearcher:
+    section = manifest.get("vector_store", {"backend": "faiss"})
+    return backend_for(section).open(build, section, read_embeddings(build), rows_where)
 
 
 def _bm25s():
@@ -215,15 +239,17 @@ def load_index(index_dir: Path, settings: Settings | None = None) -> LoadedIndex
             f"The index at {index_dir} was built with other settings ({'; '.join(diff)}); {_REBUILD}")
     _check_files(build, manifest)
     papers, chunks = read_records(build)
-    vectors, bm25 = _read_vectors(build), _read_bm25(build)
-    n = manifest.get("counts", {}).get("chunks")
-    if not (len(chunks) == vectors.ntotal == n) or any(c.chunk_id != i for i, c in enumerate(chunks)):
-        raise IndexCorruptError(f"Index {build} has {len(chunks)} chunk records but "
-                                f"{vectors.ntotal} vectors (manifest: {n}); {_REBUILD}")
     by_id = {p.paper_id: p for p in papers}
+    loaded = LoadedIndex(build, manifest, by_id, chunks, None, _read_bm25(build))
+    loaded.vectors = _open_vectors(build, manifest, loaded.rows_where)
+    n = manifest.get("counts", {}).get("chunks")
+    if not (len(chunks) == loaded.vectors.ntotal == n) or any(
+            c.chunk_id != i for i, c in enumerate(chunks)):
+        raise IndexCorruptError(f"Index {build} has {len(chunks)} chunk records but "
+                                f"{loaded.vectors.ntotal} vectors (manifest: {n}); {_REBUILD}")
     if any(c.paper_id not in by_id for c in chunks):
         raise IndexCorruptError(f"Index {build} has chunks of unknown papers; {_REBUILD}")
-    return LoadedIndex(build, manifest, by_id, chunks, vectors, bm25)
+    return loaded
 
 
 # ---------------------------------------------------------------- writing
@@ -263,9 +289,21 @@ def remove_stale_builds(index_dir: Path) -> list[str]:
     removed = []
     for d in builds.iterdir() if builds.is_dir() else []:
         if d != live:
+            _drop_external(d)
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d.name)
     return removed
+
+
+def _drop_external(build: Path) -> None:
+    """Drop what a retired build keeps outside its folder (a Milvus collection)."""
+    try:
+        section = json.loads((build / "manifest.json").read_text(encoding="utf-8"))["vector_store"]
+        backend_for(section).drop(build, section)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # a half-written build never reached an external store
+    except VectorStoreError as e:
+        log.warning("could not drop the vectors of retired build %s: %s", build.name, e)
 
 
 def new_stage(index_dir: Path) -> Path:
@@ -314,34 +352,32 @@ def _versions() -> dict[str, str]:
 
 
 def write_build(stage: Path, papers: list[Paper], chunks: list[Chunk], embeddings: np.ndarray,
-                manifest: dict, *, ann: str = "auto", ann_threshold: int | None = None) -> dict:
+                manifest: dict, *, backend: VectorBackend | None = None) -> dict:
     """Write a complete build into `stage` and return its final manifest.
 
     `manifest` supplies the shaping settings, sources and per-paper hashes; this adds
-    counts, file sizes, versions, the vector index kind (`ann`, see rag.vectors) and the
-    build time. Raises IndexWriteError.
+    counts, file sizes, versions, where the vectors went (`backend`, default FAISS files;
+    see rag.vectorstores) and the build time. Raises IndexWriteError or VectorStoreError.
     """
-    import faiss
+    from rag.filters import filter_fields
+    from rag.vectorstores.faiss_store import FaissBackend
 
-    from rag import vectors
-
+    backend = backend or FaissBackend()
     by_id = {p.paper_id: p for p in papers}
     try:
         _write_jsonl(stage / "papers.jsonl", (p.to_dict() for p in papers))
         _write_jsonl(stage / "chunks.jsonl", (asdict(c) for c in chunks))
         np.save(stage / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32),
                 allow_pickle=False)
-        kind = vectors.choose_kind(len(embeddings), ann, ann_threshold or vectors.DEFAULT_THRESHOLD)
-        index = vectors.make_vector_index(embeddings, kind)
-        faiss.write_index(index, str(stage / "vectors.faiss"))
+        section = backend.write(stage, embeddings, lambda lo, hi: [
+            {"row": c.chunk_id, "paper_id": c.paper_id, **filter_fields(by_id[c.paper_id])}
+            for c in chunks[lo:hi]])
         _write_bm25(stage / "bm25", by_id, chunks)
         files = {str(p.relative_to(stage)): p.stat().st_size
                  for p in sorted(stage.rglob("*")) if p.is_file()}
         manifest = {
             **manifest,
-            "faiss_index": type(faiss.downcast_index(index)).__name__,
-            "ann": {**vectors.describe(index), "setting": ann,
-                    "threshold": ann_threshold or vectors.DEFAULT_THRESHOLD},
+            "vector_store": section,
             "counts": {"papers": len(papers), "chunks": len(chunks)},
             "files": files,
             "versions": _versions(),

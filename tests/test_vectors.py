@@ -1,4 +1,4 @@
-"""The dense index kinds (rag/vectors.py): chosen by size, approximate ones close to exact,
+"""The FAISS index kinds (rag/vectorstores/faiss_store.py): chosen by size, approximate ones close to exact,
 recorded in the manifest, and loadable through the real build and store code."""
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from index.build import build_index
-from rag import store, vectors
+from rag import store
+from rag.vectorstores import faiss_store as vectors
 from rag.config import load_settings
 from rag.embedder import load_embedder
 from rag.retrieval import HybridRetriever
@@ -45,8 +46,8 @@ def test_approximate_search_keeps_recall_at_10_against_exact(kind, tmp_path):
     # Through a file, as the store does: search parameters must survive writing and reading.
     faiss.write_index(vectors.make_vector_index(x, kind), str(tmp_path / "v.faiss"))
     np.save(tmp_path / "e.npy", x)
-    index = vectors.ready_for_search(faiss.read_index(str(tmp_path / "v.faiss")),
-                                     np.load(tmp_path / "e.npy", mmap_mode="r"))
+    index = vectors.FaissSearcher(faiss.read_index(str(tmp_path / "v.faiss")),
+                                  np.load(tmp_path / "e.npy", mmap_mode="r"))
     scores, found = index.search(queries, 10)
     recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])
     assert recall >= 0.95, f"{kind} recall@10 {recall:.3f}"
@@ -56,7 +57,7 @@ def test_approximate_search_keeps_recall_at_10_against_exact(kind, tmp_path):
 
 def test_ivfpq_scores_are_exact_cosines(tmp_path):
     x = clustered(20_000, 64)
-    index = vectors.ready_for_search(vectors.make_vector_index(x, "ivfpq"), x)
+    index = vectors.FaissSearcher(vectors.make_vector_index(x, "ivfpq"), x)
     scores, ids = index.search(x[:5], 3)
     assert ids[:, 0].tolist() == [0, 1, 2, 3, 4]
     assert np.allclose(scores, np.einsum("qd,qkd->qk", x[:5], x[ids]), atol=1e-5)
@@ -64,9 +65,9 @@ def test_ivfpq_scores_are_exact_cosines(tmp_path):
 
 def test_seed_build_is_flat_and_says_so(seed_settings):
     m = store.load_index(seed_settings.index_dir, seed_settings).manifest
-    assert m["faiss_index"] == "IndexFlatIP"
-    assert m["ann"]["kind"] == "flat" and m["ann"]["setting"] == "auto"
-    assert m["ann"]["threshold"] == seed_settings.index.ann_threshold
+    v = m["vector_store"]
+    assert v["backend"] == "faiss" and v["kind"] == "flat" and v["setting"] == "auto"
+    assert v["threshold"] == seed_settings.index.ann_threshold
 
 
 @pytest.mark.parametrize("index_settings, kind", [
@@ -78,7 +79,7 @@ def test_approximate_builds_load_and_search_like_exact(index_copy, index_setting
     settings = load_settings(home=index_copy.home, index=index_settings)
     build_index(settings)
     index = store.load_index(settings.index_dir, settings)
-    assert index.manifest["ann"]["kind"] == kind and index.vectors.ntotal == flat.vectors.ntotal
+    assert index.manifest["vector_store"]["kind"] == kind and index.vectors.ntotal == flat.vectors.ntotal
     embedder = load_embedder(settings.embedder.model)
     question = "YOLACT real-time instance segmentation"
     vec = embedder.embed([question])

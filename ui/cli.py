@@ -71,7 +71,7 @@ def index_info(settings) -> dict:
     return {"index_dir": str(settings.index_dir), "build": build.name,
             "papers": m["counts"].get("papers"), "chunks": m["counts"].get("chunks"),
             "embedder": m["embedder"], "chunking": m["chunking"], "sources": m.get("sources", []),
-            "faiss_index": m.get("faiss_index"), "built_at": m.get("built_at", "?"),
+            "vector_store": m.get("vector_store", {}), "built_at": m.get("built_at", "?"),
             "size_bytes": store.size_on_disk(build), "skipped": len(m.get("skipped", []))}
 
 

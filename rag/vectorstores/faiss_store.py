@@ -1,4 +1,4 @@
-"""The dense vector index: the one module that makes and configures FAISS indexes.
+"""The FAISS backend: vectors in files inside the build folder (vectors.faiss).
 
 Three kinds, all inner product over L2-normalised vectors (so scores are cosines):
 
@@ -14,13 +14,20 @@ Three kinds, all inner product over L2-normalised vectors (so scores are cosines
 flat below `index.ann_threshold` vectors and ivfpq from there on (bench/scale.py measures
 why). Search-time parameters (nprobe, efSearch) are stored inside the FAISS file, so a
 loaded index searches as it was built to.
+
+Filtered searches look only at the rows the build's records select: small selections
+(up to EXACT_FILTERED rows) are scored exactly, larger ones through FAISS's ID selector.
 """
 from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
+
+from rag.errors import IndexCorruptError
+from rag.filters import active
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +39,9 @@ IVF_NPROBE = 48
 # ivfpq fetches max(k * REFINE_FACTOR, REFINE_MIN) candidates, then re-scores them exactly.
 REFINE_FACTOR, REFINE_MIN = 4, 256
 _TRAIN_PER_LIST = 50  # k-means training points per inverted list (FAISS warns below 39)
+# Filtered searches score up to this many selected rows exactly (a 150 MB slice at 384-d).
+EXACT_FILTERED = 100_000
+FILE = "vectors.faiss"
 
 
 def choose_kind(n_vectors: int, setting: str = "auto", threshold: int = DEFAULT_THRESHOLD) -> str:
@@ -120,47 +130,98 @@ def describe(index) -> dict:
     return {"kind": "flat", "factory": "Flat"}
 
 
-def ready_for_search(index, embeddings: np.ndarray | None = None):
-    """What the retriever should search: the index itself, or for ivfpq the index with exact
-    re-scoring against `embeddings` (the build's memory-mapped rows, needed then)."""
-    import faiss
+class FaissSearcher:
+    """A build's FAISS index open for search, with metadata filters and, for ivfpq, exact
+    re-scoring of the candidates against the build's memory-mapped embeddings."""
 
-    inner = faiss.downcast_index(index)
-    if isinstance(inner, faiss.IndexIVFPQ):
-        if embeddings is None:
-            raise ValueError("an ivfpq index needs the build's embeddings to re-score candidates")
-        return RescoredIndex(inner, embeddings, owner=index)
-    return index
+    def __init__(self, index, embeddings: np.ndarray, rows_where=None):
+        import faiss
 
-
-class RescoredIndex:
-    """An approximate FAISS index whose candidates are re-scored exactly against stored rows.
-
-    Offers the parts of the faiss.Index interface askpapers uses: `ntotal`, `d`,
-    `search(x, k)` and `reconstruct_batch(rows)` (exact rows, not PQ reconstructions).
-    """
-
-    def __init__(self, index, embeddings: np.ndarray, owner=None):
-        self.index, self.embeddings = index, embeddings
         # A downcast SWIG proxy does not own its index: keep the proxy that does alive.
-        self._owner = owner
+        self._owner, self.index = index, faiss.downcast_index(index)
+        self.embeddings, self.rows_where = embeddings, rows_where
+        self._rescore = isinstance(self.index, faiss.IndexIVFPQ)
         self.ntotal, self.d = index.ntotal, index.d
 
-    def search(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k inner products and row ids per query row, -1 where fewer than k exist."""
+    def search(self, x: np.ndarray, k: int, filters: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k cosines and rows per query row, -1 where fewer than k rows qualify."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        fetch = min(self.ntotal, max(k * REFINE_FACTOR, REFINE_MIN))
-        _, cand = self.index.search(x, fetch)
-        scores = np.full((len(x), k), -np.inf, dtype=np.float32)
-        ids = np.full((len(x), k), -1, dtype=np.int64)
-        for q, row in enumerate(cand):
-            row = np.sort(row[row >= 0])  # sorted rows read the memory map in order
-            exact = np.asarray(self.embeddings[row], dtype=np.float32) @ x[q]
-            top = np.argsort(-exact, kind="stable")[:k]
-            scores[q, :len(top)], ids[q, :len(top)] = exact[top], row[top]
-        return scores, ids
+        params = None
+        if active(filters):
+            rows = np.asarray(self.rows_where(filters), dtype=np.int64)
+            if len(rows) <= EXACT_FILTERED:
+                return _top_k(self.embeddings, rows, x, k)
+            params = self._params(rows)
+        if not self._rescore:
+            return self.index.search(x, k, params=params)
+        _, cand = self.index.search(x, min(self.ntotal, max(k * REFINE_FACTOR, REFINE_MIN)),
+                                    params=params)
+        results = [_top_k(self.embeddings, row[row >= 0], x[q:q + 1], k) for q, row in enumerate(cand)]
+        return np.vstack([r[0] for r in results]), np.vstack([r[1] for r in results])
+
+    def _params(self, rows: np.ndarray):
+        import faiss
+
+        sel = faiss.IDSelectorBatch(rows)
+        if isinstance(self.index, faiss.IndexIVF):
+            params = faiss.SearchParametersIVF(sel=sel, nprobe=self.index.nprobe)
+        elif isinstance(self.index, faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW(sel=sel, efSearch=self.index.hnsw.efSearch)
+        else:
+            params = faiss.SearchParameters(sel=sel)
+        params._selector = sel  # the parameters do not own the selector
+        return params
 
     def reconstruct_batch(self, rows) -> np.ndarray:
         """The stored (exact) vectors of these rows."""
-        rows = np.asarray(rows, dtype=np.int64)
-        return np.asarray(self.embeddings[rows], dtype=np.float32)
+        return np.asarray(self.embeddings[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
+
+
+def _top_k(embeddings: np.ndarray, rows: np.ndarray, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of `rows` of `embeddings` for each query row of `x`, -1 padded."""
+    scores = np.full((len(x), k), -np.inf, dtype=np.float32)
+    ids = np.full((len(x), k), -1, dtype=np.int64)
+    rows = np.sort(rows)  # sorted rows read the memory map in order
+    for lo in range(0, max(len(rows), 1), EXACT_FILTERED):
+        part = rows[lo:lo + EXACT_FILTERED]
+        exact = np.asarray(embeddings[part], dtype=np.float32) @ x.T  # (rows, queries)
+        for q in range(len(x)):
+            merged_s = np.concatenate([scores[q], exact[:, q]])
+            merged_i = np.concatenate([ids[q], part])
+            top = np.argsort(-merged_s, kind="stable")[:k]
+            scores[q], ids[q] = merged_s[top], merged_i[top]
+    return scores, ids
+
+
+class FaissBackend:
+    """Vectors in `vectors.faiss` inside the build folder; kind chosen by `choose_kind`."""
+
+    name = "faiss"
+
+    def __init__(self, ann: str = "auto", threshold: int = DEFAULT_THRESHOLD):
+        self.ann, self.threshold = ann, threshold
+
+    def write(self, build: Path, embeddings: np.ndarray, fields=None) -> dict:
+        """Build the FAISS index over every row and write it; returns the manifest section."""
+        import faiss
+
+        index = make_vector_index(embeddings, choose_kind(len(embeddings), self.ann, self.threshold))
+        faiss.write_index(index, str(build / FILE))
+        return {"backend": self.name, "file": FILE, **describe(index),
+                "setting": self.ann, "threshold": self.threshold}
+
+    def open(self, build: Path, section: dict, embeddings: np.ndarray, rows_where=None) -> FaissSearcher:
+        """The build's index, memory-mapped. Raises IndexCorruptError."""
+        import faiss
+
+        path = build / section.get("file", FILE)
+        try:
+            # Memory-mapped: flat and HNSW vectors are paged in from the file, not copied.
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+        except RuntimeError as e:
+            raise IndexCorruptError(f"{path} is unreadable ({str(e)[:120]}); "
+                                    "run: askpapers index build --full") from None
+        return FaissSearcher(index, embeddings, rows_where)
+
+    def drop(self, build: Path, section: dict) -> None:
+        """Nothing lives outside the build folder."""

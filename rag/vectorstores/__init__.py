@@ -1,0 +1,90 @@
+"""The vector-store seam: where a build's chunk vectors live and how they are searched.
+
+One backend per file, chosen by `index.vector_uri`:
+
+    ""                      faiss   FAISS files inside the build folder (the default)
+    a path ending in .db    milvus  embedded Milvus Lite, one file
+    http(s)://host:19530    milvus  a Milvus server or cluster, same code
+
+Builds are immutable (see rag.store): a backend writes one build's vectors once, opens
+them for search, and drops them when the build is retired. Adding, changing and deleting
+papers therefore happen as a new build that reuses unchanged vectors and is published
+atomically; every backend passes the same contract suite (tests/test_vectorstores.py).
+
+Every backend searches by inner product over L2-normalised vectors (scores are cosines)
+and takes the metadata filters of rag.filters: FAISS restricts the search to the rows the
+build's records select, Milvus pushes them down into a filter expression.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from rag.config import IndexSettings
+
+# Chunk rows [lo, hi) as dicts: row, paper_id and the filter fields of rag.filters.filter_fields.
+RowFields = Callable[[int, int], list[dict]]
+# The chunk rows of a build that pass some filters (see rag.store.LoadedIndex.rows_where).
+RowsWhere = Callable[[dict], np.ndarray]
+
+
+class VectorSearcher(Protocol):
+    """One build's vectors, open for search. Safe to share between threads."""
+
+    ntotal: int
+    d: int
+
+    def search(self, x: np.ndarray, k: int, filters: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k cosines and chunk rows per query row (best first; -1 pads missing rows),
+        only among rows whose paper passes `filters`."""
+
+    def reconstruct_batch(self, rows) -> np.ndarray:
+        """The stored vectors of these chunk rows, float32."""
+
+
+class VectorBackend(Protocol):
+    """Writes, opens and drops the vectors of one build."""
+
+    name: str
+
+    def write(self, build: Path, embeddings: np.ndarray, fields: RowFields) -> dict:
+        """Store every row of `embeddings` for the build in folder `build`; returns the
+        manifest's "vector_store" section. Raises IndexWriteError or VectorStoreError."""
+
+    def open(self, build: Path, section: dict, embeddings: np.ndarray,
+             rows_where: RowsWhere) -> VectorSearcher:
+        """The build's vectors for search. Raises IndexCorruptError or VectorStoreError."""
+
+    def drop(self, build: Path, section: dict) -> None:
+        """Delete whatever the build keeps outside its folder (its own files go with it)."""
+
+
+def backend_name(uri: str) -> str:
+    """Which backend a `index.vector_uri` value selects: faiss or milvus."""
+    return "milvus" if uri else "faiss"
+
+
+def make_backend(settings: IndexSettings) -> VectorBackend:
+    """The backend the index settings ask for, connected (a build calls this before it
+    embeds anything). Raises VectorStoreError or ConfigError for an unusable Milvus URI."""
+    if backend_name(settings.vector_uri) == "milvus":
+        from rag.vectorstores.milvus_store import MilvusBackend
+
+        return MilvusBackend(settings.vector_uri, connect=True)
+    from rag.vectorstores.faiss_store import FaissBackend
+
+    return FaissBackend(settings.ann, settings.ann_threshold)
+
+
+def backend_for(section: dict) -> VectorBackend:
+    """The backend that wrote a manifest's "vector_store" section (for opening and dropping)."""
+    if section.get("backend") == "milvus":
+        from rag.vectorstores.milvus_store import MilvusBackend
+
+        return MilvusBackend(section["uri"])
+    from rag.vectorstores.faiss_store import FaissBackend
+
+    return FaissBackend()
