@@ -6,18 +6,20 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from index.chunking import chunk_papers
 from index.readers import ReadReport, expand_sources, iter_papers, no_papers_error
-from index.staging import Stage, plan_of
+from index.staging import PAGE, BatchEmbedder, Chunker, Stage, plan_of
 from rag import store
 from rag.config import Settings
 from rag.embedder import load_embedder
 from rag.errors import AskPapersError
+from rag.types import Paper
 from rag.vectorstores import make_backend
 
 log = logging.getLogger(__name__)
@@ -63,24 +65,41 @@ def _previous_build(index_dir: Path, settings: Settings) -> Path | None:
     return build
 
 
-def _embedder(settings: Settings, report: BuildReport):
-    """embed(texts) with the configured model, loaded on first use; counts over-long texts."""
-    def embed(texts: list[str]) -> np.ndarray:
-        embedder = load_embedder(settings.embedder.model)
-        report.over_limit += sum(embedder.count_tokens(t) > embedder.max_tokens for t in texts)
-        return embedder.embed(texts, batch_size=settings.embedder.batch_size)
+def embed_in_process(settings: Settings, report: BuildReport) -> BatchEmbedder:
+    """Batches embedded here with the configured model (loaded on first use, so a build with
+    nothing new never loads it); counts over-long texts on `report`."""
+    def embed(batches: Iterable[tuple[int, list[str]]]) -> Iterator[tuple[int, np.ndarray]]:
+        for j, texts in batches:
+            embedder = load_embedder(settings.embedder.model)
+            report.over_limit += sum(embedder.count_tokens(t) > embedder.max_tokens for t in texts)
+            yield j, embedder.embed(texts, batch_size=settings.embedder.batch_size)
     return embed
 
 
+@dataclass(frozen=True)
+class BuildSteps:
+    """How a build reads, chunks and embeds; index/ray_build.py supplies Ray-distributed ones.
+
+    Each step gives what the in-process one gives: the files' papers in reading order
+    (duplicates included; the stage merges them), the chunks of a list of papers numbered
+    from 0 in paper order, and each batch's vectors in the order of its texts.
+    """
+
+    read: Callable[[list[Path], ReadReport], Iterable[Paper]] = iter_papers
+    chunk: Chunker = chunk_papers
+    embed: Callable[[Settings, BuildReport], BatchEmbedder] = embed_in_process
+    plan_page: int = PAGE  # papers chunked per call of `chunk`
+
+
 def _fill_stage(stage: Stage, files: list[Path], settings: Settings, report: BuildReport,
-                progress: Progress | None) -> tuple[np.ndarray, dict]:
+                progress: Progress | None, steps: BuildSteps) -> tuple[np.ndarray, dict]:
     """Collect, plan, embed and assemble into the stage; returns (embeddings, manifest part)."""
     t0 = time.perf_counter()
     read = ReadReport()
-    got = stage.collect(iter_papers(files, read), lambda: {"skipped": read.skipped})
+    got = stage.collect(steps.read(files, read), lambda: {"skipped": read.skipped})
     if not got["papers"]:
         raise no_papers_error(ReadReport(skipped=got["skipped"]))
-    plan = stage.plan(settings)
+    plan = stage.plan(settings, steps.chunk, steps.plan_page)
     report.papers, report.skipped = got["papers"], got["skipped"]
     report.added, report.removed = plan["added"], plan["removed"]
     report.changed, report.unchanged = plan["fresh"] - plan["added"], got["papers"] - plan["fresh"]
@@ -88,7 +107,7 @@ def _fill_stage(stage: Stage, files: list[Path], settings: Settings, report: Bui
     report.seconds["read_chunk"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     size = settings.index.embed_batch
-    report.batches, report.resumed_batches = stage.embed(size, _embedder(settings, report), progress)
+    report.batches, report.resumed_batches = stage.embed(size, steps.embed(settings, report), progress)
     report.seconds["embed"] = time.perf_counter() - t1
     dim = stage.dim() or load_embedder(settings.embedder.model).dim
     emb = stage.assemble(size, report.batches, dim)
@@ -98,14 +117,28 @@ def _fill_stage(stage: Stage, files: list[Path], settings: Settings, report: Bui
 
 
 def build_index(settings: Settings, sources: Sequence[Path] | None = None, *, full: bool = False,
-                progress: Progress | None = None) -> BuildReport:
+                progress: Progress | None = None, ray_address: str | None = None) -> BuildReport:
     """Build the index from `sources` (default: the configured ones), reusing unchanged papers.
 
     Streams the sources into a stage on disk and embeds in batches; a build that was killed
-    is resumed by the next build with the same sources and settings. Raises SourceError for
-    unusable sources (the live index is untouched), IndexBusyError when another build runs,
-    IndexWriteError when the index folder is not writable.
+    is resumed by the next build with the same sources and settings. With `ray_address`
+    ("local" for a Ray started in this process, "auto", "host:port" or "ray://host:port")
+    reading, chunking and embedding run on that Ray cluster; staging, writing and
+    publishing stay here. Raises SourceError for unusable sources (the live index is
+    untouched), IndexBusyError when another build runs, IndexWriteError when the index
+    folder is not writable, MissingExtraError / ClusterError when Ray is not installed or
+    the cluster fails.
     """
+    if ray_address is None:
+        return _build(settings, sources, full, progress, BuildSteps())
+    from index.ray_build import ray_steps
+
+    with ray_steps(ray_address) as steps:
+        return _build(settings, sources, full, progress, steps)
+
+
+def _build(settings: Settings, sources: Sequence[Path] | None, full: bool,
+           progress: Progress | None, steps: BuildSteps) -> BuildReport:
     index_dir = settings.index_dir
     sources = [Path(s) for s in (sources or settings.sources)]
     t0 = time.perf_counter()
@@ -120,7 +153,7 @@ def build_index(settings: Settings, sources: Sequence[Path] | None = None, *, fu
         report = BuildReport(build_dir=index_dir)
         try:
             stage = Stage(path, previous)
-            emb, manifest = _fill_stage(stage, files, settings, report, progress)
+            emb, manifest = _fill_stage(stage, files, settings, report, progress, steps)
             stage.finish()
             t2 = time.perf_counter()
             store.write_build(path, None, None, emb, {**manifest, "sources": [str(s) for s in sources]},

@@ -178,7 +178,11 @@ def _looks_like_listing_page(path: Path) -> bool:
     return "Get trending papers" in head or "byAK and the research community" in head
 
 
-def _read_path(path: Path, report: ReadReport) -> Iterator[Paper]:
+def read_path(path: Path, report: ReadReport) -> Iterator[Paper]:
+    """Papers from one file of any supported kind; skipped entries go to `report`.
+
+    Raises SourceError for an unreadable, binary or non-UTF-8 file.
+    """
     report.files.append(str(path))
     if path.suffix == ".jsonl":
         yield from read_arxiv_jsonl(path, report)
@@ -199,7 +203,7 @@ def iter_papers(files: Iterable[Path], report: ReadReport) -> Iterator[Paper]:
 
     Raises SourceError for an unreadable, binary or non-UTF-8 file."""
     for path in files:
-        yield from _read_path(path, report)
+        yield from read_path(path, report)
 
 
 def _expand(source: Path) -> list[Path]:

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from index.chunking import chunk_paper, make_splitter
+from index.chunking import chunk_papers
 from rag import records as rec
 from rag import store
-from rag.config import Settings
+from rag.config import ChunkSettings, Settings
 from rag.types import Chunk, Paper
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,10 @@ CREATE TABLE IF NOT EXISTS _state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS _reuse (chunk_id INTEGER PRIMARY KEY, prev_row INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS _todo (seq INTEGER PRIMARY KEY, chunk_id INTEGER NOT NULL);
 """
-_PAGE = 1000  # papers per page while planning
+PAGE = 1000  # papers per page while planning (each page's new papers are chunked together)
+Chunker = Callable[[list[Paper], ChunkSettings], list[Chunk]]
+# Vectors for (batch number, texts) pairs, yielded as (batch number, vectors) in any order.
+BatchEmbedder = Callable[[Iterable[tuple[int, list[str]]]], Iterable[tuple[int, np.ndarray]]]
 
 
 def content_hash(paper: Paper) -> str:
@@ -111,44 +114,47 @@ class Stage:
 
     # ------------------------------------------------------------ 2. plan
 
-    def plan(self, settings: Settings) -> dict:
-        """Number every chunk, reusing unchanged papers' chunks; returns the plan's counts."""
+    def plan(self, settings: Settings, chunk: Chunker = chunk_papers, page: int = PAGE) -> dict:
+        """Number every chunk, reusing unchanged papers' chunks and cutting the others with
+        `chunk`, a page of papers at a time; returns the plan's counts."""
         if (done := self.state("planned")) is not None:
             return done
         self.con.execute("BEGIN")
         for table in ("chunks", "_reuse", "_todo"):
             self.con.execute(f"DELETE FROM {table}")
-        splitter = make_splitter(settings.chunking)
         counts = {"fresh": 0, "added": 0, "next_id": 0, "next_seq": 0}
-        for page in self._pages():
-            for p in page:
-                self._plan_paper(p, splitter, counts)
+        for papers in self._pages(page):
+            old = {p.paper_id: self._previous_chunks(p) for p in papers}
+            fresh = [p for p in papers if not old[p.paper_id]]
+            new: dict[str, list[Chunk]] = {}
+            for c in chunk(fresh, settings.chunking) if fresh else []:
+                new.setdefault(c.paper_id, []).append(c)
+            for p in papers:
+                self._plan_paper(p, old[p.paper_id], new.get(p.paper_id, []), counts)
         done = {"fresh": counts["fresh"], "added": counts["added"], **self._count_plan()}
         self._set("planned", done)
         self.con.execute("COMMIT")
         return done
 
-    def _pages(self):
+    def _pages(self, page: int):
         last = ""
         while True:
             rows = self.con.execute(f"SELECT {rec.PAPER_COLS} FROM papers WHERE paper_id > ? "
-                                    f"ORDER BY paper_id LIMIT {_PAGE}", (last,)).fetchall()
+                                    "ORDER BY paper_id LIMIT ?", (last, page)).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
             yield [rec.paper_from_row(r) for r in rows]
 
-    def _plan_paper(self, p: Paper, splitter, counts: dict) -> None:
-        h = content_hash(p)
-        self.con.execute("UPDATE papers SET hash = ? WHERE paper_id = ?", (h, p.paper_id))
+    def _plan_paper(self, p: Paper, old: list[Chunk], new: list[Chunk], counts: dict) -> None:
+        self.con.execute("UPDATE papers SET hash = ? WHERE paper_id = ?", (content_hash(p), p.paper_id))
         next_id = counts["next_id"]
-        old = self._previous_chunks(p.paper_id, h)
+        chunks = [Chunk(next_id + i, p.paper_id, c.start, c.end, c.text)
+                  for i, c in enumerate(old or new)]
         if old:
-            chunks = [Chunk(next_id + i, p.paper_id, c.start, c.end, c.text) for i, c in enumerate(old)]
             self.con.executemany("INSERT INTO _reuse VALUES (?, ?)",
                                  ((c.chunk_id, o.chunk_id) for c, o in zip(chunks, old)))
         else:
-            chunks = chunk_paper(p, splitter, next_id)
             self.con.executemany("INSERT INTO _todo VALUES (?, ?)",
                                  ((counts["next_seq"] + i, c.chunk_id) for i, c in enumerate(chunks)))
             counts["next_seq"] += len(chunks)
@@ -158,15 +164,16 @@ class Stage:
         rec.insert_chunks(self.con, chunks)
         counts["next_id"] += len(chunks)
 
-    def _previous_chunks(self, paper_id: str, h: str) -> list[Chunk]:
+    def _previous_chunks(self, p: Paper) -> list[Chunk]:
+        """The previous build's chunks of `p` if its text is unchanged, else []."""
         if self.previous is None:
             return []
-        row = self.con.execute("SELECT hash FROM prev.papers WHERE paper_id = ?", (paper_id,)).fetchone()
-        if row is None or row[0] != h:
+        row = self.con.execute("SELECT hash FROM prev.papers WHERE paper_id = ?", (p.paper_id,)).fetchone()
+        if row is None or row[0] != content_hash(p):
             return []
         return [Chunk(*r) for r in self.con.execute(
             f"SELECT {rec.CHUNK_COLS} FROM prev.chunks WHERE paper_id = ? ORDER BY chunk_id",
-            (paper_id,))]
+            (p.paper_id,))]
 
     def _count_plan(self) -> dict:
         one = lambda sql: self.con.execute(sql).fetchone()[0]  # noqa: E731
@@ -180,19 +187,23 @@ class Stage:
     def batch_path(self, j: int) -> Path:
         return self.path / store.BATCHES / f"{j:06d}.npy"
 
-    def embed(self, size: int, embed: Callable[[list[str]], np.ndarray],
+    def embed(self, size: int, embed: BatchEmbedder,
               progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
-        """Embed every batch not yet on disk; returns (batches, batches found finished)."""
+        """Embed every batch not yet on disk, each saved as it finishes; returns
+        (batches, batches found finished)."""
         total = self.con.execute("SELECT count(*) FROM _todo").fetchone()[0]
-        n_batches, resumed = -(-total // size), 0
-        for j in range(n_batches):
-            if self.batch_path(j).exists():
-                resumed += 1
-            else:
-                self._save_batch(j, embed(self._texts(j * size, (j + 1) * size)))
+        n_batches = -(-total // size)
+        todo = [j for j in range(n_batches) if not self.batch_path(j).exists()]
+        done = n_batches - len(todo)
+        if progress and done:
+            progress(min(done * size, total), total)
+        # Texts are read lazily, a batch at a time, so memory stays bounded.
+        for j, vectors in embed((j, self._texts(j * size, (j + 1) * size)) for j in todo):
+            self._save_batch(j, vectors)
+            done += 1
             if progress:
-                progress(min((j + 1) * size, total), total)
-        return n_batches, resumed
+                progress(min(done * size, total), total)
+        return n_batches, n_batches - len(todo)
 
     def _texts(self, lo: int, hi: int) -> list[str]:
         return [Chunk(0, "", 0, 0, text).embed_text(title) for title, text in self.con.execute(

@@ -74,3 +74,15 @@ class QuestionError(AskPapersError):
     """The question cannot be answered as given (empty, too long, not text)."""
 
     exit_code = 2
+
+
+class MissingExtraError(AskPapersError):
+    """An optional feature needs packages from an extra that is not installed."""
+
+    exit_code = 8
+
+
+class ClusterError(AskPapersError):
+    """A Ray cluster cannot be reached, or failed during a distributed build."""
+
+    exit_code = 9

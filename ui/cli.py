@@ -27,7 +27,7 @@ def _settings(args):
     return load_settings(**({"index": index} if index else {}))
 
 
-def build_with_progress(settings, sources=None, full=False):
+def build_with_progress(settings, sources=None, full=False, ray_address=None):
     """Run a build with a progress bar on stderr; returns the BuildReport."""
     from tqdm import tqdm
 
@@ -42,7 +42,7 @@ def build_with_progress(settings, sources=None, full=False):
         bar.update(done - bar.n)
 
     try:
-        return build_index(settings, sources, full=full, progress=progress)
+        return build_index(settings, sources, full=full, progress=progress, ray_address=ray_address)
     finally:
         if bar is not None:
             bar.close()
@@ -50,7 +50,7 @@ def build_with_progress(settings, sources=None, full=False):
 
 def cmd_index_build(args) -> int:
     settings = _settings(args)
-    r = build_with_progress(settings, full=args.full)
+    r = build_with_progress(settings, full=args.full, ray_address=args.ray)
     print(f"Index at {settings.index_dir}: {r.papers} papers ({r.added} added, {r.changed} "
           f"changed, {r.removed} removed, {r.unchanged} unchanged), {r.chunks} chunks "
           f"({r.embedded} embedded, {r.reused} reused) in {r.seconds['total']:.1f} s.")
@@ -196,6 +196,10 @@ def make_parser() -> argparse.ArgumentParser:
                    help="file or folder to index (repeatable; default: the seeds)")
     b.add_argument("--index-dir", metavar="DIR", help="where the index lives")
     b.add_argument("--full", action="store_true", help="re-embed everything")
+    b.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="read, chunk and embed on a Ray cluster: auto, HOST:PORT or "
+                   "ray://HOST:PORT; alone, a Ray started here on 127.0.0.1 "
+                   "(needs pip install 'askpapers[scale]')")
     b.set_defaults(func=cmd_index_build)
     i = idx.add_parser("info", help="what the index holds")
     i.add_argument("--index-dir", metavar="DIR")
