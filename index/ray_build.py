@@ -194,11 +194,17 @@ def read_on_ray(files: list[Path], report: ReadReport) -> Iterator[Paper]:
     import ray
 
     items = [{"file": i, "path": str(p)} for i, p in enumerate(files)]
-    rows = ray.data.from_items(items, override_num_blocks=len(items)).map(_read_file).take_all()
+    rows = ray.data.from_items(items, override_num_blocks=len(items)).map(_read_file).iter_rows()
     report.files.extend(str(p) for p in files)
-    for row in sorted(rows, key=lambda r: r["file"]):  # merge order decides ties, as in-process
-        report.skipped.extend(json.loads(row["skipped"]))
-        yield from (Paper.from_dict(d) for d in json.loads(row["papers"]))
+    waiting: dict[int, dict] = {}  # files finished ahead of their turn
+    turn = 0
+    for row in rows:
+        waiting[int(row["file"])] = row
+        while turn in waiting:  # file order decides merge ties, as in-process
+            done = waiting.pop(turn)
+            turn += 1
+            report.skipped.extend(json.loads(done["skipped"]))
+            yield from (Paper.from_dict(d) for d in json.loads(done["papers"]))
 
 
 # ---------------------------------------------------------------- chunking

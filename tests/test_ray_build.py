@@ -165,6 +165,30 @@ def test_cli_ray_build_matches_and_stays_quiet(ray_cluster, tmp_path):
     _assert_same_index(load_settings(home=ray_home), local)
 
 
+@pytest.mark.slow
+def test_ray_build_resumes_a_stage_left_by_an_interrupted_build(ray_cluster, tmp_path):
+    from index.build import BuildSteps, _build, embed_in_process
+
+    def stop_at_second_batch(settings_, report):
+        inner = embed_in_process(settings_, report)
+
+        def embed(batches):
+            for n, item in enumerate(inner(batches)):
+                if n == 1:
+                    raise KeyboardInterrupt  # as Ctrl-C: the stage is kept for resuming
+                yield item
+        return embed
+
+    settings = load_settings(home=tmp_path / "ray", index={"embed_batch": 64})
+    with pytest.raises(KeyboardInterrupt):
+        _build(settings, [ONE_PAGE], False, None, BuildSteps(embed=stop_at_second_batch))
+    report = build_index(settings, [ONE_PAGE], ray_address=ray_cluster)
+    assert report.resumed_batches == 1 and report.batches >= 3
+    local = load_settings(home=tmp_path / "local", index={"embed_batch": 64})
+    build_index(local, [ONE_PAGE])
+    _assert_same_index(settings, local)
+
+
 def test_unreachable_ray_address_is_a_typed_error_and_keeps_the_index(index_copy):
     live = store.current_build(index_copy.index_dir)
     before = sorted(p.name for p in index_copy.index_dir.rglob("*"))
