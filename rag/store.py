@@ -40,7 +40,8 @@ from rag.errors import (IndexBusyError, IndexCorruptError, IndexMismatchError,
                         IndexMissingError, IndexWriteError, VectorStoreError)
 from rag.text import keyword_tokens
 from rag.types import Chunk, Paper
-from rag.vectorstores import VectorBackend, VectorSearcher, backend_for, backend_name
+from rag.vectorstores import (EXTERNAL_NOTE, VectorBackend, VectorSearcher, backend_for,
+                              backend_name)
 
 log = logging.getLogger(__name__)
 
@@ -307,12 +308,16 @@ def remove_stale_builds(index_dir: Path, keep: Path | None = None) -> list[str]:
 
 
 def _drop_external(build: Path) -> None:
-    """Drop what a retired build keeps outside its folder (a Milvus collection)."""
+    """Drop what a retired build keeps outside its folder (a Milvus collection), found in its
+    manifest or, for a build killed while writing, in the note its backend left first."""
     try:
-        section = json.loads((build / "manifest.json").read_text(encoding="utf-8"))["vector_store"]
+        try:
+            section = json.loads((build / "manifest.json").read_text(encoding="utf-8"))["vector_store"]
+        except FileNotFoundError:
+            section = json.loads((build / EXTERNAL_NOTE).read_text(encoding="utf-8"))
         backend_for(section).drop(build, section)
     except (OSError, ValueError, KeyError, TypeError):
-        pass  # a half-written build never reached an external store
+        pass  # the build never reached an external store
     except VectorStoreError as e:
         log.warning("could not drop the vectors of retired build %s: %s", build.name, e)
 

@@ -285,6 +285,21 @@ def test_a_failed_write_leaves_no_collection(tmp_path, monkeypatch):
     assert milvus_store.collection_name(build) not in milvus_store.client(uri).list_collections()
 
 
+def test_a_collection_left_by_a_killed_build_is_dropped_by_the_next_build(tmp_path):
+    # A build killed after its vectors reached Milvus but before its manifest was written
+    # (no chance to clean up): the stage holds only the note the backend wrote first.
+    index_dir = tmp_path / "index"
+    stage = store.new_stage(index_dir)
+    backend = milvus_store.MilvusBackend(str(tmp_path / "v.db"))
+    backend.write(stage, np.eye(30, 16, dtype=np.float32), lambda lo, hi: _synthetic_fields(30)[lo:hi])
+    uri = milvus_store.resolve_uri(str(tmp_path / "v.db"))
+    name = milvus_store.collection_name(stage)
+    assert name in milvus_store.client(uri).list_collections()
+    assert not (stage / "manifest.json").exists()
+    assert store.remove_stale_builds(index_dir) == [stage.name]
+    assert name not in milvus_store.client(uri).list_collections()
+
+
 def test_a_dead_server_says_what_to_check():
     import socket
 

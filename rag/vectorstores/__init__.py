@@ -25,6 +25,9 @@ import numpy as np
 
 from rag.config import IndexSettings
 
+# A backend that keeps vectors outside the build folder writes its manifest section here
+# before creating anything, so rag.store can drop what a build killed midway left behind.
+EXTERNAL_NOTE = "vector_store.json"
 # Chunk rows [lo, hi) as dicts: row, paper_id and the filter fields of rag.filters.filter_fields.
 RowFields = Callable[[int, int], list[dict]]
 # The chunk rows of a build that pass some filters (see rag.store.LoadedIndex.rows_where).

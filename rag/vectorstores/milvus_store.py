@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import re
@@ -52,6 +53,7 @@ import numpy as np
 
 from rag.errors import ConfigError, IndexCorruptError, VectorStoreError
 from rag.filters import SEP, active
+from rag.vectorstores import EXTERNAL_NOTE
 
 log = logging.getLogger(__name__)
 
@@ -279,9 +281,12 @@ class MilvusBackend:
         manifest section. A failed write drops its partial collection. Raises VectorStoreError."""
         uri = resolve_uri(self.uri)
         c, name = client(uri), collection_name(build)
+        index = self._index(uri)
+        section = {"backend": self.name, "uri": self.uri, "resolved_uri": uri, "collection": name,
+                   "metric": "IP", **{k: v for k, v in index.items() if k != "metric_type"}}
+        (build / EXTERNAL_NOTE).write_text(json.dumps(section), encoding="utf-8")
         if _call(uri, "list collections", c.has_collection, name):
             _call(uri, "drop a leftover collection", c.drop_collection, name)
-        index = self._index(uri)
         params = c.prepare_index_params()
         params.add_index("vector", **index)
         _call(uri, "create a collection", c.create_collection, name,
@@ -296,9 +301,7 @@ class MilvusBackend:
             except VectorStoreError as e:
                 log.warning("could not drop the partial collection %s: %s", name, e)
             raise
-        return {"backend": self.name, "uri": self.uri, "resolved_uri": uri, "collection": name,
-                "metric": "IP", **{k: v for k, v in index.items() if k != "metric_type"},
-                "rows": int(len(embeddings))}
+        return {**section, "rows": int(len(embeddings))}
 
     @staticmethod
     def _insert(uri: str, c, name: str, embeddings: np.ndarray, fields) -> None:
