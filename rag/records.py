@@ -160,10 +160,6 @@ class PaperRecords(Mapping):
     def values(self) -> ValuesView:
         return _PaperValues(self)
 
-    def hashes(self) -> Iterator[tuple[str, str]]:
-        """(paper_id, content hash) of every paper."""
-        yield from self._r.con().execute("SELECT paper_id, hash FROM papers")
-
     def stream(self) -> Iterator[Paper]:
         for row in self._r.con().execute(f"SELECT {PAPER_COLS} FROM papers ORDER BY paper_id"):
             yield paper_from_row(row)

@@ -9,7 +9,7 @@ import numpy as np
 
 from rag.config import RetrievalSettings
 from rag.embedder import Embedder
-from rag.filters import FILTER_KEYS, active, paper_matches  # noqa: F401  (re-exported)
+from rag.filters import active
 from rag.store import LoadedIndex
 from rag.text import keyword_tokens
 from rag.types import Source

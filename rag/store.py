@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -38,6 +39,7 @@ from rag import records as rec
 from rag.config import Settings
 from rag.errors import (IndexBusyError, IndexCorruptError, IndexMismatchError,
                         IndexMissingError, IndexWriteError, VectorStoreError)
+from rag.filters import active
 from rag.text import keyword_tokens
 from rag.types import Chunk, Paper
 from rag.vectorstores import (EXTERNAL_NOTE, VectorBackend, VectorSearcher, backend_for,
@@ -79,10 +81,21 @@ class LoadedIndex:
         """The paper id of each chunk row, in order (one query). Raises IndexError for an unknown row."""
         return self.chunks.paper_ids_of(rows)
 
+    def __post_init__(self):
+        # Dense and keyword search of one question (and the next questions of a filtered
+        # chat) ask for the same rows: the query runs once per distinct filters.
+        self._rows_where = functools.lru_cache(maxsize=8)(self._select_rows)
+
+    def _select_rows(self, key: tuple) -> np.ndarray:
+        rows = rec.rows_where(self.records, dict(key))
+        rows.flags.writeable = False  # shared by every caller of the cache
+        return rows
+
     def rows_where(self, filters: dict | None) -> np.ndarray:
-        """Sorted chunk rows (int64) whose paper passes the metadata filters, decided in SQL with
-        the semantics of rag.filters.paper_matches. Raises QuestionError for a bad filter."""
-        return rec.rows_where(self.records, filters)
+        """Sorted chunk rows (int64, read-only) whose paper passes the metadata filters,
+        decided in SQL with the semantics of rag.filters.paper_matches. Raises QuestionError
+        for a bad filter."""
+        return self._rows_where(tuple(sorted(active(filters).items())))
 
 
 def shaping_settings(settings: Settings, embedder_dim: int | None = None) -> dict:

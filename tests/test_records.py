@@ -10,7 +10,7 @@ import pytest
 from index.build import build_index
 from rag import store
 from rag.config import load_settings
-from rag.retrieval import paper_matches
+from rag.filters import paper_matches
 
 AUTHORS = ["Jürgen Müller", "ANNA STRAßE", "Li Wei", "Ola Nordmann", "Zoë Ünal"]
 CATEGORIES = ["cs.LG", "cs.CL", "stat.ML", "CS.CV", "q-bio.NC"]
