@@ -1,15 +1,20 @@
-"""Answer benchmark on shared/eval/dev.jsonl: quality (the score.py metrics) and speed
-(retrieval p50, extractive p50, local time to first token and full answer) per mode.
+"""Answer benchmark: quality (the score.py metrics, per question type) and speed
+(retrieval p50, answer p50/p95, time to first text) per mode, on dev.jsonl + dev2.jsonl.
 
 Usage: python bench/answer_bench.py [--modes extractive,local] [--home DIR]
-                                    [--gold ../shared/eval/dev.jsonl] [--out FILE]
-Builds the seed index under --home first if none is there.
+           [--gold ../shared/eval/dev.jsonl,../shared/eval/dev2.jsonl] [--out FILE]
+           [--folds bench/results/decision_fit.json]
+With --folds, each question is answered with the decision fitted without its fold
+(bench/fit_decision.py), so every figure is held out. Builds the seed index under --home
+first if none is there. Predictions go to bench/results/predictions/ (not committed).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +29,11 @@ from rag.config import load_settings  # noqa: E402
 from rag.engine import get_engine  # noqa: E402
 from rag.evaluation import evaluate, format_table  # noqa: E402
 from rag.types import Answer  # noqa: E402
+
+
+def _commit() -> str:
+    return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -43,9 +53,19 @@ def bench_retrieval(settings, gold, repeats: int = 3) -> dict:
     return {"retrieval_p50_ms": round(pct(times, .5), 2), "retrieval_p95_ms": round(pct(times, .95), 2)}
 
 
-def run_mode(settings, gold, mode: str) -> tuple[dict, list[dict]]:
+def held_out_settings(settings, fit: dict | None):
+    """Question id -> the settings to answer it with: its fold's decision, or the defaults."""
+    if fit is None:
+        return lambda qid: settings
+    per_fold = {f: load_settings(home=settings.home, decision=m)
+                for f, m in fit["fold_settings"].items()}
+    return lambda qid: per_fold[str(fit["folds"][qid])]
+
+
+def run_mode(settings_for, gold, mode: str) -> tuple[dict, list[dict]]:
     preds, totals, firsts = [], [], []
     for g in gold:
+        settings = settings_for(g["id"])
         t0 = time.perf_counter()
         first = None
         answer = None
@@ -68,25 +88,36 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--modes", default="extractive,local")
     ap.add_argument("--home", help="ASKPAPERS home holding the index (default: a temp dir)")
-    ap.add_argument("--gold", default=str(REPO.parent / "shared" / "eval" / "dev.jsonl"))
+    evals = REPO.parent / "shared" / "eval"
+    ap.add_argument("--gold", default=f"{evals / 'dev.jsonl'},{evals / 'dev2.jsonl'}",
+                    help="comma-separated gold files")
+    ap.add_argument("--folds", help="decision_fit.json of bench/fit_decision.py: answer each "
+                    "question with the decision fitted without it")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "answer.json"))
     args = ap.parse_args()
     settings = load_settings(home=Path(args.home or tempfile.mkdtemp(prefix="askpapers-bench-")))
     if store.current_build(settings.index_dir) is None:
         from index.build import build_index
         build_index(settings)
-    gold = [json.loads(line) for line in open(args.gold, encoding="utf-8") if line.strip()]
-    result = {"questions": len(gold), **bench_retrieval(settings, gold)}
+    gold = [json.loads(line) for path in args.gold.split(",")
+            for line in open(path, encoding="utf-8") if line.strip()]
+    fit = json.loads(Path(args.folds).read_text()) if args.folds else None
+    settings_for = held_out_settings(settings, fit)
+    result = {"questions": len(gold), "gold": args.gold, "held_out_folds": bool(fit),
+              "commit": _commit(), "load_avg": os.getloadavg(), **bench_retrieval(settings, gold)}
     for mode in args.modes.split(","):
-        run_mode(settings, gold[:1], mode)  # load the model before timing
-        speed, preds = run_mode(settings, gold, mode)
+        run_mode(lambda qid: settings, gold[:1], mode)  # load the model before timing
+        speed, preds = run_mode(settings_for, gold, mode)
         metrics = evaluate(gold, preds)
         result[mode] = {**speed, "metrics": metrics}
-        with open(Path(args.out).with_name(f"predictions_{mode}.jsonl"), "w") as f:
+        pred_dir = Path(args.out).parent / "predictions"
+        pred_dir.mkdir(parents=True, exist_ok=True)
+        with open(pred_dir / f"{Path(args.out).stem}_{mode}.jsonl", "w") as f:
             f.writelines(json.dumps(p, ensure_ascii=False) + "\n" for p in preds)
         print(f"\n== {mode}: answer p50 {speed['answer_p50_s']} s, p95 {speed['answer_p95_s']} s, "
               f"first text (median, answered) {speed['first_text_median_s']} s")
         print(format_table(metrics))
+    result["load_avg_end"] = os.getloadavg()
     print(f"\nretrieval p50 {result['retrieval_p50_ms']} ms, p95 {result['retrieval_p95_ms']} ms")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

@@ -1,31 +1,34 @@
-"""Answer a question from the index: retrieve, decide whether to abstain, answer, check citations."""
+"""Answer a question from the index: retrieve, decide, answer, check citations.
+
+The decision (`rag/decision.py`) says one of three things, in every mode: answer (from the
+papers it keeps), abstain (no paper covers the topic), or "not stated" (the question is
+about a paper in the index whose abstract does not give the asked-for fact). Near its
+thresholds a model mode confirms the decision with a one-word check; extractive mode
+never calls a model. Every answer names the papers it cites, in code.
+"""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-import numpy as np
-
-from rag import prompts
-from rag.citations import MarkerFilter, check_citations
 from rag.config import Settings
+from rag.decision import Verdict, decide
 from rag.engine import Engine
 from rag.errors import ConfigError, QuestionError
-from rag.evidence import coverage, rank_sentences
+from rag.extractive import abstention, extractive_answer, not_stated
+from rag.questions import QuestionKind, classify
 from rag.retrieval import Retrieval
-from rag.types import Answer, Citation, Source
+from rag.types import Answer, Source
 
 log = logging.getLogger(__name__)
 
 MODES = ("local", "openai", "extractive")
 MAX_QUESTION_CHARS = 2000
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
-_LOOPING = re.compile(r"(\[\d+\]\s*){4,}$|(.{8,}?)\2{3,}$", re.S)
-_REFUSAL = re.compile(r"\b(don't know|do not know|not (?:mentioned|covered|in the sources)|"
-                      r"(?:cannot|can't|unable to) (?:answer|find)|no information)\b", re.I)
 
 
 def clean_question(question: object) -> str:
@@ -46,51 +49,30 @@ def clean_question(question: object) -> str:
     return text
 
 
-def support(engine: Engine, ret: Retrieval) -> float:
-    """How well the best paper covers the query: dense similarity plus term coverage."""
-    if not ret.sources:
-        return 0.0
-    return ret.best_dense + coverage(ret.query, ret.sources[0].paper, engine.weights)
+def retrieve(engine: Engine, question: str, kind: QuestionKind, *, k: int | None = None,
+             history: list[dict] | None = None, filters: dict | None = None) -> Retrieval:
+    """Search for a question; a multi-paper one searches wider, and each listed facet too."""
+    k = k or engine.settings.retrieval.k
+    if kind.multi:
+        k = max(k, engine.settings.decision.multi_k)
+    ret = engine.retriever.search(question, k=k, history=history, filters=filters)
+    if not kind.facets:
+        return ret
+    rankings = [ret.sources] + [engine.retriever.search(f, k=k, filters=filters).sources
+                                for f in kind.facets]
+    return dataclasses.replace(ret, sources=_interleave(rankings, k))
 
 
-def ranked_sources(engine: Engine, ret: Retrieval, ratio: float) -> list[tuple[Source, list]]:
-    """Top papers with their sentences ranked against the query, keeping only papers whose
-    best sentence scores at least `ratio` of the best paper's (the top paper always stays)."""
-    cfg = engine.settings.retrieval
-    ranked = [(s, rank_sentences(s.paper, ret.query, engine.weights))
-              for s in ret.sources[:cfg.context_papers]]
-    ranked = [(s, evs) for s, evs in ranked if evs]
-    if not ranked:
-        return []
-    best = [max(ev.match for ev in evs) for _, evs in ranked]
-    return [ranked[0]] + [r for r, b in zip(ranked[1:], best[1:]) if b >= ratio * best[0]]
-
-
-def build_context(engine: Engine, ret: Retrieval) -> list[tuple[Source, list[str]]]:
-    """The few sentences per relevant paper that a model needs; prompt tokens are the cost."""
-    cfg = engine.settings.retrieval
-    context = []
-    for i, (source, evs) in enumerate(ranked_sources(engine, ret, cfg.context_ratio)):
-        n = cfg.sentences_first if i == 0 else cfg.sentences_other
-        picked = sorted(evs[:n], key=lambda ev: ev.start)
-        context.append((source, [ev.text for ev in picked]))
-    return context
-
-
-def extractive_answer(engine: Engine, ret: Retrieval) -> tuple[str, list[Citation]]:
-    """The best-supporting sentences of the papers that match nearly as well as the best one."""
-    lines, cites = [], []
-    for source, evs in ranked_sources(engine, ret, engine.settings.retrieval.extractive_ratio):
-        picked = [evs[0]] + [ev for ev in evs[1:2] if ev.score >= 0.6 * evs[0].score]
-        picked.sort(key=lambda ev: ev.start)
-        lines.append(f"{source.paper.title} [{source.n}]: " + " ".join(ev.text for ev in picked))
-        cites += [Citation(source.n, source.paper.paper_id, source.paper.title, ev.text,
-                           ev.start, ev.end) for ev in picked[:1]]
-    return "\n".join(lines), cites
-
-
-def _abstain(question: str, ret: Retrieval, mode: str, timings: dict, prompt: str = "") -> Answer:
-    return Answer(question, prompts.ABSTAIN_TEXT, [], ret.sources, True, mode, prompt, timings)
+def _interleave(rankings: list[list[Source]], k: int) -> list[Source]:
+    """Reciprocal-rank fusion of several paper rankings, renumbered 1..k."""
+    score: dict[str, float] = {}
+    first: dict[str, Source] = {}
+    for ranking in rankings:
+        for rank, s in enumerate(ranking, 1):
+            score[s.paper.paper_id] = score.get(s.paper.paper_id, 0.0) + 1 / (60 + rank)
+            first.setdefault(s.paper.paper_id, s)
+    order = sorted(score, key=lambda pid: (-score[pid], pid))[:k]
+    return [dataclasses.replace(first[pid], n=n, score=score[pid]) for n, pid in enumerate(order, 1)]
 
 
 def ask_stream(engine: Engine, question: str, *, mode: str | None = None, k: int | None = None,
@@ -106,92 +88,28 @@ def ask_stream(engine: Engine, question: str, *, mode: str | None = None, k: int
         raise ConfigError(f"Unknown mode {mode!r}; use one of {', '.join(MODES)}.")
     question = clean_question(question)
     t0 = time.perf_counter()
-    ret = engine.retriever.search(question, k=k, history=history, filters=filters)
-    score = support(engine, ret)
-    timings = {"retrieve_s": time.perf_counter() - t0, "support": round(score, 4)}
-    if score < settings.retrieval.min_support:
-        answer = _abstain(question, ret, mode, timings)
+    kind = classify(question)
+    ret = retrieve(engine, question, kind, k=k, history=history, filters=filters)
+    verdict = decide(settings.decision, ret.query, question, ret.sources, ret.best_dense,
+                     engine.weights, kind)
+    timings = {"retrieve_s": time.perf_counter() - t0, "covered": round(verdict.covered, 4),
+               "stated": round(verdict.stated, 4)}
+    if mode == "extractive":
+        answer = _extractive(engine, question, ret, verdict, kind, timings)
+        timings["total_s"] = time.perf_counter() - t0
         yield answer.text
         yield answer
         return
-    if mode == "extractive":
-        text, cites = extractive_answer(engine, ret)
-        timings["total_s"] = time.perf_counter() - t0
-        yield text
-        yield Answer(question, text, cites, ret.sources, False, mode, "", timings)
-        return
-    yield from _generate(engine, question, ret, mode, history, timings, t0)
+    from rag.generation import generate
+
+    yield from generate(engine, question, ret, verdict, kind, mode, history, timings, t0)
 
 
-def _model_says_no(model, context, question, history, max_tokens=3) -> bool:
-    msgs = prompts.messages(context, question, prompts.CHECK_TAIL, history)
-    reply = model.complete(msgs, max_tokens=max_tokens).strip().lower()
-    log.debug("sufficiency check: %r", reply)
-    return reply.startswith("no")
-
-
-def _generate(engine: Engine, question: str, ret: Retrieval, mode: str, history, timings, t0
-              ) -> Iterator[str | Answer]:
-    from rag.llm import get_chat_model
-
-    settings = engine.settings
-    model = get_chat_model(settings, mode)
-    context = build_context(engine, ret)
-    given = [s for s, _ in context]
-    msgs = prompts.messages(context, question, prompts.ANSWER_TAIL, history)
-    prompt = prompts.render_prompt(msgs)
-    if timings["support"] < settings.retrieval.confident_support:
-        if _model_says_no(model, context, question, history):
-            timings["check_s"] = time.perf_counter() - t0
-            answer = _abstain(question, ret, mode, timings, prompt)
-            yield answer.text
-            yield answer
-            return
-        timings["check_s"] = time.perf_counter() - t0
-    live = MarkerFilter({s.n for s in given})
-    raw = []
-    for piece in model.stream(msgs, max_tokens=settings.llm.max_tokens):
-        if not raw:
-            timings["first_token_s"] = time.perf_counter() - t0
-        raw.append(piece)
-        if shown := live.feed(piece):
-            yield shown
-        if _LOOPING.search("".join(raw[-40:])):
-            break  # a small model repeating itself ("[1] [1] [1] ...") has nothing left to say
-    if tail := live.flush():
-        yield tail
-    timings["total_s"] = time.perf_counter() - t0
-    yield _finish(engine, question, "".join(raw), ret, given, mode, prompt, timings)
-
-
-def claim_support(engine: Engine) -> Callable[[str, Source], float]:
-    """Support of a claim by a source: the best sentence's word overlap with the claim plus
-    the claim's cosine with the paper's closest chunk (each claim is embedded once)."""
-    vectors: dict[str, np.ndarray] = {}
-
-    def support(claim: str, source: Source) -> float:
-        if claim not in vectors:
-            vectors[claim] = engine.embedder.embed([claim])[0]
-        rows = [c.chunk_id for c in source.chunks]
-        cosine = float(np.max(engine.index.vectors.reconstruct_batch(rows) @ vectors[claim]))
-        return max(ev.match for ev in rank_sentences(source.paper, claim, engine.weights)) + cosine
-
-    return support
-
-
-def _finish(engine, question, raw, ret, given, mode, prompt, timings) -> Answer:
-    checked = check_citations(raw, given, engine.weights, claim_support(engine))
-    if not checked.citations:
-        if _REFUSAL.search(raw):
-            answer = _abstain(question, ret, mode, timings, prompt)
-        else:
-            # The model's text could not be tied to any source: quote the sources instead.
-            text, cites = extractive_answer(engine, ret)
-            answer = Answer(question, text, cites, ret.sources, False, mode, prompt, timings)
-    else:
-        answer = Answer(question, checked.text, checked.citations, ret.sources, False, mode,
-                        prompt, timings)
-    if checked.dropped:
-        log.info("dropped %d unsupported sentence(s)", len(checked.dropped))
-    answer.model_output = raw
-    return answer
+def _extractive(engine: Engine, question: str, ret: Retrieval, verdict: Verdict,
+                kind: QuestionKind, timings: dict) -> Answer:
+    if verdict.abstain or not ret.sources:
+        return abstention(question, ret, "extractive", timings)
+    if verdict.not_stated:
+        return not_stated(engine, question, ret, kind, "extractive", timings)
+    text, cites = extractive_answer(engine, ret, verdict, kind)
+    return Answer(question, text, cites, ret.sources, False, "extractive", "", timings)

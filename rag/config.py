@@ -79,14 +79,6 @@ class RetrievalSettings(_Section):
     keyword_weight: float = Field(
         1.0, ge=0, description="Weight of the BM25 ranking against the dense one in fusion."
     )
-    min_support: float = Field(
-        0.875, description="Abstain without asking a model when support (best cosine plus "
-        "the top paper's IDF-weighted coverage of the question) is below this. Tuned on dev.",
-    )
-    confident_support: float = Field(
-        1.05, description="Below this support, a model mode first asks the model whether "
-        "the sources answer the question, and abstains if it says no.",
-    )
     context_papers: int = Field(3, ge=1, le=10, description="Papers whose sentences a model sees.")
     context_ratio: float = Field(
         0.5, ge=0, le=1, description="A model sees a paper only if its best sentence scores "
@@ -98,6 +90,49 @@ class RetrievalSettings(_Section):
         0.75, ge=0, le=1, description="Extractive mode quotes a paper only if its best "
         "sentence scores at least this share of the best paper's.",
     )
+
+
+class LogisticSettings(_Section):
+    """A logistic regression over the named signals of rag/decision.py: plain numbers."""
+
+    bias: float = Field(0.0, description="Intercept.")
+    weights: dict[str, float] = Field(default_factory=dict, description="Weight per signal.")
+    threshold: float = Field(0.5, ge=0, le=1, description="Probability from which it says yes.")
+
+
+# Fitted by bench/fit_decision.py on all of dev.jsonl + dev2.jsonl; its k-fold
+# cross-validated figures (fit on four folds, judged on the fifth) are in the README.
+_COVERED = {"bias": -3.3690, "threshold": 0.4136,
+            "weights": {"dense": 7.9011, "coverage": 3.7392, "unseen": -4.7425, "missing_ids": -0.5471, "multi": 1.3875}}
+_STATED = {"bias": 1.9399, "threshold": 0.5258,
+            "weights": {"quantity": -0.9264, "ask_match": 2.8967, "quantity_ask_match": 0.7616, "missing_ids": -1.3483, "coverage": -1.0396}}
+_PAPER = {"bias": -4.7205, "threshold": 0.1452,
+            "weights": {"dense": -1.8177, "dense_gap": -9.4325, "coverage": 7.2247, "match": -2.4355, "match_ratio": 5.3932, "keyword": -0.9764, "rank": -1.9929, "multi": 2.0757}}
+
+
+class DecisionSettings(_Section):
+    covered: LogisticSettings = Field(
+        default_factory=lambda: LogisticSettings(**_COVERED),
+        description="P(the index holds a paper on the question's topic); below the threshold "
+        "the answer is an abstention.",
+    )
+    stated: LogisticSettings = Field(
+        default_factory=lambda: LogisticSettings(**_STATED),
+        description="P(the top paper's abstract states the asked-for fact); below the "
+        "threshold the answer says what the abstract does not state.",
+    )
+    paper: LogisticSettings = Field(
+        default_factory=lambda: LogisticSettings(**_PAPER),
+        description="P(a retrieved paper answers the question): papers from the threshold "
+        "on are cited (the top paper always is).",
+    )
+    grey: float = Field(
+        0.15, ge=0, le=0.5, description="Model modes ask the model a yes/no check when the "
+        "covered or stated probability, calibrated so its threshold sits at 0.5, lies "
+        "within this of 0.5.",
+    )
+    multi_papers: int = Field(6, ge=1, le=10, description="Most papers in a multi-paper answer.")
+    multi_k: int = Field(10, ge=1, le=50, description="Papers retrieved for a multi-paper question.")
 
 
 class LLMSettings(_Section):
@@ -133,6 +168,7 @@ class Settings(BaseSettings):
     chunking: ChunkSettings = Field(default_factory=ChunkSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    decision: DecisionSettings = Field(default_factory=DecisionSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
 
     @property

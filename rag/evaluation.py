@@ -1,22 +1,28 @@
 """Score predictions against a gold question set, with the metrics of shared/eval/score.py.
 
-Gold lines: {"id", "type": single|which-paper|multi|unanswerable, "question",
+Gold lines: {"id", "type": single|which-paper|multi|unanswerable|not-stated, "question",
 "gold_titles", "answer_keywords": [[alternative, ...], ...]}. Predictions are
 `Answer.to_prediction` dicts. Titles and keywords are compared as score.py does.
+"not-stated" questions ask about a paper in the index for a detail its abstract does not
+give: the right answer is an abstention (scored as for unanswerable questions), and their
+retrieval recall of that paper is reported too.
 """
 from __future__ import annotations
 
 import re
 import unicodedata
 
-TYPES = ("single", "which-paper", "multi", "unanswerable")
+TYPES = ("single", "which-paper", "multi", "unanswerable", "not-stated")
+UNANSWERABLE = ("unanswerable", "not-stated")
 METRICS = ("recall@5", "recall@10", "mrr", "citation_recall", "citation_precision",
            "keyword_accuracy", "abstention_accuracy", "false_abstention_rate")
-_REFUSALS = ("don't know", "do not know", "not in the", "cannot find", "can't find",
-             "could not find", "unable to find", "no information", "not mentioned",
-             "not covered", "not contain", "does not contain", "no relevant",
-             "not enough information", "cannot answer", "can't answer", "unable to answer",
-             "no paper", "none of the papers", "not addressed", "not discussed", "no mention")
+_REFUSALS = ("don't know", "do not know", "dont know", "not in the", "cannot find",
+             "can't find", "could not find", "couldn't find", "unable to find",
+             "no information", "not mentioned", "not covered", "not contain",
+             "doesn't contain", "does not contain", "no relevant", "not enough information",
+             "insufficient information", "cannot answer", "can't answer", "unable to answer",
+             "no paper", "none of the papers", "not addressed", "not discussed", "no mention",
+             "not found in")
 
 
 def _norm_title(t) -> str:
@@ -59,20 +65,29 @@ def _keyword_hit(alternatives, answer: str) -> bool:
                for alt in alternatives)
 
 
-def score_one(gold: dict, pred: dict | None) -> dict:
-    """Metric values for one question; None where a metric does not apply."""
-    r = dict.fromkeys(METRICS)
-    if gold["type"] == "unanswerable":
-        r["abstention_accuracy"] = float(pred is not None and is_abstention(pred))
-        return r
-    if pred is None:
-        return {**{m: 0.0 for m in METRICS[:6]}, "abstention_accuracy": None,
-                "false_abstention_rate": 1.0}
+def _recall(r: dict, gold: dict, pred: dict) -> set[str]:
+    """Fill recall@5 and recall@10 of the gold titles; returns the normalised gold titles."""
     titles = {_norm_title(t) for t in gold["gold_titles"]}
     retrieved = _uniq(pred.get("retrieved"))
     for k in (5, 10):
         r[f"recall@{k}"] = len(titles & set(retrieved[:k])) / len(titles)
-    r["mrr"] = next((1 / i for i, t in enumerate(retrieved, 1) if t in titles), 0.0)
+    return titles
+
+
+def score_one(gold: dict, pred: dict | None) -> dict:
+    """Metric values for one question; None where a metric does not apply."""
+    r = dict.fromkeys(METRICS)
+    if gold["type"] in UNANSWERABLE:
+        r["abstention_accuracy"] = float(pred is not None and is_abstention(pred))
+        if gold["type"] == "not-stated" and pred is not None:
+            _recall(r, gold, pred)
+        return r
+    if pred is None:
+        return {**{m: 0.0 for m in METRICS[:6]}, "abstention_accuracy": None,
+                "false_abstention_rate": 1.0}
+    titles = _recall(r, gold, pred)
+    r["mrr"] = next((1 / i for i, t in enumerate(_uniq(pred.get("retrieved")), 1)
+                     if t in titles), 0.0)
     cited = set(_uniq(pred.get("citations")))
     r["citation_recall"] = len(cited & titles) / len(titles)
     r["citation_precision"] = len(cited & titles) / len(cited) if cited else 0.0
@@ -97,7 +112,7 @@ def evaluate(gold: list[dict], preds: list[dict]) -> dict:
     by_id = {str(p.get("id")): p for p in preds}
     scored = [(g, score_one(g, by_id.get(str(g["id"])))) for g in gold]
     result = {"overall": _mean([r for _, r in scored]),
-              "answerable": _mean([r for g, r in scored if g["type"] != "unanswerable"])}
+              "answerable": _mean([r for g, r in scored if g["type"] not in UNANSWERABLE])}
     for t in TYPES:
         rows = [r for g, r in scored if g["type"] == t]
         if rows:

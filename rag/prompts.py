@@ -16,10 +16,21 @@ CHECK_TAIL = (
 
 ANSWER_TAIL = "Answer briefly, ending each sentence with its source number like [1]."
 
+PAPER_TAIL = ("In one short sentence, state what this source contributes to the question, with "
+              "its key name, fact or number, ending with {marker}.")
+
 ABSTAIN_TEXT = (
     "The indexed papers don't answer this question: none of them covers it closely enough "
     "to give a cited answer."
 )
+
+
+def not_stated_text(name: str, n: int, ask: str, question: str) -> str:
+    """The reply when the question's paper is indexed but its abstract lacks the fact."""
+    what = ask.strip(" ?.,;:") if ask.strip() and ask.strip() != question.strip() else ""
+    detail = f"this ({what})" if what else "what the question asks"
+    return (f"The abstract of {name} [{n}] does not state {detail}, and no other indexed "
+            "paper does; the quote below is what it does say.")
 
 
 def render_sources(context: list[tuple[Source, list[str]]]) -> str:
@@ -43,6 +54,12 @@ def messages(context: list[tuple[Source, list[str]]], question: str, tail: str,
     user = (f"Sources:\n<<<\n{render_sources(context)}\n>>>\n\n{prior}"
             f"Question: {question}\n\n{tail}")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+def paper_messages(source: Source, sentences: list[str], question: str) -> list[dict]:
+    """Chat messages asking for one line about one paper (multi-paper answers)."""
+    tail = PAPER_TAIL.format(marker=f"[{source.n}]")
+    return messages([(source, sentences)], question, tail)
 
 
 def render_prompt(msgs: list[dict]) -> str:

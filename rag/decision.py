@@ -1,0 +1,171 @@
+"""Whether to answer, and from which papers: small calibrated decisions over cheap signals.
+
+Every signal is measured per question without a model call: how close the best chunk is,
+how far ahead the top paper is, how much of the question's vocabulary the top paper
+holds, whether dense and keyword search agree, how much of the question the corpus has
+never seen, whether the identifiers it names ("YOLOv7", "512x512") are in the top paper,
+and whether any sentence carries the kind of fact asked for (a number for "how many").
+Three logistic regressions, fitted offline by `bench/fit_decision.py` and stored as plain
+numbers in the config (`decision.*`), turn them into probabilities:
+
+- `covered`: the index holds a paper on the question's topic (else: abstain);
+- `stated`: the top paper's abstract states the asked-for fact (else: "not stated");
+- `paper`: a retrieved paper answers the question (it is cited).
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from rag.config import DecisionSettings, LogisticSettings
+from rag.evidence import TermWeights, coverage, overlap, paper_sentences, rank_sentences
+from rag.questions import QuestionKind
+from rag.text import keyword_tokens
+from rag.types import Paper, Source
+
+QUESTION_SIGNALS = ("dense", "margin", "coverage", "match", "keyword", "agree", "unseen",
+                    "missing_ids", "rare_coverage", "multi", "quantity", "ask_match",
+                    "quantity_ask_match")
+PAPER_SIGNALS = ("dense", "dense_gap", "coverage", "match", "match_ratio", "keyword", "rank",
+                 "multi")
+# Names a question gives: tokens with a digit or a capital after the first character
+# ("YOLOv7", "512x512", "GPT-4", "AdamW", "Lion", "LibriSpeech"); sentence-initial words excluded.
+_IDENT = re.compile(r"(?<![.?!]\s)(?<!^)\b[\w\-./*]*(?:\d|[A-Z])[\w\-./*]*")
+_DIGIT = re.compile(r"\d")
+
+
+def probability(model: LogisticSettings, signals: dict[str, float]) -> float:
+    """The logistic regression's probability for these signals."""
+    z = model.bias + sum(w * signals.get(name, 0.0) for name, w in model.weights.items())
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
+def _paper_tokens(paper: Paper) -> set[str]:
+    return set(keyword_tokens(f"{paper.title} {paper.abstract}"))
+
+
+def missing_identifiers(question: str, paper: Paper, weights: TermWeights) -> float:
+    """IDF share of the question's identifiers ("YOLOv7", "512x512") the paper lacks."""
+    ids = {t for m in _IDENT.finditer(question) for t in keyword_tokens(m.group(0)) if len(t) > 1}
+    total = sum(weights.idf(t) for t in ids)
+    return sum(weights.idf(t) for t in ids - _paper_tokens(paper)) / total if total else 0.0
+
+
+def rare_coverage(query: str, paper: Paper, weights: TermWeights, n: int = 3) -> float:
+    """Share of the query's `n` rarest words (that the corpus knows) found in the paper: a
+    question about a paper in the index shares its most specific words."""
+    known = sorted((t for t in set(keyword_tokens(query)) if not weights.is_unseen(t)),
+                   key=lambda t: (-weights.idf(t), t))[:n]
+    return sum(t in _paper_tokens(paper) for t in known) / len(known) if known else 0.0
+
+
+def ask_match(kind: QuestionKind, paper: Paper, weights: TermWeights) -> float:
+    """How well the paper's best sentence of the asked-for kind matches what is asked: for a
+    quantity, only sentences stating a number count. 0 when no sentence carries it."""
+    ask = set(keyword_tokens(kind.ask))
+    return max((overlap(ask, set(keyword_tokens(text)), weights)
+                for _, _, text in paper_sentences(paper)
+                if not kind.quantity or _DIGIT.search(text)), default=0.0)
+
+
+def best_match(query: str, paper: Paper, weights: TermWeights) -> float:
+    """The paper's best sentence-level word overlap with the query."""
+    return max((ev.match for ev in rank_sentences(paper, query, weights)), default=0.0)
+
+
+def question_signals(query: str, question: str, sources: list[Source], best_dense: float,
+                     weights: TermWeights, kind: QuestionKind) -> dict[str, float]:
+    """The covered and stated decisions' inputs; all zeros when nothing was retrieved."""
+    if not sources:
+        return dict.fromkeys(QUESTION_SIGNALS, 0.0)
+    top = sources[0].paper
+    q = set(keyword_tokens(query))
+    q_idf = sum(weights.idf(t) for t in q) or 1.0
+    dense = sorted((s.dense_score for s in sources), reverse=True) + [0.0]
+    by_dense = max(sources, key=lambda s: s.dense_score)
+    by_keyword = max(sources, key=lambda s: s.keyword_score)
+    asked = ask_match(kind, top, weights)
+    return {
+        "dense": best_dense,
+        "margin": dense[0] - dense[1],
+        "coverage": coverage(query, top, weights),
+        "match": best_match(query, top, weights),
+        "keyword": sources[0].keyword_score / q_idf,
+        "agree": float(by_dense.paper.paper_id == by_keyword.paper.paper_id),
+        "unseen": sum(weights.idf(t) for t in q if weights.is_unseen(t)) / q_idf,
+        "missing_ids": missing_identifiers(question, top, weights),
+        "rare_coverage": rare_coverage(query, top, weights),
+        "multi": float(kind.multi),
+        "quantity": float(kind.quantity),
+        "ask_match": asked,
+        "quantity_ask_match": asked * kind.quantity,
+    }
+
+
+def paper_signals(query: str, sources: list[Source], weights: TermWeights,
+                  kind: QuestionKind) -> list[dict[str, float]]:
+    """The paper decision's inputs, one dict per source, in rank order."""
+    if not sources:
+        return []
+    q_idf = sum(weights.idf(t) for t in set(keyword_tokens(query))) or 1.0
+    top_dense = max(s.dense_score for s in sources)
+    matches = [best_match(query, s.paper, weights) for s in sources]
+    top_match = max(matches) or 1.0
+    return [{"dense": s.dense_score, "dense_gap": top_dense - s.dense_score,
+             "coverage": coverage(query, s.paper, weights), "match": m,
+             "match_ratio": m / top_match, "keyword": s.keyword_score / q_idf,
+             "rank": math.log(i + 1), "multi": float(kind.multi)}
+            for i, (s, m) in enumerate(zip(sources, matches))]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the decision says about one question."""
+
+    covered: float  # P(the index has a paper on the topic)
+    stated: float  # P(the top paper states the asked-for fact)
+    papers: list[Source]  # the papers to answer from, best first
+    # Probabilities near a threshold: a model mode confirms them with a yes/no check.
+    unsure_covered: bool
+    unsure_stated: bool
+
+    @property
+    def answer(self) -> bool:
+        return not self.abstain and not self.not_stated
+
+    @property
+    def abstain(self) -> bool:
+        return self.covered < 0.5
+
+    @property
+    def not_stated(self) -> bool:
+        return not self.abstain and self.stated < 0.5
+
+
+def _calibrated(p: float, model: LogisticSettings) -> float:
+    """Maps the model's threshold to 0.5 (monotone), so every verdict compares with 0.5."""
+    t = min(max(model.threshold, 1e-6), 1 - 1e-6)
+    return 0.5 * p / t if p < t else 0.5 + 0.5 * (p - t) / (1 - t)
+
+
+def decide(cfg: DecisionSettings, query: str, question: str, sources: list[Source],
+           best_dense: float, weights: TermWeights, kind: QuestionKind) -> Verdict:
+    """The verdict for one retrieval: answer, abstain or "not stated", and from which papers."""
+    sig = question_signals(query, question, sources, best_dense, weights, kind)
+    covered = _calibrated(probability(cfg.covered, sig), cfg.covered)
+    stated = 1.0 if kind.multi else _calibrated(probability(cfg.stated, sig), cfg.stated)
+    papers = choose_papers(cfg, query, sources, weights, kind)
+    return Verdict(covered, stated, papers, abs(covered - 0.5) < cfg.grey,
+                   not kind.multi and abs(stated - 0.5) < cfg.grey)
+
+
+def choose_papers(cfg: DecisionSettings, query: str, sources: list[Source],
+                  weights: TermWeights, kind: QuestionKind) -> list[Source]:
+    """The top paper, plus every other retrieved paper the paper decision keeps (at most
+    `multi_papers` for a multi-paper question, 3 otherwise)."""
+    most = cfg.multi_papers if kind.multi else 3
+    sig = paper_signals(query, sources, weights, kind)
+    keep = [s for s, x in zip(sources[1:], sig[1:])
+            if _calibrated(probability(cfg.paper, x), cfg.paper) >= 0.5]
+    return (sources[:1] + keep)[:most]

@@ -1,0 +1,65 @@
+"""Answers made of the sources' own sentences, with no model: extractive answers, the
+abstention, the "not stated" reply, and naming the cited papers."""
+from __future__ import annotations
+
+from rag import prompts
+from rag.decision import Verdict
+from rag.engine import Engine
+from rag.evidence import Evidence, rank_sentences
+from rag.names import display_name, names_paper
+from rag.questions import QuestionKind
+from rag.retrieval import Retrieval
+from rag.types import Answer, Citation, Source
+
+
+def best_sentences(source: Source, query: str, engine: Engine) -> list[Evidence]:
+    """The paper's sentences, best match to the query first."""
+    return rank_sentences(source.paper, query, engine.weights)
+
+
+def _quote(source: Source, ev: Evidence) -> Citation:
+    return Citation(source.n, source.paper.paper_id, source.paper.title, ev.text, ev.start, ev.end)
+
+
+def extractive_answer(engine: Engine, ret: Retrieval, verdict: Verdict, kind: QuestionKind
+                      ) -> tuple[str, list[Citation]]:
+    """The best-supporting sentences of each kept paper, one line per paper, each named."""
+    lines, cites = [], []
+    for i, source in enumerate(verdict.papers):
+        evs = best_sentences(source, ret.query, engine)
+        if not evs:
+            continue
+        n_more = 1 if i == 0 and not kind.multi else 0
+        picked = [evs[0]] + [ev for ev in evs[1:1 + n_more] if ev.score >= 0.6 * evs[0].score]
+        picked.sort(key=lambda ev: ev.start)
+        bullet = "- " if kind.multi else ""
+        lines.append(f"{bullet}{display_name(source.paper)} [{source.n}]: "
+                     + " ".join(ev.text for ev in picked))
+        cites.append(_quote(source, picked[0]))
+    return "\n".join(lines), cites
+
+
+def name_cited(text: str, citations: list[Citation], sources: list[Source]) -> str:
+    """The answer with every cited paper named: a lead naming those the text does not."""
+    by_n = {s.n: s for s in sources}
+    unnamed = [by_n[c.n] for c in citations if c.n in by_n and not names_paper(text, by_n[c.n].paper)]
+    if not unnamed:
+        return text
+    lead = " and ".join(f"{display_name(s.paper)} [{s.n}]" for s in unnamed)
+    return f"{lead}: {text}"
+
+
+def abstention(question: str, ret: Retrieval, mode: str, timings: dict, prompt: str = "") -> Answer:
+    """The answer when no indexed paper covers the question."""
+    return Answer(question, prompts.ABSTAIN_TEXT, [], ret.sources, True, mode, prompt, timings)
+
+
+def not_stated(engine: Engine, question: str, ret: Retrieval, kind: QuestionKind, mode: str,
+               timings: dict, prompt: str = "") -> Answer:
+    """The answer when the question is about an indexed paper whose abstract does not give
+    the asked-for fact: says so, cites the paper, and counts as an abstention."""
+    source = ret.sources[0]
+    evs = best_sentences(source, ret.query, engine)
+    text = prompts.not_stated_text(display_name(source.paper), source.n, kind.ask, question)
+    cites = [_quote(source, evs[0])] if evs else []
+    return Answer(question, text, cites, ret.sources, True, mode, prompt, timings)

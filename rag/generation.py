@@ -1,0 +1,176 @@
+"""Model answers (local llama.cpp or a hosted endpoint): the yes/no check near a decision's
+threshold, one cited answer, or one line per paper for multi-paper questions."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from rag import prompts
+from rag.extractive import abstention, best_sentences, extractive_answer, name_cited, not_stated
+from rag.citations import MarkerFilter, check_citations
+from rag.decision import Verdict
+from rag.engine import Engine
+from rag.evidence import rank_sentences
+from rag.names import display_name
+from rag.questions import QuestionKind
+from rag.retrieval import Retrieval
+from rag.types import Answer, Citation, Source
+
+log = logging.getLogger(__name__)
+
+_LOOPING = re.compile(r"(\[\d+\]\s*){4,}$|(.{8,}?)\2{3,}$", re.S)
+_REFUSAL = re.compile(r"\b(don't know|do not know|not (?:mentioned|covered|stated|in the sources)|"
+                      r"(?:cannot|can't|unable to) (?:answer|find)|no information)\b", re.I)
+PAPER_LINE_TOKENS = 60  # one line per paper in a multi-paper answer
+
+
+def build_context(engine: Engine, ret: Retrieval, papers: list[Source], per_paper: int | None = None
+                  ) -> list[tuple[Source, list[str]]]:
+    """The few best sentences of each kept paper, in abstract order; prompt tokens are the
+    cost of time to first token."""
+    cfg = engine.settings.retrieval
+    context = []
+    for i, source in enumerate(papers):
+        n = per_paper or (cfg.sentences_first if i == 0 else cfg.sentences_other)
+        picked = sorted(best_sentences(source, ret.query, engine)[:n], key=lambda ev: ev.start)
+        if picked:
+            context.append((source, [ev.text for ev in picked]))
+    return context
+
+
+def _model_says_no(model, context, question, history) -> bool:
+    msgs = prompts.messages(context, question, prompts.CHECK_TAIL, history)
+    reply = model.complete(msgs, max_tokens=3).strip().lower()
+    log.debug("sufficiency check: %r", reply)
+    return reply.startswith("no")
+
+
+def generate(engine: Engine, question: str, ret: Retrieval, verdict: Verdict, kind: QuestionKind,
+             mode: str, history, timings: dict, t0: float) -> Iterator[str | Answer]:
+    """Yield the model's answer as it streams, then the checked Answer."""
+    from rag.llm import get_chat_model
+
+    unsure = verdict.unsure_covered or verdict.unsure_stated
+    if not ret.sources or (verdict.abstain and not unsure):
+        yield from _final(abstention(question, ret, mode, timings))
+        return
+    if verdict.not_stated and not unsure:
+        yield from _final(not_stated(engine, question, ret, kind, mode, timings))
+        return
+    model = get_chat_model(engine.settings, mode)
+    per_paper = 2 if kind.multi else None
+    context = build_context(engine, ret, verdict.papers, per_paper)
+    if unsure:
+        says_no = _model_says_no(model, context, question, history)
+        timings["check_s"] = time.perf_counter() - t0
+        if says_no:
+            yield from _final(_refused(engine, question, ret, verdict, kind, mode, timings))
+            return
+    if kind.multi:
+        yield from _paper_lines(engine, model, question, ret, verdict, kind, mode, timings, t0)
+    else:
+        yield from _one_answer(engine, model, question, ret, verdict, kind, mode, history,
+                               context, timings, t0)
+
+
+def _final(answer: Answer) -> Iterator[str | Answer]:
+    yield answer.text
+    yield answer
+
+
+def _refused(engine, question, ret, verdict, kind, mode, timings, prompt="") -> Answer:
+    """The model found no answer in the sources: "not stated" when the question is about
+    an indexed paper, else an abstention."""
+    if verdict.covered >= 0.5 and not kind.multi:
+        return not_stated(engine, question, ret, kind, mode, timings, prompt)
+    return abstention(question, ret, mode, timings, prompt)
+
+
+def _stream(model, msgs, max_tokens: int, valid: set[int], timings: dict, t0: float,
+            raw: list[str]) -> Iterator[str]:
+    """Stream model text with invalid markers held back; stop a model repeating itself."""
+    live = MarkerFilter(valid)
+    for piece in model.stream(msgs, max_tokens=max_tokens):
+        timings.setdefault("first_token_s", time.perf_counter() - t0)
+        raw.append(piece)
+        if shown := live.feed(piece):
+            yield shown
+        if _LOOPING.search("".join(raw[-40:])):
+            break  # a small model repeating itself ("[1] [1] [1] ...") has nothing left to say
+    if tail := live.flush():
+        yield tail
+
+
+def _one_answer(engine, model, question, ret, verdict, kind, mode, history, context, timings, t0
+                ) -> Iterator[str | Answer]:
+    given = [s for s, _ in context]
+    msgs = prompts.messages(context, question, prompts.ANSWER_TAIL, history)
+    prompt = prompts.render_prompt(msgs)
+    raw: list[str] = []
+    yield from _stream(model, msgs, engine.settings.llm.max_tokens, {s.n for s in given},
+                       timings, t0, raw)
+    timings["total_s"] = time.perf_counter() - t0
+    text = "".join(raw)
+    checked = check_citations(text, given, engine.weights, claim_support(engine))
+    if checked.dropped:
+        log.info("dropped %d unsupported sentence(s)", len(checked.dropped))
+    if checked.citations:
+        answer = Answer(question, name_cited(checked.text, checked.citations, given),
+                        checked.citations, ret.sources, False, mode, prompt, timings)
+    elif _REFUSAL.search(text):
+        answer = _refused(engine, question, ret, verdict, kind, mode, timings, prompt)
+    else:
+        # The model's text could not be tied to any source: quote the sources instead.
+        quoted, cites = extractive_answer(engine, ret, verdict, kind)
+        answer = Answer(question, quoted, cites, ret.sources, False, mode, prompt, timings)
+    answer.model_output = text
+    yield answer
+
+
+def _paper_lines(engine, model, question, ret, verdict, kind, mode, timings, t0
+                 ) -> Iterator[str | Answer]:
+    """One line per kept paper: its name and number from code, its key fact from the model
+    reading only that paper's two best sentences (a small prompt per line)."""
+    lines, cites, prompts_used, outputs = [], [], [], []
+    support = claim_support(engine)
+    for source, sentences in build_context(engine, ret, verdict.papers, per_paper=2):
+        head = f"- {display_name(source.paper)} [{source.n}]: "
+        yield ("\n" if lines else "") + head
+        msgs = prompts.paper_messages(source, sentences, question)
+        prompts_used.append(prompts.render_prompt(msgs))
+        raw: list[str] = []
+        yield from _stream(model, msgs, PAPER_LINE_TOKENS, {source.n}, timings, t0, raw)
+        outputs.append("".join(raw))
+        checked = check_citations(outputs[-1], [source], engine.weights, support)
+        body, cite = checked.text, (checked.citations or [None])[0]
+        if cite is None:  # nothing the model said holds up: quote the paper's best sentence
+            ev = best_sentences(source, ret.query, engine)[0]
+            body, cite = ev.text, Citation(source.n, source.paper.paper_id, source.paper.title,
+                                           ev.text, ev.start, ev.end)
+        lines.append(head + body)
+        cites.append(cite)
+    timings["total_s"] = time.perf_counter() - t0
+    answer = Answer(question, "\n".join(lines), cites, ret.sources, False, mode,
+                    "\n\n".join(prompts_used), timings)
+    answer.model_output = "\n".join(outputs)
+    yield answer
+
+
+def claim_support(engine: Engine) -> Callable[[str, Source], float]:
+    """Support of a claim by a source: the best sentence's word overlap with the claim plus
+    the claim's cosine with the paper's closest chunk (each claim is embedded once)."""
+    vectors: dict[str, np.ndarray] = {}
+
+    def support(claim: str, source: Source) -> float:
+        if claim not in vectors:
+            vectors[claim] = engine.embedder.embed([claim])[0]
+        rows = [c.chunk_id for c in source.chunks]
+        cosine = float(np.max(engine.index.vectors.reconstruct_batch(rows) @ vectors[claim]))
+        return max(ev.match for ev in rank_sentences(source.paper, claim, engine.weights)) + cosine
+
+    return support
+

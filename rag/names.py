@@ -1,0 +1,66 @@
+"""How an answer names a paper: its short name where the title or abstract defines one.
+
+Researchers know papers by their short names ("DSVT", "Deep Image Prior"), so every
+answer that points at a paper names it in the text, in code, whatever the model wrote.
+"""
+from __future__ import annotations
+
+import re
+
+from rag.text import fold
+from rag.types import Paper
+
+# A title whose part before the colon is a short name: "DSVT: Dynamic Sparse Voxel ...".
+_TITLE_HEAD = re.compile(r"^\s*([^:]{2,40}?)\s*:\s*\S")
+# A name-like token: inner capitals or digits ("DirectPred", "ViT-22B", "NEVIS'22"), or a
+# capitalised word that an introducing verb points at ("we propose Loki, ...").
+_NAMEISH = r"[A-Z][\w'\-+.]*[A-Za-z0-9+]|[A-Z]"
+_INTRO = re.compile(
+    r"\b(?:called|dubbed|named|termed|coined|(?:we|which we) (?:propose|introduce|present|"
+    r"call|name|term|dub|develop)|(?:is|are) proposed,?)\s+"
+    r"(?:it\s+|them\s+|as\s+|the\s+|a\s+|an\s+)?[\"“']?(" + _NAMEISH + r")(?=[\"”']?[\s,.;:)])")
+# "a Shift-Conv-based Network (SCNet)": the parenthesised acronym-like token.
+_ACRONYM = re.compile(r"\(([A-Z][A-Za-z0-9'\-+]*[A-Z0-9][A-Za-z0-9'\-+]*)\)")
+_COMMON = frozenset("We This The Our It A An In To Its These That Here For".split())
+
+
+def _title_head(title: str) -> str | None:
+    m = _TITLE_HEAD.match(title)
+    if not m:
+        return None
+    head = m.group(1).strip()
+    return head if len(head.split()) <= 3 else None
+
+
+def _is_name(token: str) -> bool:
+    return token not in _COMMON and len(token) >= 2
+
+
+def short_name(paper: Paper) -> str | None:
+    """The paper's short name: the title's head before a colon, else a name the abstract
+    introduces ("we propose X", "called X", "... (X)"); None when it defines none."""
+    head = _title_head(paper.title)
+    if head:
+        return head
+    for pattern in (_INTRO, _ACRONYM):
+        for m in pattern.finditer(paper.abstract):
+            if _is_name(m.group(1)):
+                return m.group(1).rstrip(".-")
+    return None
+
+
+def display_name(paper: Paper) -> str:
+    """How an answer names the paper: its title, plus the short name when the title lacks it."""
+    title = " ".join(paper.title.split())
+    short = short_name(paper)
+    if short and fold(short) not in fold(title):
+        return f"{short} ({title})"
+    return title
+
+
+def names_paper(text: str, paper: Paper) -> bool:
+    """True when `text` already names the paper, by title or by short name."""
+    folded = fold(text)
+    short = short_name(paper)
+    return fold(" ".join(paper.title.split())) in folded or bool(
+        short and re.search(r"(?<!\w)" + re.escape(fold(short)) + r"(?!\w)", folded))

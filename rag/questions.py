@@ -1,0 +1,75 @@
+"""What a question asks for: several papers or one, a quantity or a name, and its facets.
+
+Plain rules on the question's wording, checked against both eval sets by
+`bench/fit_decision.py` (it prints how often each rule agrees with the gold type).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Things a researcher asks for in the plural when they want several papers.
+_PLURAL_THINGS = (r"papers|works|methods|approaches|models|studies|systems|techniques|"
+                  r"architectures|designs|frameworks|networks|convnets|cnns|detectors|"
+                  r"benchmarks|datasets|variants|schemes|strategies|algorithms|libraries|"
+                  r"optimizers|losses|transformers|backbones|encoders|solutions|ideas|"
+                  r"families|lines of work|proposals")
+_MULTI = re.compile(
+    rf"\b(?:which|what|any|the|corpus's|do the|are there|have|several|different|various)\s+"
+    rf"(?:[\w\-/]+\s+){{0,4}}?(?:{_PLURAL_THINGS})\b"
+    rf"|^\s*(?:[\w\-/]+\s+){{0,3}}?(?:{_PLURAL_THINGS})\s+(?:that|which|in|for|with|from)\b"
+    rf"|\b(?:{_PLURAL_THINGS})\b[^?]*\b(?:their|each|differ|compare|both)\b"
+    r"|\bhow do (?:the|these|they)\b[^?]*\b(?:differ|compare)\b"
+    r"|\b(?:differ|differences? between|each of)\b",
+    re.I)
+_AUX = r"(?:does|do|did|is|are|was|were|has|have|had|can|could|should|would|will)"
+# The part of a question that names what is asked: "what <ImageNet top-1 accuracy> does ...",
+# "how many <GPUs>, ...", "...: <accuracy and params>?", "<WikiText-103 perplexity> of the ...".
+_WH = re.compile(r"\b(?:what(?:'s| is| are)?|which|how|by how)\s+(.*?)(?=\s+" + _AUX
+                 + r"\b|[,?;]|$)", re.I)
+_HEAD_OF = re.compile(r"\s*(.*?)\s+(?:of|for|in|on|from)\s+(?:the|a|an|its)\b", re.I)
+# An amount, a score, a size, a speed: a stating sentence must carry a number.
+_QUANTITY = re.compile(
+    r"^(?:much|many|fast|large|big|long|small|well|deep|often|far)\b|\b(?:accuracy|top-[15]|"
+    r"fid|score|perplexity|speed-?ups?|throughput|latency|size|number|rate|ratio|percentage|"
+    r"error|m?ap|bleu|wer|f1|auc|iou|psnr|ssim|gain|improvement|reduction|memory|cost|"
+    r"compute|flops|params?|parameters|faster|slower|smaller|larger|higher|lower|times?|"
+    r"bits?|budget|steps)\b", re.I)
+# Where a question lists facets it wants covered ("up to more FLOPs versus down to tiny").
+_FACET_SPLIT = re.compile(r"\s+(?:versus|vs\.?|compared (?:to|with)|as opposed to)\s+|;\s*", re.I)
+
+
+@dataclass(frozen=True)
+class QuestionKind:
+    """How a question should be answered."""
+
+    multi: bool  # asks for several papers: one line per paper
+    quantity: bool  # asks for a number, which a stating sentence must carry
+    ask: str  # the words naming what is asked ("ImageNet top-1 accuracy")
+    facets: tuple[str, ...]  # parts searched on their own for multi-paper questions
+
+
+def facets(question: str) -> tuple[str, ...]:
+    """The question's listed parts, when it names two or more (else empty)."""
+    parts = [p.strip(" ,?") for p in _FACET_SPLIT.split(question)]
+    parts = [p for p in parts if len(p.split()) >= 2]
+    return tuple(parts) if len(parts) >= 2 else ()
+
+
+def ask_part(question: str) -> str:
+    """The words that name what the question asks for; the whole question if none stand out."""
+    m = _WH.search(question)
+    if m and m.group(1).strip():
+        return m.group(1).strip()
+    if ":" in question:
+        return question.rsplit(":", 1)[1].strip(" ?")
+    m = _HEAD_OF.match(question)
+    return m.group(1) if m else question
+
+
+def classify(question: str) -> QuestionKind:
+    """The kind of answer a question wants, from its wording alone."""
+    multi = bool(_MULTI.search(question))
+    ask = ask_part(question)
+    return QuestionKind(multi, bool(_QUANTITY.search(ask)), ask,
+                        facets(question) if multi else ())
