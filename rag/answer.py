@@ -16,10 +16,11 @@ import unicodedata
 from collections.abc import Iterator
 
 from rag.config import Settings
-from rag.decision import Verdict, decide
+from rag.decision import Verdict, decide, identifiers
 from rag.engine import Engine
 from rag.errors import ConfigError, QuestionError
 from rag.extractive import abstention, extractive_answer, not_stated
+from rag.names import named_in
 from rag.questions import QuestionKind, classify
 from rag.retrieval import Retrieval
 from rag.types import Answer, Source
@@ -56,11 +57,28 @@ def retrieve(engine: Engine, question: str, kind: QuestionKind, *, k: int | None
     if kind.multi:
         k = max(k, engine.settings.decision.multi_k)
     ret = engine.retriever.search(question, k=k, history=history, filters=filters)
+    ret = _named_first(engine, question, ret, k, filters)
     if not kind.facets:
         return ret
     rankings = [ret.sources] + [engine.retriever.search(f, k=k, filters=filters).sources
                                 for f in kind.facets]
     return dataclasses.replace(ret, sources=_interleave(rankings, k))
+
+
+def _named_first(engine: Engine, question: str, ret: Retrieval, k: int, filters) -> Retrieval:
+    """A paper the question names by its short name ("What learning rate was YOLACT trained
+    with?") goes first, even when the rest of the question pulls the search elsewhere."""
+    names = identifiers(question)
+    if not names:
+        return ret
+    found = engine.retriever.search(" ".join(sorted(names)), k=3, filters=filters).sources
+    named = [s for s in found if named_in(names, s.paper)]
+    if not named:
+        return ret
+    ids = {s.paper.paper_id for s in named}
+    ranked = named + [s for s in ret.sources if s.paper.paper_id not in ids]
+    return dataclasses.replace(ret, sources=[dataclasses.replace(s, n=n)
+                                             for n, s in enumerate(ranked[:k], 1)])
 
 
 def _interleave(rankings: list[list[Source]], k: int) -> list[Source]:

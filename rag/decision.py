@@ -45,6 +45,11 @@ def _paper_tokens(paper: Paper) -> set[str]:
     return set(keyword_tokens(f"{paper.title} {paper.abstract}"))
 
 
+def identifiers(question: str) -> set[str]:
+    """The names a question gives ("YOLACT", "DiT-XL/2", "512x512"), as written."""
+    return {m.group(0).strip("./*-") for m in _IDENT.finditer(question)} - {""}
+
+
 def missing_identifiers(question: str, paper: Paper, weights: TermWeights) -> float:
     """IDF share of the question's identifiers ("YOLOv7", "512x512") the paper lacks."""
     ids = {t for m in _IDENT.finditer(question) for t in keyword_tokens(m.group(0)) if len(t) > 1}

@@ -19,8 +19,11 @@ _INTRO = re.compile(
     r"\b(?:called|dubbed|named|termed|coined|(?:we|which we) (?:propose|introduce|present|"
     r"call|name|term|dub|develop)|(?:is|are) proposed,?)\s+"
     r"(?:it\s+|them\s+|as\s+|the\s+|a\s+|an\s+)?[\"“']?(" + _NAMEISH + r")(?=[\"”']?[\s,.;:)])")
-# "a Shift-Conv-based Network (SCNet)": the parenthesised acronym-like token.
-_ACRONYM = re.compile(r"\(([A-Z][A-Za-z0-9'\-+]*[A-Z0-9][A-Za-z0-9'\-+]*)\)")
+# "we propose a Shift-Conv-based Network (SCNet)": a parenthesised name spelled from the
+# words an introducing verb points at.
+_ACRONYM = re.compile(r"\b(?:we|which we) (?:propose|introduce|present|develop|design|call|name)"
+                      r"\w*\s+(?:a |an |the )?((?:[\w'\-+]+\s+){1,6})"
+                      r"\(([A-Z][A-Za-z0-9'\-+]*[A-Z0-9][A-Za-z0-9'\-+]*)\)")
 _COMMON = frozenset("We This The Our It A An In To Its These That Here For".split())
 
 
@@ -36,16 +39,27 @@ def _is_name(token: str) -> bool:
     return token not in _COMMON and len(token) >= 2
 
 
+def _spelled_from(acronym: str, words: str) -> bool:
+    """True when the acronym's capitals are, in order, initials of the words before it
+    ("Shift-Conv-based Network" -> "SCN"), the first capital from one of them."""
+    initials = "".join(w[0] for w in re.split(r"[\s\-]+", words) if w).lower()
+    caps = [c.lower() for c in acronym if c.isupper()]
+    it = iter(initials)
+    return len(caps) >= 2 and all(c in it for c in caps)
+
+
 def short_name(paper: Paper) -> str | None:
     """The paper's short name: the title's head before a colon, else a name the abstract
     introduces ("we propose X", "called X", "... (X)"); None when it defines none."""
     head = _title_head(paper.title)
     if head:
         return head
-    for pattern in (_INTRO, _ACRONYM):
-        for m in pattern.finditer(paper.abstract):
-            if _is_name(m.group(1)):
-                return m.group(1).rstrip(".-")
+    for m in _INTRO.finditer(paper.abstract):
+        if _is_name(m.group(1)):
+            return m.group(1).rstrip(".-")
+    for m in _ACRONYM.finditer(paper.abstract):
+        if _spelled_from(m.group(2), m.group(1)):
+            return m.group(2)
     return None
 
 
@@ -56,6 +70,12 @@ def display_name(paper: Paper) -> str:
     if short and fold(short) not in fold(title):
         return f"{short} ({title})"
     return title
+
+
+def named_in(question_names: set[str], paper: Paper) -> bool:
+    """True when one of the names a question gives is the paper's short name."""
+    short = short_name(paper)
+    return bool(short) and fold(short) in {fold(n) for n in question_names}
 
 
 def names_paper(text: str, paper: Paper) -> bool:

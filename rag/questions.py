@@ -15,7 +15,7 @@ _PLURAL_THINGS = (r"papers|works|methods|approaches|models|studies|systems|techn
                   r"optimizers|losses|transformers|backbones|encoders|solutions|ideas|"
                   r"families|lines of work|proposals")
 _MULTI = re.compile(
-    rf"\b(?:which|what|any|the|corpus's|do the|are there|have|several|different|various)\s+"
+    rf"\b(?:which|what|any|corpus's|do the|are there|several|different|various)\s+"
     rf"(?:[\w\-/]+\s+){{0,4}}?(?:{_PLURAL_THINGS})\b"
     rf"|^\s*(?:[\w\-/]+\s+){{0,3}}?(?:{_PLURAL_THINGS})\s+(?:that|which|in|for|with|from)\b"
     rf"|\b(?:{_PLURAL_THINGS})\b[^?]*\b(?:their|each|differ|compare|both)\b"
