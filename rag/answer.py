@@ -16,6 +16,7 @@ from rag.engine import Engine
 from rag.errors import ConfigError, QuestionError
 from rag.evidence import coverage, rank_sentences
 from rag.retrieval import Retrieval
+from rag.text import as_data
 from rag.types import Answer, Citation, Source
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,9 @@ def extractive_answer(engine: Engine, ret: Retrieval) -> tuple[str, list[Citatio
     for source, evs in ranked_sources(engine, ret, engine.settings.retrieval.extractive_ratio):
         picked = [evs[0]] + [ev for ev in evs[1:2] if ev.score >= 0.6 * evs[0].score]
         picked.sort(key=lambda ev: ev.start)
-        lines.append(f"{source.paper.title} [{source.n}]: " + " ".join(ev.text for ev in picked))
-        cites += [Citation(source.n, source.paper.paper_id, source.paper.title, ev.text,
+        lines.append(f"{as_data(source.paper.title)} [{source.n}]: "
+                     + as_data(" ".join(ev.text for ev in picked)))
+        cites += [Citation(source.n, source.paper.paper_id, source.paper.title, as_data(ev.text),
                            ev.start, ev.end) for ev in picked[:1]]
     return "\n".join(lines), cites
 

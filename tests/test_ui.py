@@ -182,8 +182,11 @@ def test_missing_index_is_reported_not_crashed(tmp_path):
     from ui.app import ChatApp
 
     app = ChatApp(load_settings(home=tmp_path))
-    status, missing = app.index_status()
-    assert missing and "No usable index" in status and "index build" in status
+    status, shown = app.index_status()
+    # No sources configured: the page offers no Build button, only the command to run.
+    assert not shown and "No usable index" in status and "index build --source" in status
+    configured = ChatApp(load_settings(home=tmp_path, index={"sources": [tmp_path]}))
+    assert configured.index_status()[1]
     turns, out = [], None
     for out in app.chat(QUESTION, turns, "extractive", 5, "", None, "", ""):
         pass
