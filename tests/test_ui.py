@@ -40,8 +40,10 @@ def _wait_until_served(proc, url: str, log: Path, timeout_s: float = 180) -> Non
 
 
 @contextlib.contextmanager
-def served_app(home: Path, index_dir: Path | None = None, mode: str = "extractive", **env):
-    """`python -m ui` on a free loopback port; yields (base URL, home). Extra env as keywords."""
+def served_app(home: Path, index_dir: Path | None = None, mode: str = "extractive",
+               args: tuple[str, ...] = (), **env):
+    """`python -m ui` on a free loopback port; yields (base URL, home). Extra serve flags in
+    `args`, extra env as keywords."""
     port = _free_port()
     home.mkdir(parents=True, exist_ok=True)
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ASKPAPERS_")}
@@ -51,7 +53,8 @@ def served_app(home: Path, index_dir: Path | None = None, mode: str = "extractiv
         environ["ASKPAPERS_INDEX__DIR"] = str(index_dir)
     log = home / f"serve-{port}.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "ui", "--port", str(port), "--no-build"],
+        proc = subprocess.Popen([sys.executable, "-m", "ui", "--port", str(port), "--no-build",
+                                 *args],
                                 cwd=REPO, env=environ, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
