@@ -89,7 +89,8 @@ def hostile(beacon, tmp_path_factory):
     corpus = root / "corpus"
     corpus.mkdir()
     pairs = [(POISONED_TITLE, hostile_abstract(beacon[0])), *BENIGN]
-    (corpus / LISTING).write_text("Mar 3\n" + "".join(f"{t}\n{a}\n" for t, a in pairs),
+    page = "Get trending papers in your email inbox!\nMar 3\n"  # a listing page's furniture
+    (corpus / LISTING).write_text(page + "".join(f"{t}\n{a}\n" for t, a in pairs),
                                   encoding="utf-8")
     settings = load_settings(home=root / "home", index={"sources": [corpus]})
     build_index(settings, settings.index.sources)
@@ -289,7 +290,8 @@ def test_only_the_answerers_markers_become_citations(hostile):
     assert "<img" not in chat and "<script" not in chat and "](" not in chat
     assert not re.search(r"javascript\s*:", chat, re.I)
     panel = render.sources_panel([(0, answer)])
-    assert "[2]" not in panel and "<img" not in panel and "<script" not in panel
+    assert "(2) and (3, 4)" in panel and "of [2]" not in panel  # [n] there: card numbers only
+    assert "<img" not in panel and "<script" not in panel and "Sampling [3]" not in panel
     assert "javascript:" not in panel.lower()
     # What a model sees, and the quote a checked model answer gets.
     seen = prompts.render_sources([(poisoned, [poisoned.paper.abstract])])
