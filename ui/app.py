@@ -21,7 +21,6 @@ from rag.errors import AskPapersError, ConfigError  # noqa: E402
 from rag.types import Answer  # noqa: E402
 from ui import guard, render  # noqa: E402
 from ui.feedback import VoteLimit, record_feedback  # noqa: E402
-from ui.guard import RequestGuard  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +159,7 @@ class ChatApp:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.votes = VoteLimit()
+        self._corpus: tuple = ("", [], [])  # (status it was read for, examples, listings)
 
     def chat(self, question, turns, mode, k, source, year, author, category):
         """Stream an answer into the chat, then show its sources; errors become a chat line."""
@@ -193,8 +193,7 @@ class ChatApp:
                           history=history, filters=filters, settings=self.settings)
 
     def like(self, turns, data: gr.LikeData, request: gr.Request = None):
-        """Append a thumbs up/down on an answer to <home>/feedback.jsonl, a few per minute
-        for each browser session."""
+        """Append a thumbs up/down to <home>/feedback.jsonl (a few a minute per session)."""
         index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
         vote = {True: "up", "Like": "up", False: "down", "Dislike": "down"}.get(data.liked)
         turn = (turns or [])[index // 2] if 0 <= index // 2 < len(turns or []) else None
@@ -216,8 +215,7 @@ class ChatApp:
         return bool(self.settings.index.sources)
 
     def index_status(self):
-        """Status markdown and whether the Build button shows (no usable index, and
-        sources configured)."""
+        """Status markdown, and whether the Build button shows (no index; sources set)."""
         from ui.cli import index_info
 
         try:
@@ -229,10 +227,12 @@ class ChatApp:
         """What the page shows of the corpus, sent only to a logged-in session: index
         status, Build button, example questions and listing choices."""
         status, shown = self.index_status()
-        papers = [] if shown else _papers(self.settings)
-        return (status, gr.update(visible=shown),
-                gr.Dataset(samples=[[q] for q in example_questions(papers)]),
-                gr.update(choices=listing_choices(papers)), gr.update(open=shown))
+        if self._corpus[0] != status:  # the records are read once per live build
+            papers = [] if shown else _papers(self.settings)
+            self._corpus = (status, [[q] for q in example_questions(papers)],
+                            listing_choices(papers))
+        return (status, gr.update(visible=shown), gr.Dataset(samples=self._corpus[1]),
+                gr.update(choices=self._corpus[2]), gr.update(open=shown))
 
     def build_if_shown(self, progress=gr.Progress()):
         """The Build button's handler: refuses unless the page shows the button."""
@@ -354,7 +354,7 @@ def _guarded_app(hosts: frozenset[str]):
 
     class GuardedApp(App):
         def build_middleware_stack(self):
-            return RequestGuard(super().build_middleware_stack(), hosts)
+            return guard.RequestGuard(super().build_middleware_stack(), hosts)
 
     return GuardedApp(default_response_class=ORJSONResponse)
 

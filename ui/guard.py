@@ -147,7 +147,7 @@ class RequestGuard:
             return await _refuse(scope, send, 403, why)
         if scope["type"] == "http" and is_login(method, scope.get("path", "")):
             return await self._login(scope, receive, send)
-        if scope["type"] == "http" and method in ("GET", "HEAD") \
+        if scope["type"] == "http" and method == "GET" \
                 and not scope.get("path", "").startswith(_FILE_PATHS):
             # A page must come uncompressed for its API schema to be cut out.
             scope = {**scope, "headers": [(k, v) for k, v in scope["headers"]
