@@ -163,6 +163,10 @@ def test_host_and_origin_rules():
     assert refusal("POST", same, hosts) is None
     assert refusal("POST", {**same, "origin": ["http://localhost:7860"]}, hosts) is None
     assert refusal("POST", {**same, "sec-fetch-site": ["cross-site"]}, hosts)
+    assert refusal("GET", {**same, "sec-fetch-site": ["cross-site"], "sec-fetch-mode": ["no-cors"]},
+                   hosts)  # an <img> or <script> on another site
+    link = {**same, "sec-fetch-site": ["cross-site"], "sec-fetch-mode": ["navigate"]}
+    assert refusal("GET", link, hosts) is None and refusal("POST", link, hosts)
     assert refusal("GET", {**same, "origin": ["http://attacker.example"]}, hosts)
     assert refusal("GET", {"host": ["127.0.0.1:7860", "attacker.example"]}, hosts)
     assert "--allowed-host" in refusal("GET", {}, hosts)
@@ -200,6 +204,10 @@ def test_cross_origin_requests_are_refused_and_never_allowed_by_cors(open_app):
         assert "access-control-allow-origin" not in r.headers
     config = _request(open_app, "GET", "/config", headers=evil)
     assert config.status_code == 403 and "access-control-allow-origin" not in config.headers
+    included = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}
+    assert _request(open_app, "GET", "/config", headers=included).status_code == 403
+    followed = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+    assert _request(open_app, "GET", "/", headers=followed).status_code == 200
     own = _join(open_app, headers={"Origin": f"http://127.0.0.1:{port}"})
     assert own.status_code == 200, own.text  # the page itself still works
     assert own.headers.get("access-control-allow-origin") in (None, f"http://127.0.0.1:{port}")

@@ -3,9 +3,9 @@
 A plain ASGI middleware wrapped around the whole app:
 - the `Host` header must name this server (loopback names with the port, the served host,
   or an `--allowed-host`), which stops DNS rebinding;
-- a request carrying a foreign `Origin`, and a state-changing request a browser marks as
-  cross-site, is refused, which stops other web pages from driving the app; no
-  `Access-Control-Allow-Origin: *` leaves the server;
+- a request carrying a foreign `Origin`, and any request a browser marks as cross-site
+  other than following a link, is refused, which stops other web pages from driving or
+  reading the app; no `Access-Control-Allow-Origin: *` leaves the server;
 - failed logins are throttled per client (HTTP 429 with Retry-After);
 - no page carries Gradio's API schema: Gradio inlines it into every page, logged in or
   not, and its client fetches it from /gradio_api/info (which needs the login) without it.
@@ -80,7 +80,10 @@ def refusal(method: str, headers: dict[str, list[str]], allowed: frozenset[str])
     origins = headers.get("origin", [])
     if any(not origin_allowed(o, allowed) for o in origins):
         return "Requests from other web sites are refused."
-    if method not in SAFE_METHODS and "cross-site" in headers.get("sec-fetch-site", []):
+    # A browser marks what another site's page makes it send: only following a link to
+    # the app (a navigation) may come from elsewhere, never a script, image or form post.
+    if "cross-site" in headers.get("sec-fetch-site", []) and (
+            method not in SAFE_METHODS or headers.get("sec-fetch-mode") != ["navigate"]):
         return "Requests from other web sites are refused."
     return None
 
