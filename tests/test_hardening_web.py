@@ -135,8 +135,10 @@ def _request(url: str, method: str = "GET", path: str = "/", host: str | None = 
 
 
 def _join(url: str, **kw) -> httpx.Response:
-    """A queue join, the request the page sends to run an event (fn 0 is the chat)."""
-    body = {"data": [QUESTION, None, "extractive", 5, "", None, "", ""], "fn_index": 0,
+    """A queue join for the chat event: the request the page sends to ask a question."""
+    config = _request(url, "GET", "/config").json()
+    chat = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "chat")
+    body = {"data": [QUESTION, [], "extractive", 5, "", None, "", ""], "fn_index": chat,
             "session_hash": "attacker1"}
     return _request(url, "POST", "/gradio_api/queue/join", json=body, **kw)
 
@@ -214,11 +216,11 @@ def test_cross_origin_requests_are_refused_and_never_allowed_by_cors(open_app):
 
 
 def test_allowed_host_option_admits_that_name_and_no_other(locked_app):
+    from ui.cli import make_parser
+
     port = _port(locked_app)
     assert _request(locked_app, host=f"papers.internal:{port}").status_code == 200
     assert _request(locked_app, host=f"papers.internal.attacker.example:{port}").status_code == 403
-    from ui.cli import make_parser
-
     args = make_parser().parse_args(["serve", "--allowed-host", "a.example",
                                      "--allowed-host", "b.example:8443"])
     assert args.allowed_host == ["a.example", "b.example:8443"]

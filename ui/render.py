@@ -18,7 +18,7 @@ _MARKER = re.compile(r"\\\[(\d+)\\\]")
 # Markdown punctuation that could turn text into emphasis, code, headings, links or images.
 _MD_SPECIAL = re.compile(r"([\\`*_~#|$\[\]!])")
 # An absolute file path (POSIX, home-relative or Windows); group 1 is its last part.
-_PATH = re.compile(r"(?<![\w.:/\\~-])(?:~|[A-Za-z]:)?[/\\](?:[^\s/\\'\"`<>|]+[/\\])*"
+_PATH = re.compile(r"(?<![\w.:/\\~-])(?:~[/\\]|[A-Za-z]:[/\\]|/)(?:[^\s/\\'\"`<>|]+[/\\])*"
                    r"([^\s/\\'\"`<>|;,)]+)")
 
 ABSTAINED_NOTE = ("The indexed papers do not answer this question, so no answer is given. "
