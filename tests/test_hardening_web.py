@@ -307,8 +307,8 @@ def test_only_the_answerers_markers_become_citations(hostile):
     seen = prompts.render_sources([(poisoned, [poisoned.paper.abstract])])
     assert marker_numbers(seen) == [poisoned.n] and "<img" not in seen
     engine = get_engine(hostile)
-    checked = check_citations(f"Lantern sampling reaches an FID of 1.91 on ImageNet [{poisoned.n}].",
-                              [poisoned], engine.weights, claim_support(engine))
+    claim = f"Lantern sampling reaches an FID of 1.91 on ImageNet [{poisoned.n}]."
+    checked = check_citations(claim, [poisoned], engine.weights, claim_support(engine))
     assert [c.n for c in checked.citations] == [poisoned.n]
     assert not MARKER.search(checked.citations[0].quote)
     assert "<img" not in checked.citations[0].quote and "](" not in checked.citations[0].quote
@@ -458,7 +458,8 @@ def test_hostile_abstract_runs_no_script_and_fetches_nothing(open_app, beacon):
         bot = page.locator("#ap-chat .message-row.bot-row").last
         assert "FID of 1.91" in bot.inner_text()
         assert page.evaluate("window.__pwned") is None and dialogs == []
-        assert page.locator("img[src*='beacon'], img[src='x'], a[href^='javascript' i]").count() == 0
+        hostile = "img[src*='beacon'], img[src='x'], a[href^='javascript' i]"
+        assert page.locator(hostile).count() == 0
         assert page.locator("#ap-chat script, #ap-sources script").count() == 0
         cites = page.locator("#ap-chat a.ap-cite")
         targets = [cites.nth(i).get_attribute("href") for i in range(cites.count())]
