@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rag.evidence import TermWeights, rank_sentences
-from rag.text import keyword_tokens, split_sentences
+from rag.text import as_data, keyword_tokens, split_sentences
 from rag.types import Citation, Source
 
 MARKER = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
@@ -80,7 +80,7 @@ Support = Callable[[str, Source], float]
 
 def _quote(source: Source, claim: str, weights: TermWeights) -> Citation:
     best = max(rank_sentences(source.paper, claim, weights), key=lambda ev: ev.match)
-    return Citation(source.n, source.paper.paper_id, source.paper.title, best.text,
+    return Citation(source.n, source.paper.paper_id, source.paper.title, as_data(best.text),
                     best.start, best.end)
 
 

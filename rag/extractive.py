@@ -9,6 +9,7 @@ from rag.evidence import Evidence, rank_sentences
 from rag.names import display_name, names_paper
 from rag.questions import QuestionKind
 from rag.retrieval import Retrieval
+from rag.text import as_data
 from rag.types import Answer, Citation, Source
 
 
@@ -18,7 +19,8 @@ def best_sentences(source: Source, query: str, engine: Engine) -> list[Evidence]
 
 
 def _quote(source: Source, ev: Evidence) -> Citation:
-    return Citation(source.n, source.paper.paper_id, source.paper.title, ev.text, ev.start, ev.end)
+    return Citation(source.n, source.paper.paper_id, source.paper.title, as_data(ev.text),
+                    ev.start, ev.end)
 
 
 def extractive_answer(engine: Engine, ret: Retrieval, verdict: Verdict, kind: QuestionKind
@@ -34,7 +36,7 @@ def extractive_answer(engine: Engine, ret: Retrieval, verdict: Verdict, kind: Qu
         picked.sort(key=lambda ev: ev.start)
         bullet = "- " if kind.multi else ""
         lines.append(f"{bullet}{display_name(source.paper)} [{source.n}]: "
-                     + " ".join(ev.text for ev in picked))
+                     + as_data(" ".join(ev.text for ev in picked)))
         cites.append(_quote(source, picked[0]))
     return "\n".join(lines), cites
 

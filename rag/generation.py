@@ -18,6 +18,7 @@ from rag.evidence import rank_sentences
 from rag.names import display_name
 from rag.questions import QuestionKind
 from rag.retrieval import Retrieval
+from rag.text import as_data
 from rag.types import Answer, Citation, Source
 
 log = logging.getLogger(__name__)
@@ -149,8 +150,9 @@ def _paper_lines(engine, model, question, ret, verdict, kind, mode, timings, t0
         body, cite = checked.text, (checked.citations or [None])[0]
         if cite is None:  # nothing the model said holds up: quote the paper's best sentence
             ev = best_sentences(source, ret.query, engine)[0]
-            body, cite = ev.text, Citation(source.n, source.paper.paper_id, source.paper.title,
-                                           ev.text, ev.start, ev.end)
+            body, cite = as_data(ev.text), Citation(
+                source.n, source.paper.paper_id, source.paper.title, as_data(ev.text),
+                ev.start, ev.end)
         lines.append(head + body)
         cites.append(cite)
     timings["total_s"] = time.perf_counter() - t0

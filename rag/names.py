@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from rag.text import fold
+from rag.text import as_data, fold
 from rag.types import Paper
 
 # A title whose part before the colon is a short name: "DSVT: Dynamic Sparse Voxel ...".
@@ -64,12 +64,13 @@ def short_name(paper: Paper) -> str | None:
 
 
 def display_name(paper: Paper) -> str:
-    """How an answer names the paper: its title, plus the short name when the title lacks it."""
+    """How an answer names the paper: its title, plus the short name when the title lacks
+    it; corpus text, so made inert (`as_data`)."""
     title = " ".join(paper.title.split())
     short = short_name(paper)
     if short and fold(short) not in fold(title):
-        return f"{short} ({title})"
-    return title
+        return as_data(f"{short} ({title})")
+    return as_data(title)
 
 
 def named_in(question_names: set[str], paper: Paper) -> bool:

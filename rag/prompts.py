@@ -1,6 +1,7 @@
 """Every text sent to a model, in one place so it can be read and changed."""
 from __future__ import annotations
 
+from rag.text import as_data
 from rag.types import Source
 
 SYSTEM = (
@@ -34,11 +35,12 @@ def not_stated_text(name: str, n: int, ask: str, question: str) -> str:
 
 
 def render_sources(context: list[tuple[Source, list[str]]]) -> str:
-    """Sources as the model sees them: number, title, and the chosen sentences."""
+    """Sources as the model sees them: number, title, and the chosen sentences, the corpus
+    text made inert (`as_data`) so the only [n] markers are the source numbers."""
     blocks = []
     for source, sentences in context:
-        body = " ".join(sentences)
-        blocks.append(f"[{source.n}] {source.paper.title}\n{body}")
+        body = as_data(" ".join(sentences))
+        blocks.append(f"[{source.n}] {as_data(source.paper.title)}\n{body}")
     return "\n\n".join(blocks)
 
 

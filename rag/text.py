@@ -1,4 +1,5 @@
-"""Plain text helpers shared by indexing and answering: keyword tokens and sentences."""
+"""Plain text helpers shared by indexing and answering: keyword tokens, sentences, and
+corpus text made inert before it is shown or quoted."""
 from __future__ import annotations
 
 import re
@@ -10,6 +11,15 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:[.\-][a-z0-9]+)*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[\"'])")
 # Abbreviations that end with a period but rarely end a sentence.
 _NO_BREAK = re.compile(r"(?:\b(?:e\.g|i\.e|et al|vs|cf|Fig|Eq|Sec|approx|resp)\.|\b[A-Z]\.)$")
+
+# Corpus text is data. `as_data` swaps characters one for one (so character offsets into
+# an abstract stay valid): square brackets become parentheses, which ends citation markers
+# ("[2]") and markdown links and images ("![x](url)", "[x](url)", "[x]: url"); "<" before
+# a letter, "/", "!" or "?" becomes "‹", which ends raw HTML tags, comments and autolinks;
+# the colon of a script URL scheme becomes "∶", so no "javascript:" URL is left.
+_DATA_CHARS = str.maketrans({"[": "(", "]": ")"})
+_TAG_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
+_SCRIPT_SCHEME = re.compile(r"\b((?:java|vb)script\s*):", re.I)
 
 STOPWORDS = frozenset(
     "a an and are as at be but by can do does for from has have how in into is it its of on "
@@ -52,3 +62,11 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     if start < len(text.rstrip()):
         spans.append((start, len(text.rstrip())))
     return [(s, e) for s, e in spans if e > s]
+
+
+def as_data(text: str) -> str:
+    """Corpus text made inert for a prompt, a quote or the page: no citation marker,
+    markdown link or image, HTML tag or script URL survives; the length is unchanged."""
+    text = text.translate(_DATA_CHARS)
+    text = _TAG_OPEN.sub("\u2039", text)
+    return _SCRIPT_SCHEME.sub("\\1\u2236", text)

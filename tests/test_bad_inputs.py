@@ -370,7 +370,9 @@ def _cli(case: Bad, t: Trial, given, capsys):
 
 def _ui(case: Bad, t: Trial, given):
     from ui.app import ChatApp, build_app
+    from ui.render import scrub_paths
 
+    says = scrub_paths(case.says)  # the page shows paths cut to their last part
     settings = load_settings()
     app = ChatApp(settings)
     if case.door == "source":
@@ -380,7 +382,7 @@ def _ui(case: Bad, t: Trial, given):
             assert "papers" in status and "failed" not in status
         else:
             assert status.startswith("**Build failed:**") and "**Index:**" in status
-            assert re.search(case.says, status.replace("\\", "")), status
+            assert re.search(says, status.replace("\\", "")) and str(t.tmp) not in status, status
         return
     build_app(settings)  # the app still starts (first paint) whatever the index holds
     app.index_status()
@@ -394,7 +396,7 @@ def _ui(case: Bad, t: Trial, given):
     assert "Traceback" not in reply and SECRET not in reply
     if not isinstance(case.outcome, str):
         assert reply.startswith("**Could not answer:**") and turns[-1]["error"]
-        assert re.search(case.says, reply.replace("\\", "")), reply
+        assert re.search(says, reply.replace("\\", "")) and str(t.tmp) not in reply, reply
     else:
         answer = turns[-1]["answer"]
         _check_answer(case, answer.abstained, answer.citations, answer.text)

@@ -40,8 +40,10 @@ def _wait_until_served(proc, url: str, log: Path, timeout_s: float = 180) -> Non
 
 
 @contextlib.contextmanager
-def served_app(home: Path, index_dir: Path | None = None, mode: str = "extractive", **env):
-    """`python -m ui` on a free loopback port; yields (base URL, home). Extra env as keywords."""
+def served_app(home: Path, index_dir: Path | None = None, mode: str = "extractive",
+               args: tuple[str, ...] = (), **env):
+    """`python -m ui` on a free loopback port; yields (base URL, home). Extra serve flags in
+    `args`, extra env as keywords."""
     port = _free_port()
     home.mkdir(parents=True, exist_ok=True)
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ASKPAPERS_")}
@@ -51,7 +53,8 @@ def served_app(home: Path, index_dir: Path | None = None, mode: str = "extractiv
         environ["ASKPAPERS_INDEX__DIR"] = str(index_dir)
     log = home / f"serve-{port}.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "ui", "--port", str(port), "--no-build"],
+        proc = subprocess.Popen([sys.executable, "-m", "ui", "--port", str(port), "--no-build",
+                                 *args],
                                 cwd=REPO, env=environ, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -182,8 +185,11 @@ def test_missing_index_is_reported_not_crashed(tmp_path):
     from ui.app import ChatApp
 
     app = ChatApp(load_settings(home=tmp_path))
-    status, missing = app.index_status()
-    assert missing and "No usable index" in status and "index build" in status
+    status, shown = app.index_status()
+    # No sources configured: the page offers no Build button, only the command to run.
+    assert not shown and "No usable index" in status and "index build --source" in status
+    configured = ChatApp(load_settings(home=tmp_path, index={"sources": [tmp_path]}))
+    assert configured.index_status()[1]
     turns, out = [], None
     for out in app.chat(QUESTION, turns, "extractive", 5, "", None, "", ""):
         pass

@@ -19,8 +19,8 @@ import gradio as gr  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.errors import AskPapersError, ConfigError  # noqa: E402
 from rag.types import Answer  # noqa: E402
-from ui import render  # noqa: E402
-from ui.feedback import record_feedback  # noqa: E402
+from ui import guard, render  # noqa: E402
+from ui.feedback import VoteLimit, record_feedback  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,8 @@ class ChatApp:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.votes = VoteLimit()
+        self._corpus: tuple = ("", [], [])  # (status it was read for, examples, listings)
 
     def chat(self, question, turns, mode, k, source, year, author, category):
         """Stream an answer into the chat, then show its sources; errors become a chat line."""
@@ -190,31 +192,58 @@ class ChatApp:
         return ask_stream(question, mode=mode or None, k=int(k) if k else None,
                           history=history, filters=filters, settings=self.settings)
 
-    def like(self, turns, data: gr.LikeData):
-        """Append a thumbs up/down on an answer to <home>/feedback.jsonl."""
+    def like(self, turns, data: gr.LikeData, request: gr.Request = None):
+        """Append a thumbs up/down to <home>/feedback.jsonl (a few a minute per session)."""
         index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
         vote = {True: "up", "Like": "up", False: "down", "Dislike": "down"}.get(data.liked)
         turn = (turns or [])[index // 2] if 0 <= index // 2 < len(turns or []) else None
         if vote is None or turn is None or turn["answer"] is None:
             return
+        if not self.votes.allow(getattr(request, "session_hash", None) or "local"):
+            gr.Warning("Too many votes in a short time; feedback was not saved.")
+            return
         try:
             record_feedback(self.settings.home, turn["answer"], vote)
         except OSError as e:
-            gr.Warning(f"Could not save feedback: {e}")
+            gr.Warning(f"Could not save feedback: {render.scrub_paths(str(e))}")
             return
         gr.Info("Thanks, feedback saved.")
 
+    @property
+    def can_build(self) -> bool:
+        """Building from the page needs sources the operator configured (never the seeds)."""
+        return bool(self.settings.index.sources)
+
     def index_status(self):
-        """Status markdown and whether the Build button should show."""
+        """Status markdown, and whether the Build button shows (no index; sources set)."""
         from ui.cli import index_info
 
         try:
             return render.index_status(index_info(self.settings)), False
         except AskPapersError as e:
-            return render.missing_index_status(str(e)), True
+            return render.missing_index_status(str(e), self.can_build), self.can_build
+
+    def page_data(self):
+        """What the page shows of the corpus, sent only to a logged-in session: index
+        status, Build button, example questions and listing choices."""
+        status, shown = self.index_status()
+        if self._corpus[0] != status:  # the records are read once per live build
+            papers = [] if shown else _papers(self.settings)
+            self._corpus = (status, [[q] for q in example_questions(papers)],
+                            listing_choices(papers))
+        return (status, gr.update(visible=shown), gr.Dataset(samples=self._corpus[1]),
+                gr.update(choices=self._corpus[2]), gr.update(open=shown))
+
+    def build_if_shown(self, progress=gr.Progress()):
+        """The Build button's handler: refuses unless the page shows the button."""
+        if not self.index_status()[1]:
+            raise gr.Error("Building from the page is off: there is a usable index, or no "
+                           "sources are configured.", print_exception=False)
+        return self.build(progress)
 
     def build(self, progress=gr.Progress()):
-        """Build (or refresh) the index with a progress bar, then refresh what depends on it."""
+        """Build (or refresh) the index from the configured sources with a progress bar,
+        then refresh what depends on it."""
         from index.build import build_index
 
         progress(0, desc="Reading sources")
@@ -223,28 +252,27 @@ class ChatApp:
             progress((done, total), desc="Embedding chunks", unit="chunks")
 
         try:
-            build_index(self.settings, progress=report)
+            if not self.can_build:  # never the repository's seeds over a user's own corpus
+                raise ConfigError("No sources are configured for this app; set "
+                                  "ASKPAPERS_INDEX__SOURCES or use askpapers index build.")
+            build_index(self.settings, self.settings.index.sources, progress=report)
         except AskPapersError as e:
             # The live index (if any) is untouched by a failed build: say both.
-            status, missing = self.index_status()
-            return (render.build_failed_status(str(e), status), gr.update(visible=missing),
-                    gr.skip(), gr.skip())
-        status, missing = self.index_status()
-        papers = _papers(self.settings)
-        return (status, gr.update(visible=missing),
-                gr.Dataset(samples=[[q] for q in example_questions(papers)]),
-                gr.update(choices=listing_choices(papers)))
+            status, shown = self.index_status()
+            return (render.build_failed_status(str(e), status), gr.update(visible=shown),
+                    gr.skip(), gr.skip(), gr.skip())
+        return self.page_data()
 
 
 # ---------------------------------------------------------------- layout
 
-def _settings_widgets(settings: Settings, papers: list) -> dict:
+def _settings_widgets(settings: Settings) -> dict:
     return {
         "mode": gr.Radio(MODES, value=settings.llm.mode, label="Answer with",
                          info="local: llama.cpp model · openai: hosted endpoint · "
                               "extractive: quote the papers, no model"),
         "k": gr.Slider(1, 20, value=settings.retrieval.k, step=1, label="Papers to retrieve (k)"),
-        "source": gr.Dropdown(listing_choices(papers), value="", label="Listing / source file",
+        "source": gr.Dropdown(listing_choices([]), value="", label="Listing / source file",
                               allow_custom_value=True),
         "year": gr.Number(None, label="Year", precision=0),
         "author": gr.Textbox(label="Author contains"),
@@ -253,10 +281,13 @@ def _settings_widgets(settings: Settings, papers: list) -> dict:
 
 
 def build_app(settings: Settings) -> gr.Blocks:
-    """The Blocks app for these settings (not yet queued or launched)."""
+    """The Blocks app for these settings (not yet queued or launched).
+
+    Nothing of the corpus is in the page itself: status, examples and listing names arrive
+    by a load event, which Gradio runs only for a logged-in session. The build_index
+    endpoint exists only when the page shows its button.
+    """
     handlers = ChatApp(settings)
-    status, missing = handlers.index_status()
-    papers = [] if missing else _papers(settings)
     with gr.Blocks(title="askpapers", analytics_enabled=False) as app:
         turns = gr.State([])
         with gr.Row():
@@ -270,19 +301,17 @@ def build_app(settings: Settings) -> gr.Blocks:
                     ask = gr.Button("Ask", variant="primary", scale=1, elem_id="ap-ask")
                     clear = gr.Button("Clear chat", scale=1, elem_id="ap-clear")
                 examples = gr.Dataset(label="Examples from the corpus", components=[question],
-                                      samples=[[q] for q in example_questions(papers)])
+                                      samples=[])
             with gr.Column(scale=2):
                 gr.Markdown("### Sources")
                 panel = gr.HTML(render.EMPTY_PANEL, elem_id="ap-sources", max_height=620)
-                with gr.Accordion("Settings and index", open=missing):
-                    widgets = _settings_widgets(settings, papers)
-                    status_md = gr.Markdown(status, elem_id="ap-status")
-                    build = gr.Button("Build index", visible=missing, elem_id="ap-build")
-        gr.on([question.submit, ask.click], handlers.chat,
-              inputs=[question, turns, *widgets.values()],
-              outputs=[chatbot, panel, turns, question], api_name="chat",
-              concurrency_limit=1 if settings.llm.mode == "local" else DEFAULT_CONCURRENCY,
-              concurrency_id="chat")
+                with gr.Accordion("Settings and index", open=False) as accordion:
+                    widgets = _settings_widgets(settings)
+                    status_md = gr.Markdown("", elem_id="ap-status")
+                    build = gr.Button("Build index", visible=False, elem_id="ap-build")
+        corpus_outputs = [status_md, build, examples, widgets["source"], accordion]
+        app.load(handlers.page_data, outputs=corpus_outputs, api_visibility="private")
+        _chat_events(handlers, settings, question, ask, turns, widgets, chatbot, panel)
         clear.click(lambda: ([], [], render.EMPTY_PANEL), outputs=[chatbot, turns, panel],
                     api_name="clear")
         chatbot.clear(lambda: ([], render.EMPTY_PANEL), outputs=[turns, panel],
@@ -290,9 +319,18 @@ def build_app(settings: Settings) -> gr.Blocks:
         examples.click(lambda sample: sample[0], inputs=examples, outputs=question,
                        api_visibility="private")
         chatbot.like(handlers.like, inputs=turns, outputs=None, api_visibility="private")
-        build.click(handlers.build, outputs=[status_md, build, examples, widgets["source"]],
-                    api_name="build_index", concurrency_limit=1)
+        if handlers.index_status()[1]:  # admin actions exist only while the page shows them
+            build.click(handlers.build_if_shown, outputs=corpus_outputs,
+                        api_name="build_index", concurrency_limit=1)
     return app
+
+
+def _chat_events(handlers, settings, question, ask, turns, widgets, chatbot, panel) -> None:
+    gr.on([question.submit, ask.click], handlers.chat,
+          inputs=[question, turns, *widgets.values()],
+          outputs=[chatbot, panel, turns, question], api_name="chat",
+          concurrency_limit=1 if settings.llm.mode == "local" else DEFAULT_CONCURRENCY,
+          concurrency_id="chat")
 
 
 # ---------------------------------------------------------------- serving
@@ -309,32 +347,53 @@ def _warm_up(settings: Settings) -> None:
         log.exception("warm-up failed")
 
 
+def _guarded_app(hosts: frozenset[str]):
+    """Gradio's FastAPI app with RequestGuard wrapped around all of it, Gradio's own
+    middleware (CORS, compression) included, so no route or handler runs unchecked."""
+    from gradio.routes import App, ORJSONResponse
+
+    class GuardedApp(App):
+        def build_middleware_stack(self):
+            return guard.RequestGuard(super().build_middleware_stack(), hosts)
+
+    return GuardedApp(default_response_class=ORJSONResponse)
+
+
 def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
-           share: bool = False, *, block: bool = True) -> gr.Blocks:
+           share: bool = False, *, block: bool = True,
+           allowed_hosts: list[str] | tuple[str, ...] = ()) -> gr.Blocks:
     """Build, queue and launch the app; with block=False return while it serves.
 
-    Raises ConfigError for unprotected exposure, bad auth or a busy port.
+    Requests are answered only for loopback names, `host` and `allowed_hosts` (NAME,
+    NAME:PORT or *.DOMAIN). Raises ConfigError for unprotected exposure, bad auth or a
+    busy port.
     """
     credentials = check_exposure(host, auth, share)
+    share_hosts = ["*.gradio.live"] if share else []  # where Gradio's share links live
+    hosts = guard.allowed_hosts(host, port, [*allowed_hosts, *share_hosts])
     app = build_app(settings)
     app.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=DEFAULT_CONCURRENCY)
     threading.Thread(target=_warm_up, args=(settings,), daemon=True).start()
     theme = gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)
     try:
+        # _app: Gradio's own hook for an App subclass (gradio.Server launches the same way).
         app.launch(server_name=host, server_port=port, auth=credentials, share=share,
                    prevent_thread_lock=not block, show_error=False, ssr_mode=False,
                    mcp_server=False, pwa=False, enable_monitoring=False, theme=theme,
-                   css=render.CSS, head=render.CITATION_SCRIPT, quiet=not block)
+                   css=render.CSS, head=render.CITATION_SCRIPT, quiet=not block,
+                   footer_links=["gradio", "settings"], run_history=False,
+                   _app=_guarded_app(hosts))
     except OSError as e:
         raise ConfigError(f"Cannot serve on {host}:{port} ({e}); pick another --port.") from None
     return app
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
-          share: bool = False) -> int:
+          share: bool = False, allowed_hosts: list[str] | tuple[str, ...] = ()) -> int:
     """Serve the chat app until interrupted; returns the exit code.
 
     Raises ConfigError when the app would be exposed without auth (the CLI prints it).
     """
-    launch(settings, host=host, port=port, auth=auth, share=share, block=True)
+    launch(settings, host=host, port=port, auth=auth, share=share, block=True,
+           allowed_hosts=allowed_hosts)
     return 0

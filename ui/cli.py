@@ -181,7 +181,8 @@ def cmd_serve(args) -> int:
         print(f"No index yet at {settings.index_dir}; building it from {settings.sources} "
               "(first run only).", file=sys.stderr)
         build_with_progress(settings)
-    return serve(settings, host=args.host, port=args.port, auth=args.auth, share=args.share)
+    return serve(settings, host=args.host, port=args.port, auth=args.auth, share=args.share,
+                 allowed_hosts=args.allowed_host or [])
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -231,6 +232,9 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--auth", metavar="USER:PASS or FILE",
                    help="required to serve beyond loopback or with --share")
     s.add_argument("--share", action="store_true", help="ask Gradio for a public link")
+    s.add_argument("--allowed-host", action="append", metavar="NAME[:PORT]",
+                   help="also answer requests addressed to this host name (repeatable; "
+                   "*.DOMAIN for its subdomains); loopback names and --host always are")
     s.add_argument("--no-build", action="store_true", help="don't build a missing index")
     s.add_argument("--index-dir", metavar="DIR")
     s.set_defaults(func=cmd_serve)

@@ -1,12 +1,15 @@
 """Thumbs up/down on answers, appended as JSON lines to <home>/feedback.jsonl.
 
 A record holds the question, the answer, its citations, the mode and the vote: never a
-setting, so never an API key.
+setting, so never an API key. Votes are rate-limited per browser session (`VoteLimit`).
 """
 from __future__ import annotations
 
 import json
 import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,6 +17,9 @@ from rag.types import Answer
 
 FEEDBACK_FILE = "feedback.jsonl"
 _write_lock = threading.Lock()
+# A person changes their mind a few times; a script voting in a loop is refused.
+VOTES_PER_WINDOW = 10
+VOTE_WINDOW_S = 60.0
 
 
 def feedback_path(home: Path) -> Path:
@@ -49,3 +55,28 @@ def record_feedback(home: Path, answer: Answer, vote: str) -> dict:
     with _write_lock, path.open("a", encoding="utf-8") as f:
         f.write(line)
     return record
+
+
+class VoteLimit:
+    """At most `votes` votes per `window_s` seconds for each session (a sliding window)."""
+
+    def __init__(self, votes: int = VOTES_PER_WINDOW, window_s: float = VOTE_WINDOW_S,
+                 clock: Callable[[], float] = time.monotonic):
+        self.votes, self.window_s, self.clock = votes, window_s, clock
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, session: str) -> bool:
+        """Count a vote for `session`: True if it is within the limit, else False."""
+        now = self.clock()
+        with self._lock:
+            times = self._seen.setdefault(session, deque())
+            while times and times[0] <= now - self.window_s:
+                times.popleft()
+            if len(times) >= self.votes:
+                return False
+            times.append(now)
+            if len(self._seen) > 10_000:  # bounded memory: forget idle sessions
+                self._seen = {k: v for k, v in self._seen.items()
+                              if v and v[-1] > now - self.window_s}
+            return True

@@ -1,18 +1,25 @@
 """HTML and Markdown for the chat app: answers with linked [n] markers, the sources panel.
 
 Pure functions of `rag.types` values, so they are testable without a browser. Every piece
-of corpus or model text is HTML-escaped before it is placed in markup.
+of corpus or model text is HTML-escaped before it is placed in markup; corpus text also
+goes through `rag.text.as_data`, so only the answerer's own [n] markers become links; and
+no server file path reaches the page (`scrub_paths`).
 """
 from __future__ import annotations
 
 import html
 import re
 
+from rag.text import as_data
 from rag.types import Answer, Citation, Source
 
-_MARKER = re.compile(r"\[(\d+)\]")
-# Markdown punctuation that could turn abstract text into emphasis, code or headings.
-_MD_SPECIAL = re.compile(r"([\\`*_~#|$])")
+# A marker as it stands after _markdown_text escaped its brackets.
+_MARKER = re.compile(r"\\\[(\d+)\\\]")
+# Markdown punctuation that could turn text into emphasis, code, headings, links or images.
+_MD_SPECIAL = re.compile(r"([\\`*_~#|$\[\]!])")
+# An absolute file path (POSIX, home-relative or Windows); group 1 is its last part.
+_PATH = re.compile(r"(?<![\w.:/\\~-])(?:~[/\\]|[A-Za-z]:[/\\]|/)(?:[^\s/\\'\"`<>|]+[/\\])*"
+                   r"([^\s/\\'\"`<>|;,)]+)")
 
 ABSTAINED_NOTE = ("The indexed papers do not answer this question, so no answer is given. "
                   "The closest papers found are listed below.")
@@ -23,6 +30,11 @@ WAITING_PANEL = '<div class="ap-empty">Searching the papers&hellip;</div>'
 def source_id(turn: int, n: int) -> str:
     """The element id of source [n] of answer number `turn` in the sources panel."""
     return f"src-{turn}-{n}"
+
+
+def scrub_paths(message: str) -> str:
+    """`message` with every absolute file path cut to its last part: "…/index"."""
+    return _PATH.sub(lambda m: "\u2026/" + m.group(1), message)
 
 
 def _markdown_text(text: str) -> str:
@@ -52,11 +64,12 @@ def answer_markdown(answer: Answer, turn: int) -> str:
 
 def error_markdown(message: str) -> str:
     """A readable failure line for the chat (never a traceback)."""
-    return f"**Could not answer:** {_markdown_text(message)}"
+    return f"**Could not answer:** {_markdown_text(scrub_paths(message))}"
 
 
 def highlighted_abstract(abstract: str, spans: list[tuple[int, int]]) -> str:
     """The abstract as HTML with each (start, end) character span wrapped in <mark>."""
+    abstract = as_data(abstract)  # same length, so the spans still fit
     out, pos = [], 0
     for start, end in sorted(spans):
         start, end = max(start, pos), min(end, len(abstract))
@@ -79,7 +92,7 @@ def _metadata(source: Source) -> str:
         parts.append(", ".join(paper.authors[:3]) + more)
     if paper.categories:
         parts.append(" ".join(paper.categories))
-    return " &middot; ".join(html.escape(p) for p in parts)
+    return " &middot; ".join(html.escape(as_data(p)) for p in parts)
 
 
 def _score_bar(source: Source) -> str:
@@ -94,7 +107,7 @@ def source_card(source: Source, citations: list[Citation], turn: int) -> str:
     spans = [(c.start, c.end) for c in citations]
     return (f'<div class="ap-src" id="{source_id(turn, source.n)}" data-n="{source.n}">'
             f'<div class="ap-title"><span class="ap-n">[{source.n}]</span> '
-            f'{html.escape(source.paper.title)}</div>'
+            f'{html.escape(as_data(source.paper.title))}</div>'
             f'<div class="ap-meta">{_metadata(source)}</div>{_score_bar(source)}'
             f'<p class="ap-abstract">{highlighted_abstract(source.paper.abstract, spans)}</p></div>')
 
@@ -130,19 +143,23 @@ def index_status(info: dict) -> str:
     emb = info.get("embedder") or {}
     built = str(info.get("built_at", "")).replace("T", " ").replace("+00:00", " UTC")
     return (f"**Index:** {info['papers']} papers &middot; {info['chunks']} chunks &middot; "
-            f"embedder {html.escape(str(emb.get('model', '?')))} ({emb.get('dim', '?')}-d) "
+            f"embedder {html.escape(scrub_paths(str(emb.get('model', '?'))))} "
+            f"({emb.get('dim', '?')}-d) "
             f"&middot; built {html.escape(built)}")
 
 
-def missing_index_status(message: str) -> str:
-    """Markdown shown in place of the index status when none can be loaded."""
-    return (f"**No usable index.** {_markdown_text(message)}\n\n"
-            "Press **Build index** to build it from the configured sources.")
+def missing_index_status(message: str, can_build: bool) -> str:
+    """Markdown shown in place of the index status when none can be loaded; `can_build`
+    says whether the Build button shows (only with sources configured)."""
+    hint = ("Press **Build index** to build it from the configured sources." if can_build else
+            "No sources are configured for this app: build the index with `askpapers index "
+            "build --source PATH`, or set `ASKPAPERS_INDEX__SOURCES` and restart the app.")
+    return f"**No usable index.** {_markdown_text(scrub_paths(message))}\n\n{hint}"
 
 
 def build_failed_status(message: str, status: str) -> str:
     """Markdown for a failed build: its error, then the status of the index still live."""
-    return f"**Build failed:** {_markdown_text(message)}\n\n{status}"
+    return f"**Build failed:** {_markdown_text(scrub_paths(message))}\n\n{status}"
 
 
 CSS = """
