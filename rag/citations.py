@@ -17,7 +17,7 @@ from rag.types import Citation, Source
 MARKER = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 # A sentence with fewer content words than this is connective tissue, not a claim.
 MIN_CLAIM_TOKENS = 3
-# A model's own citation stands if its support (see rag.answer.claim_support) reaches
+# A model's own citation stands if its support (see rag.generation.claim_support) reaches
 # this; a citation added by repair needs more. Calibrated on dev answers.
 MIN_CITED_SUPPORT = 0.6
 MIN_REPAIR_SUPPORT = 1.0
@@ -74,7 +74,7 @@ class CheckedAnswer:
     dropped: list[str]
 
 
-# How strongly a source supports a claim (higher is stronger); see rag.answer.claim_support.
+# How strongly a source supports a claim (higher is stronger); see rag.generation.claim_support.
 Support = Callable[[str, Source], float]
 
 

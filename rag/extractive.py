@@ -64,6 +64,6 @@ def not_stated(engine: Engine, question: str, ret: Retrieval, kind: QuestionKind
     source = min(ret.sources[:3], key=lambda s: (
         missing_identifiers(question, s.paper, engine.weights), s.n))
     evs = best_sentences(source, ret.query, engine)
-    text = prompts.not_stated_text(display_name(source.paper), source.n, kind.ask, question)
+    text = prompts.not_stated_text(display_name(source.paper), source.n, kind.asked)
     cites = [_quote(source, evs[0])] if evs else []
     return Answer(question, text, cites, ret.sources, True, mode, prompt, timings)

@@ -16,12 +16,12 @@ _TITLE_HEAD = re.compile(r"^\s*([^:]{2,40}?)\s*:\s*\S")
 # capitalised word that an introducing verb points at ("we propose Loki, ...").
 _NAMEISH = r"[A-Z][\w'\-+.]*[A-Za-z0-9+]|[A-Z]"
 _INTRO = re.compile(
-    r"\b(?:called|dubbed|named|termed|coined|(?:we|which we) (?:propose|introduce|present|"
+    r"\b(?i:called|dubbed|named|termed|coined|(?:we|which we) (?:propose|introduce|present|"
     r"call|name|term|dub|develop)|(?:is|are) proposed,?)\s+"
-    r"(?:it\s+|them\s+|as\s+|the\s+|a\s+|an\s+)?[\"“']?(" + _NAMEISH + r")(?=[\"”']?[\s,.;:)])")
+    r"(?:it\s+|them\s+|as\s+)?[\"“']?(" + _NAMEISH + r")(?=[\"”']?[\s,.;:)])")
 # "we propose a Shift-Conv-based Network (SCNet)": a parenthesised name spelled from the
 # words an introducing verb points at.
-_ACRONYM = re.compile(r"\b(?:we|which we) (?:propose|introduce|present|develop|design|call|name)"
+_ACRONYM = re.compile(r"\b(?i:we|which we) (?i:propose|introduce|present|develop|design|call|name)"
                       r"\w*\s+(?:a |an |the )?((?:[\w'\-+]+\s+){1,6})"
                       r"\(([A-Z][A-Za-z0-9'\-+]*[A-Z0-9][A-Za-z0-9'\-+]*)\)")
 _COMMON = frozenset("We This The Our It A An In To Its These That Here For".split())
@@ -54,12 +54,12 @@ def short_name(paper: Paper) -> str | None:
     head = _title_head(paper.title)
     if head:
         return head
-    for m in _INTRO.finditer(paper.abstract):
-        if _is_name(m.group(1)):
-            return m.group(1).rstrip(".-")
     for m in _ACRONYM.finditer(paper.abstract):
         if _spelled_from(m.group(2), m.group(1)):
             return m.group(2)
+    for m in _INTRO.finditer(paper.abstract):  # no article: "we propose DirectPred, ..."
+        if _is_name(m.group(1)):
+            return m.group(1).rstrip(".-")
     return None
 
 

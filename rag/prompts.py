@@ -26,10 +26,9 @@ ABSTAIN_TEXT = (
 )
 
 
-def not_stated_text(name: str, n: int, ask: str, question: str) -> str:
+def not_stated_text(name: str, n: int, asked: str) -> str:
     """The reply when the question's paper is indexed but its abstract lacks the fact."""
-    what = ask.strip(" ?.,;:") if ask.strip() and ask.strip() != question.strip() else ""
-    detail = f"this ({what})" if what else "what the question asks"
+    detail = asked or "what the question asks"
     return (f"The abstract of {name} [{n}] does not state {detail}, and no other indexed "
             "paper does; the quote below is what it does say.")
 

@@ -17,7 +17,8 @@ _PLURAL_THINGS = (r"papers|works|methods|approaches|models|studies|systems|techn
 _MULTI = re.compile(
     rf"\b(?:which|what|any|corpus's|do the|are there|several|different|various)\s+"
     rf"(?:[\w\-/]+\s+){{0,4}}?(?:{_PLURAL_THINGS})\b"
-    rf"|^\s*(?:[\w\-/]+\s+){{0,3}}?(?:{_PLURAL_THINGS})\s+(?:that|which|in|for|with|from)\b"
+    rf"|^\s*(?:[\w\-/]+\s+){{0,3}}?(?:{_PLURAL_THINGS})\s+(?:that|which|in|for|with|from|on|"
+    rf"about|using|to)\b"
     rf"|\b(?:{_PLURAL_THINGS})\b[^?]*\b(?:their|each|differ|compare|both)\b"
     r"|\bhow do (?:the|these|they)\b[^?]*\b(?:differ|compare)\b"
     r"|\b(?:differ|differences? between|each of)\b",
@@ -33,7 +34,7 @@ _QUANTITY = re.compile(
     r"^(?:much|many|fast|large|big|long|small|well|deep|often|far)\b|\b(?:accuracy|top-[15]|"
     r"fid|score|perplexity|speed-?ups?|throughput|latency|size|number|rate|ratio|percentage|"
     r"error|m?ap|bleu|wer|f1|auc|iou|psnr|ssim|gain|improvement|reduction|memory|cost|"
-    r"compute|flops|params?|parameters|faster|slower|smaller|larger|higher|lower|times?|"
+    r"compute|flops|params?|parameters|faster|slower|smaller|larger|higher|lower|"
     r"bits?|budget|steps)\b", re.I)
 # Where a question lists facets it wants covered ("up to more FLOPs versus down to tiny").
 _FACET_SPLIT = re.compile(r"\s+(?:versus|vs\.?|compared (?:to|with)|as opposed to)\s+|;\s*", re.I)
@@ -46,6 +47,7 @@ class QuestionKind:
     multi: bool  # asks for several papers: one line per paper
     quantity: bool  # asks for a number, which a stating sentence must carry
     ask: str  # the words naming what is asked ("ImageNet top-1 accuracy")
+    asked: str  # the same as a clause for replies ("what ImageNet top-1 accuracy"), or ""
     facets: tuple[str, ...]  # parts searched on their own for multi-paper questions
 
 
@@ -56,20 +58,23 @@ def facets(question: str) -> tuple[str, ...]:
     return tuple(parts) if len(parts) >= 2 else ()
 
 
-def ask_part(question: str) -> str:
-    """The words that name what the question asks for; the whole question if none stand out."""
+def ask_part(question: str) -> tuple[str, str]:
+    """The words that name what the question asks for (the whole question if none stand
+    out), and the same as a clause a reply can use ("how many GPUs"; "" if none)."""
     m = _WH.search(question)
     if m and m.group(1).strip():
-        return m.group(1).strip()
+        clause = m.group(0).strip(" ,;?")
+        return m.group(1).strip(), clause[0].lower() + clause[1:]
     if ":" in question:
-        return question.rsplit(":", 1)[1].strip(" ?")
+        ask = question.rsplit(":", 1)[1].strip(" ?")
+        return ask, f"the {ask}"
     m = _HEAD_OF.match(question)
-    return m.group(1) if m else question
+    return (m.group(1), f"the {m.group(1)}") if m else (question, "")
 
 
 def classify(question: str) -> QuestionKind:
     """The kind of answer a question wants, from its wording alone."""
     multi = bool(_MULTI.search(question))
-    ask = ask_part(question)
-    return QuestionKind(multi, bool(_QUANTITY.search(ask)), ask,
+    ask, asked = ask_part(question)
+    return QuestionKind(multi, bool(_QUANTITY.search(ask)), ask, asked,
                         facets(question) if multi else ())

@@ -284,7 +284,7 @@ def test_as_data_keeps_plain_text():
 
 def test_only_the_answerers_markers_become_citations(hostile):
     from rag import ask, prompts
-    from rag.answer import claim_support
+    from rag.generation import claim_support
     from rag.engine import get_engine
     from ui import render
 

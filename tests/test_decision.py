@@ -1,0 +1,142 @@
+"""The answer decision, question kinds, paper names and not-stated scoring.
+
+Units run on plain strings and hand-made Paper records (named fakes); the behaviour
+tests ask real questions, written here, of the real seed index in extractive mode.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from rag import ask
+from rag.config import LogisticSettings, load_settings
+from rag.decision import _calibrated, identifiers, probability
+from rag.evaluation import evaluate
+from rag.names import display_name, names_paper, short_name
+from rag.questions import classify
+from rag.types import Paper
+
+REPO = Path(__file__).resolve().parent.parent
+SCORE_PY = REPO.parent / "shared" / "eval" / "score.py"
+
+
+def fake_paper(title: str, abstract: str) -> Paper:
+    """A hand-made paper record (a fake: not from the corpus)."""
+    return Paper("fake", title, abstract)
+
+
+@pytest.mark.parametrize("question, multi", [
+    ("Which papers speed up diffusion sampling, and how do they differ?", True),
+    ("papers on pruning large language models?", True),
+    ("How do the corpus's graph transformers compare?", True),
+    ("What top-1 accuracy does the tiny model reach on ImageNet?", False),
+    ("Which paper proposes prototype masks for instance segmentation?", False),
+])
+def test_multi_paper_questions_are_recognised(question, multi):
+    assert classify(question).multi is multi
+
+
+@pytest.mark.parametrize("question, quantity, asked", [
+    ("How many GPUs were used to train it?", True, "how many GPUs"),
+    ("What learning rate was the model trained with?", True, "what learning rate"),
+    ("WikiText-103 perplexity of the state space model?", True, "the WikiText-103 perplexity"),
+    ("Which dataset was used for pre-training?", False, "which dataset"),
+])
+def test_what_a_question_asks_for(question, quantity, asked):
+    kind = classify(question)
+    assert kind.quantity is quantity and kind.asked == asked
+
+
+def test_short_names_come_from_the_title_head_or_an_introduced_name():
+    assert short_name(fake_paper("DSVT: Dynamic Sparse Voxel Transformer", "x.")) == "DSVT"
+    intro = fake_paper("Understanding Dynamics", "We propose DirectPred, a simple method.")
+    assert short_name(intro) == "DirectPred"
+    assert display_name(intro) == "DirectPred (Understanding Dynamics)"
+    spelled = fake_paper("Fully Convolutional SR", "We propose a Shift-Conv-based Network "
+                         "(SCNet) that uses optimal transport (OT) losses.")
+    assert short_name(spelled) == "SCNet"
+    assert short_name(fake_paper("A Study of Things", "We employ optimal transport (OT).")) is None
+    assert names_paper("SCNet [1] reaches 30 dB.", spelled)
+    assert not names_paper("It reaches 30 dB [1].", spelled)
+
+
+def test_identifiers_are_the_names_a_question_gives():
+    assert identifiers("Does the Lion optimizer beat AdamW on ImageNet?") == {
+        "Lion", "AdamW", "ImageNet"}
+    assert identifiers("how fast is it at 512x512?") == {"512x512"}
+
+
+def test_probability_and_calibration_are_monotone_and_centred_on_the_threshold():
+    model = LogisticSettings(bias=-1.0, weights={"dense": 4.0}, threshold=0.3)
+    ps = [probability(model, {"dense": x / 10}) for x in range(11)]
+    assert ps == sorted(ps) and all(0 < p < 1 for p in ps)
+    assert _calibrated(0.3, model) == pytest.approx(0.5)
+    assert _calibrated(0.1, model) < 0.5 < _calibrated(0.4, model)
+
+
+def test_the_config_holds_the_fit_of_bench_fit_decision():
+    fit = json.loads((REPO / "bench" / "results" / "decision_fit.json").read_text())["all"]
+    cfg = load_settings().decision
+    for name in ("covered", "stated", "paper"):
+        model = getattr(cfg, name)
+        assert model.bias == pytest.approx(fit[name]["bias"], abs=1e-4)
+        assert model.threshold == pytest.approx(fit[name]["threshold"], abs=1e-4)
+        assert model.weights == pytest.approx(fit[name]["weights"], abs=1e-4)
+        assert all(math.isfinite(w) for w in model.weights.values())
+
+
+def test_evaluation_scores_not_stated_as_score_py_does():
+    spec = importlib.util.spec_from_file_location("score", SCORE_PY)
+    score = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(score)
+    gold = [{"id": "a", "type": "not-stated", "gold_titles": ["P"], "answer_keywords": []},
+            {"id": "b", "type": "not-stated", "gold_titles": ["P"], "answer_keywords": []},
+            {"id": "c", "type": "single", "gold_titles": ["P"], "answer_keywords": [["7"]]},
+            {"id": "d", "type": "unanswerable", "gold_titles": [], "answer_keywords": []}]
+    preds = [{"id": "a", "answer": "not stated [1]", "citations": [{"title": "P"}],
+              "retrieved": ["Q", "P"], "abstained": True},
+             {"id": "b", "answer": "It is 7 [1].", "citations": [{"title": "P"}],
+              "retrieved": ["P"], "abstained": False},
+             {"id": "c", "answer": "It is 7 [1].", "citations": [{"title": "P"}],
+              "retrieved": ["P"], "abstained": False},
+             {"id": "d", "answer": "The papers don't answer.", "citations": [],
+              "abstained": True}]
+    ours, theirs = evaluate(gold, preds), score.evaluate(gold, preds)
+    for group in ("not-stated", "single", "unanswerable"):
+        for metric, value in theirs["by_type"][group].items():
+            assert ours[group][metric] == value, (group, metric)
+    assert ours["not-stated"]["abstention_accuracy"] == 0.5
+    assert ours["not-stated"]["recall@5"] == 1.0
+
+
+def test_a_which_paper_question_names_the_paper(seed_settings):
+    a = ask("Which work swaps the Pseudo-Huber loss for a Cauchy loss when training latent "
+            "consistency models?", mode="extractive", settings=seed_settings)
+    title = "Improved Training Technique for Latent Consistency Models"
+    assert not a.abstained and a.citations[0].title == title
+    assert title in a.text and f"[{a.citations[0].n}]" in a.text
+
+
+def test_a_detail_the_abstract_does_not_give_is_not_stated(seed_settings):
+    a = ask("How many GPUs were used to train YOLACT, and for how many days?",
+            mode="extractive", settings=seed_settings)
+    assert a.abstained and "does not state how many GPUs" in a.text
+    assert a.citations and a.citations[0].title.startswith("YOLACT")
+    paper = next(s.paper for s in a.sources if s.n == a.citations[0].n)
+    assert paper.abstract[a.citations[0].start:a.citations[0].end] == a.citations[0].quote
+
+
+def test_a_multi_paper_question_gets_one_named_line_per_paper(seed_settings):
+    a = ask("Which papers do real-time instance segmentation with prototype masks, and how "
+            "do they differ?", mode="extractive", settings=seed_settings)
+    lines = a.text.splitlines()
+    assert not a.abstained and len(lines) == len(a.citations) >= 2
+    titles = {c.title for c in a.citations}
+    assert {"YOLACT: Real-time Instance Segmentation",
+            "YOLACT++: Better Real-time Instance Segmentation"} <= titles
+    for line, c in zip(lines, a.citations):
+        assert line.startswith("- ") and c.title in line and f"[{c.n}]" in line
