@@ -108,12 +108,12 @@ _COVERED = {"bias": -3.6755, "threshold": 0.4692,
                         "unseen": -4.3874,
                         "missing_ids": -0.8200,
                         "multi": 1.3958}}
-_STATED = {"bias": 2.0272, "threshold": 0.5268,
-            "weights": {"quantity": -0.9441,
-                        "ask_match": 2.8314,
-                        "quantity_ask_match": 0.8206,
-                        "missing_ids": -1.3509,
-                        "coverage": -1.1606}}
+_STATED = {"bias": 2.0696, "threshold": 0.5024,
+            "weights": {"quantity": -1.0497,
+                        "ask_match": 2.9762,
+                        "quantity_ask_match": 0.8391,
+                        "missing_ids": -1.4971,
+                        "coverage": -1.1536}}
 _PAPER = {"bias": -5.3000, "threshold": 0.1438,
             "weights": {"dense": -0.5788,
                         "dense_gap": -9.1701,
