@@ -19,6 +19,7 @@ from rag import store
 from rag.config import Settings
 from rag.embedder import load_embedder
 from rag.errors import AskPapersError
+from rag.faults import is_disk_full, write_error
 from rag.types import Paper
 from rag.vectorstores import make_backend
 
@@ -53,9 +54,11 @@ def _previous_build(index_dir: Path, settings: Settings) -> Path | None:
         build = store.current_build(index_dir)
         if build is None:
             return None
-        if store.embedding_mismatches(store.read_manifest(build), settings):
+        manifest = store.read_manifest(build)
+        if store.embedding_mismatches(manifest, settings):
             log.info("previous index was built with other settings; embedding everything")
             return None
+        store.check_build(build, manifest)  # never reuse vectors or text changed after the build
         _, chunks = store.read_records(build)
         if len(store.read_embeddings(build)) != len(chunks):
             return None
@@ -63,6 +66,18 @@ def _previous_build(index_dir: Path, settings: Settings) -> Path | None:
         log.warning("previous index unusable (%s); embedding everything", e)
         return None
     return build
+
+
+def _live_build(index_dir: Path) -> Path | None:
+    """The live build, when its records are readable: what a build report compares against
+    (a --full build too), or None."""
+    try:
+        build = store.current_build(index_dir)
+        if build is not None:
+            store.open_records(build).close()
+        return build
+    except AskPapersError:
+        return None
 
 
 def embed_in_process(settings: Settings, report: BuildReport) -> BatchEmbedder:
@@ -102,7 +117,8 @@ def _fill_stage(stage: Stage, files: list[Path], settings: Settings, report: Bui
     plan = stage.plan(settings, steps.chunk, steps.plan_page)
     report.papers, report.skipped = got["papers"], got["skipped"]
     report.added, report.removed = plan["added"], plan["removed"]
-    report.changed, report.unchanged = plan["fresh"] - plan["added"], got["papers"] - plan["fresh"]
+    report.changed = plan.get("changed", plan["fresh"] - plan["added"])
+    report.unchanged = got["papers"] - report.added - report.changed
     report.chunks, report.embedded, report.reused = plan["chunks"], plan["embed"], plan["reused"]
     report.seconds["read_chunk"] = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -148,11 +164,12 @@ def _build(settings: Settings, sources: Sequence[Path] | None, full: bool,
         previous = None if full else _previous_build(index_dir, settings)
         plan = plan_of(files, settings, full, previous)
         resumed = store.resumable_stage(index_dir, plan)
-        store.remove_stale_builds(index_dir, keep=resumed)
+        store.remove_stale_builds(index_dir, keep=resumed,
+                                  vector_uri=settings.index.vector_uri)
         path = resumed or store.new_stage(index_dir, plan)
         report = BuildReport(build_dir=index_dir)
         try:
-            stage = Stage(path, previous)
+            stage = Stage(path, previous, live=_live_build(index_dir))
             emb, manifest = _fill_stage(stage, files, settings, report, progress, steps)
             stage.finish()
             t2 = time.perf_counter()
@@ -162,8 +179,10 @@ def _build(settings: Settings, sources: Sequence[Path] | None, full: bool,
             report.seconds["write"] = time.perf_counter() - t2
         except KeyboardInterrupt:
             raise  # an interrupted build keeps its stage, to be resumed
-        except BaseException:
-            shutil.rmtree(path, ignore_errors=True)
+        except BaseException as e:
+            shutil.rmtree(path, ignore_errors=True)  # frees the space a full disk needs back
+            if is_disk_full(e):
+                raise write_error(e, path) from None
             raise
     report.seconds["total"] = time.perf_counter() - t0
     return report
