@@ -42,8 +42,7 @@ def _blank(value) -> bool:
 def _no_empty_path(cls, value, info: ValidationInfo):
     """Refuse an empty path: Path("") is the working directory, never what was meant."""
     if _is_path(cls.model_fields[info.field_name].annotation) and _blank(value):
-        raise ValueError("an empty path would mean the working directory; give a folder "
-                         "or file, or unset the variable")
+        raise ValueError("is empty (an empty path would mean the working directory)")
     return value
 
 
@@ -229,8 +228,12 @@ def load_settings(**overrides) -> Settings:
         err = e.errors()[0]
         loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
         var = ENV_PREFIX + "__".join(loc).upper()
-        raise ConfigError(f"Invalid setting {'.'.join(loc)}: {err['msg']}; set {var} "
-                          "(or the matching option) to a valid value, or unset it.") from None
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(f"Unknown setting {'.'.join(loc)}; remove {var} or fix its "
+                              "name (see rag/config.py).") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"Invalid setting {'.'.join(loc)}: {msg}; set {var} (or the "
+                          "matching option) to a valid value, or unset it.") from None
     except SettingsError as e:
         raise ConfigError(f"Unreadable setting from the environment ({e}); check the "
                           f"{ENV_PREFIX}* variables.") from None

@@ -4,9 +4,10 @@ A build folder holds exactly the files its manifest lists, each a regular file i
 folder (no symbolic link anywhere, no FIFO or device), each with the size and the content
 hashes the manifest records:
 
-    "files": {"records.sqlite": {"bytes": 811008, "blake2b": "<32 hex>", "sample": "<32 hex>"}, ...}
+    "files": {"records.sqlite": {"bytes": 811008, "xxh3_128": "<32 hex>", "sample": "<32 hex>"}, ...}
 
-`blake2b` hashes the whole file (BLAKE2b, 16-byte digest, from hashlib: no extra package);
+`xxh3_128` hashes the whole file (XXH3, 128 bits: ~6 GB/s here against 0.5 GB/s for
+BLAKE2b and 1 GB/s for SHA-256, so hashing a multi-GB build costs seconds, not minutes);
 `sample` hashes the size and SAMPLE_BLOCKS evenly spaced blocks, first and last included.
 Loading checks files up to FULL_HASH_LIMIT bytes in full and larger ones by their sample
 (a multi-GB embeddings.npy is not read end to end at every start);
@@ -18,10 +19,11 @@ hashes too (see SECURITY.md).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from pathlib import Path
+
+import xxhash
 
 from rag.errors import IndexCorruptError
 
@@ -32,12 +34,15 @@ _READ = 2**20
 _REBUILD = "run: askpapers index build --full"
 
 
-def _digest() -> "hashlib.blake2b":
-    return hashlib.blake2b(digest_size=16)
+ALGORITHM = "xxh3_128"
+
+
+def _digest() -> "xxhash.xxh3_128":
+    return xxhash.xxh3_128()
 
 
 def full_hash(path: Path) -> str:
-    """BLAKE2b of the whole file, hex."""
+    """XXH3-128 of the whole file, hex."""
     h = _digest()
     with open(path, "rb") as f:
         while block := f.read(_READ):
@@ -46,7 +51,7 @@ def full_hash(path: Path) -> str:
 
 
 def sample_hash(path: Path) -> str:
-    """BLAKE2b of the file's size and SAMPLE_BLOCKS evenly spaced blocks of it, hex."""
+    """XXH3-128 of the file's size and SAMPLE_BLOCKS evenly spaced blocks of it, hex."""
     size = path.stat().st_size
     h = _digest()
     h.update(str(size).encode())
@@ -60,7 +65,7 @@ def sample_hash(path: Path) -> str:
 
 def file_entry(path: Path) -> dict:
     """The manifest's record of one file: its size and hashes."""
-    return {"bytes": path.stat().st_size, "blake2b": full_hash(path), "sample": sample_hash(path)}
+    return {"bytes": path.stat().st_size, ALGORITHM: full_hash(path), "sample": sample_hash(path)}
 
 
 def seal(build: Path) -> dict[str, dict]:
@@ -128,7 +133,7 @@ def _check_file(path: Path, entry: dict, full: bool) -> int:
         raise IndexCorruptError(f"Index file {path} has {size} bytes, expected {entry['bytes']}; "
                                 f"{_REBUILD}")
     whole = full or size <= FULL_HASH_LIMIT
-    got, want = (full_hash(path), entry.get("blake2b")) if whole else (sample_hash(path), entry.get("sample"))
+    got, want = (full_hash(path), entry.get(ALGORITHM)) if whole else (sample_hash(path), entry.get("sample"))
     if got != want:
         raise IndexCorruptError(f"Index file {path} does not match the hash in its manifest "
                                 f"(changed after the build); {_REBUILD}")
