@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from rag import store
 from rag.config import Settings
 from rag.embedder import load_embedder
 from rag.errors import AskPapersError
-from rag.faults import is_disk_full, write_error
+from rag.faults import disk_full_error, is_disk_full
 from rag.types import Paper
 from rag.vectorstores import make_backend
 
@@ -59,8 +60,10 @@ def _previous_build(index_dir: Path, settings: Settings) -> Path | None:
             log.info("previous index was built with other settings; embedding everything")
             return None
         store.check_build(build, manifest)  # never reuse vectors or text changed after the build
-        _, chunks = store.read_records(build)
-        if len(store.read_embeddings(build)) != len(chunks):
+        records = store.open_records(build)
+        n_chunks = records.counts()["chunks"]
+        records.close()
+        if len(store.read_embeddings(build)) != n_chunks:
             return None
     except AskPapersError as e:
         log.warning("previous index unusable (%s); embedding everything", e)
@@ -153,6 +156,17 @@ def build_index(settings: Settings, sources: Sequence[Path] | None = None, *, fu
         return _build(settings, sources, full, progress, steps)
 
 
+def _discard_stage(stage: Stage | None, path: Path, error: BaseException) -> None:
+    """Remove a failed build's stage, after closing what holds its files open (SQLite
+    connections, memory maps in the failed calls' frames) so its space comes back now."""
+    if stage is not None:
+        stage.close()
+    while error is not None:  # the error and those it was raised from
+        traceback.clear_frames(error.__traceback__)
+        error = error.__context__
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _build(settings: Settings, sources: Sequence[Path] | None, full: bool,
            progress: Progress | None, steps: BuildSteps) -> BuildReport:
     index_dir = settings.index_dir
@@ -168,6 +182,7 @@ def _build(settings: Settings, sources: Sequence[Path] | None, full: bool,
                                   vector_uri=settings.index.vector_uri)
         path = resumed or store.new_stage(index_dir, plan)
         report = BuildReport(build_dir=index_dir)
+        stage = None
         try:
             stage = Stage(path, previous, live=_live_build(index_dir))
             emb, manifest = _fill_stage(stage, files, settings, report, progress, steps)
@@ -180,9 +195,11 @@ def _build(settings: Settings, sources: Sequence[Path] | None, full: bool,
         except KeyboardInterrupt:
             raise  # an interrupted build keeps its stage, to be resumed
         except BaseException as e:
-            shutil.rmtree(path, ignore_errors=True)  # frees the space a full disk needs back
-            if is_disk_full(e):
-                raise write_error(e, path) from None
+            full = is_disk_full(e, path)  # before the stage's space is given back
+            emb = None  # noqa: F841 - its memory map holds the stage's embeddings.npy open
+            _discard_stage(stage, path, e)
+            if full:
+                raise disk_full_error(path) from None
             raise
     report.seconds["total"] = time.perf_counter() - t0
     return report

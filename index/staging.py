@@ -30,6 +30,7 @@ from index.chunking import chunk_papers
 from rag import records as rec
 from rag import store
 from rag.config import ChunkSettings, Settings
+from rag.faults import is_disk_full
 from rag.types import Chunk, Listing, Paper
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,24 @@ def plan_of(files: list[Path], settings: Settings, full: bool, previous: Path | 
             "previous": None if previous is None else previous.name}
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    """The stage's records.sqlite with the stage-only tables (closed again if that fails)."""
+    con = rec.connect_writable(path / rec.FILE)
+    try:
+        con.executescript(_STAGE_TABLES)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _reserve(path: Path) -> None:
+    """Allocate a (sparse) file's blocks now: on a full disk this raises ENOSPC here, where
+    writing its memory-mapped pages later would kill the process with SIGBUS."""
+    with open(path, "r+b") as f:
+        os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+
+
 class Stage:
     """An unfinished build folder and its records.sqlite (with the stage-only tables)."""
 
@@ -72,12 +91,12 @@ class Stage:
         when nothing is reused (a --full build)."""
         self.path = path
         try:
-            self.con = rec.connect_writable(path / rec.FILE)
-            self.con.executescript(_STAGE_TABLES)
-        except sqlite3.DatabaseError:  # a power cut mid-write: start this stage afresh
+            self.con = _connect(path)
+        except sqlite3.DatabaseError as e:  # a power cut mid-write: start this stage afresh
+            if is_disk_full(e, path):
+                raise
             (path / rec.FILE).unlink(missing_ok=True)
-            self.con = rec.connect_writable(path / rec.FILE)
-            self.con.executescript(_STAGE_TABLES)
+            self.con = _connect(path)
         self.previous, self.compared = previous, previous or live
         if self.compared is not None:
             self.con.execute("ATTACH DATABASE ? AS prev",
@@ -247,6 +266,7 @@ class Stage:
         n = self.con.execute("SELECT count(*) FROM chunks").fetchone()[0]
         emb = np.lib.format.open_memmap(self.path / "embeddings.npy", mode="w+",
                                         dtype=np.float32, shape=(n, dim))
+        _reserve(self.path / "embeddings.npy")
         if self.previous is not None:
             prev = store.read_embeddings(self.previous)
             for dst, src in self._reuse_blocks():

@@ -413,7 +413,7 @@ def new_stage(index_dir: Path, plan: dict | None = None) -> Path:
             tmp.write_text(json.dumps(plan, sort_keys=True), encoding="utf-8")
             os.replace(tmp, stage / PLAN_FILE)
     except OSError as e:
-        if is_disk_full(e):
+        if is_disk_full(e, stage):
             raise write_error(e, stage) from None
         raise IndexWriteError(f"Cannot create {stage}: {e.strerror}; "
                               "choose another --index-dir or fix its permissions.") from None
@@ -481,10 +481,12 @@ def write_build(stage: Path, papers: Iterable[Paper] | None, chunks: Iterable[Ch
             np.save(stage / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32),
                     allow_pickle=False)
         records = rec.Records(stage / rec.FILE)
-        section = backend.write(stage, embeddings, records.row_fields)
-        _write_bm25(stage / "bm25", stage / rec.FILE)
-        counts = records.counts()
-        records.close()
+        try:
+            section = backend.write(stage, embeddings, records.row_fields)
+            _write_bm25(stage / "bm25", stage / rec.FILE)
+            counts = records.counts()
+        finally:
+            records.close()
         _drop_stage_only(stage)
         files = integrity.seal(stage)
         manifest = {
