@@ -6,6 +6,7 @@ More single bad inputs of each class are rows of the matrix, tests/test_bad_inpu
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -402,6 +403,7 @@ def small_disk(tmp_path):
         mounted.append(disk)
         return disk
     yield mount
+    gc.collect()  # a loaded index (a reference cycle) keeps its memory maps until collected
     for d in mounted:
         subprocess.run(["umount", str(d)], check=True)  # fails if a file there is still open
 
@@ -448,3 +450,93 @@ def test_a_reader_that_leaves_early_gets_no_traceback(seed_settings):
                            capture_output=True, text=True, cwd=REPO, timeout=120,
                            env={**os.environ, **env})
     assert shell.stdout == "{\n" and "Traceback" not in shell.stderr and "Error" not in shell.stderr
+
+
+# ---------------------------------------------------------------- 6. faults: stopping the server
+
+class _SlowEndpoint:
+    """A FAKE OpenAI endpoint (narrow: only its timing matters) that notes each request,
+    then answers HTTP 500 after 3 s, so an answer is in flight for that long."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        got = self.got = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                got.set()
+                time.sleep(3)
+                body = b'{"error": {"message": "slow and broken"}}'
+                self.send_response(500)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _serve(index_dir: Path, home: Path, **env) -> tuple[subprocess.Popen, str, Path]:
+    """`askpapers serve` on a free loopback port, started and answering; (process, URL, log)."""
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home.mkdir(parents=True)
+    log = home / "serve.log"
+    environ = {k: v for k, v in os.environ.items() if not k.upper().startswith("ASKPAPERS_")}
+    environ.update({"ASKPAPERS_HOME": str(home), "ASKPAPERS_LLM__MODE": "extractive", **env})
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "ui.cli", "serve", "--no-build", "--port",
+                                 str(port), "--index-dir", str(index_dir)], cwd=REPO, env=environ,
+                                stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(600):
+        assert proc.poll() is None, log.read_text()
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return proc, url, log
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"serve did not answer at {url}:\n{log.read_text()}")
+
+
+@pytest.mark.slow
+def test_serve_exits_130_on_sigint_and_drains_on_sigterm(seed_settings, tmp_path):
+    from gradio_client import Client
+
+    proc, _, log = _serve(seed_settings.index_dir, tmp_path / "a")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert "askpapers: interrupted" in log.read_text() and "Traceback" not in log.read_text()
+
+    endpoint = _SlowEndpoint()
+    try:
+        proc, url, log = _serve(seed_settings.index_dir, tmp_path / "b", OPENAI_API_KEY="sk-x",
+                                ASKPAPERS_LLM__OPENAI_BASE_URL=endpoint.url,
+                                ASKPAPERS_LLM__OPENAI_MODEL="fake", ASKPAPERS_LLM__TIMEOUT_S="20")
+        job = Client(url, verbose=False).submit(
+            "what FID does classifier guidance reach?", "openai", 5, "", None, "", "", api_name="/chat")
+        assert endpoint.got.wait(timeout=120)  # the answer is now in flight
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        endpoint.close()
+    text = log.read_text()
+    assert "waiting up to 10 s for 1 answer(s) in flight" in text and "Traceback" not in text
+    assert job.done()
+    reply = job.outputs()[-1][0][-1]["content"]
+    assert "Could not answer" in str(reply) and "slow and broken" in str(reply)

@@ -310,8 +310,9 @@ def _warm_up(settings: Settings) -> None:
 
 
 def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
-           share: bool = False, *, block: bool = True) -> gr.Blocks:
-    """Build, queue and launch the app; with block=False return while it serves.
+           share: bool = False, *, block: bool = True, quiet: bool | None = None) -> gr.Blocks:
+    """Build, queue and launch the app; with block=False return while it serves (quietly,
+    unless quiet=False).
 
     Raises ConfigError for unprotected exposure, bad auth or a busy port.
     """
@@ -324,7 +325,8 @@ def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: 
         app.launch(server_name=host, server_port=port, auth=credentials, share=share,
                    prevent_thread_lock=not block, show_error=False, ssr_mode=False,
                    mcp_server=False, pwa=False, enable_monitoring=False, theme=theme,
-                   css=render.CSS, head=render.CITATION_SCRIPT, quiet=not block)
+                   css=render.CSS, head=render.CITATION_SCRIPT,
+                   quiet=not block if quiet is None else quiet)
     except OSError as e:
         raise ConfigError(f"Cannot serve on {host}:{port} ({e}); pick another --port.") from None
     return app
@@ -332,9 +334,13 @@ def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
           share: bool = False) -> int:
-    """Serve the chat app until interrupted; returns the exit code.
+    """Serve the chat app until stopped (ui/signals.py); returns 0 after SIGTERM, once the
+    answers in flight are done.
 
-    Raises ConfigError when the app would be exposed without auth (the CLI prints it).
+    Raises ConfigError when the app would be exposed without auth (the CLI prints it), and
+    KeyboardInterrupt on Ctrl-C (the CLI exits 130).
     """
-    launch(settings, host=host, port=port, auth=auth, share=share, block=True)
-    return 0
+    from ui.signals import serve_until_stopped
+
+    return serve_until_stopped(launch(settings, host=host, port=port, auth=auth, share=share,
+                                      block=False, quiet=False))
