@@ -331,7 +331,8 @@ CASES = [
         lambda m: m["vector_store"].update(file="/etc/passwd")), IndexCorruptError,
         "vector file '/etc/passwd' that is not one of its files"),
     Bad("title rewritten in place (same size)", "index", _damage(_edit_records(
-        "UPDATE papers SET title = upper(title) WHERE rowid = 1", reseal=False)),
+        "UPDATE papers SET title = upper(title) WHERE paper_id = "
+        "(SELECT paper_id FROM papers WHERE title != upper(title) LIMIT 1)", reseal=False)),
         IndexCorruptError, "records.sqlite does not match the hash"),
     Bad("another index's vectors (same shape)", "index", _damage(_foreign_vectors),
         IndexCorruptError, "embeddings.npy does not match the hash"),
