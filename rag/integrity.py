@@ -133,7 +133,10 @@ def _check_file(path: Path, entry: dict, full: bool) -> int:
         raise IndexCorruptError(f"Index file {path} has {size} bytes, expected {entry['bytes']}; "
                                 f"{_REBUILD}")
     whole = full or size <= FULL_HASH_LIMIT
-    got, want = (full_hash(path), entry.get(ALGORITHM)) if whole else (sample_hash(path), entry.get("sample"))
+    if whole:
+        got, want = full_hash(path), entry.get(ALGORITHM)
+    else:
+        got, want = sample_hash(path), entry.get("sample")
     if got != want:
         raise IndexCorruptError(f"Index file {path} does not match the hash in its manifest "
                                 f"(changed after the build); {_REBUILD}")

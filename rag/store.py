@@ -460,14 +460,26 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _write_searchers(stage: Path, embeddings: np.ndarray, backend: VectorBackend) -> tuple[dict, dict]:
+    """The vectors (through `backend`) and the keyword index of a staged build; returns the
+    manifest's vector_store section and the records' counts."""
+    records = rec.Records(stage / rec.FILE)
+    try:
+        section = backend.write(stage, embeddings, records.row_fields)
+        _write_bm25(stage / "bm25", stage / rec.FILE)
+        return section, records.counts()
+    finally:
+        records.close()  # a failed write must leave no open file holding the stage's space
+
+
 def write_build(stage: Path, papers: Iterable[Paper] | None, chunks: Iterable[Chunk] | None,
                 embeddings: np.ndarray, manifest: dict, *,
                 backend: VectorBackend | None = None) -> dict:
     """Write a complete build into `stage` and return its final manifest.
 
     `manifest` supplies the shaping settings, sources and per-paper hashes; this adds
-    counts, file sizes, versions, where the vectors went (`backend`, default FAISS files;
-    see rag.vectorstores) and the build time. A streaming build (index/build.py) has
+    counts, file sizes and hashes, versions, where the vectors went (`backend`, default
+    FAISS files; see rag.vectorstores) and the build time. A streaming build (index/build.py) has
     already written records.sqlite and embeddings.npy into the stage and passes
     papers=chunks=None and the mapped embeddings. Raises IndexWriteError or VectorStoreError.
     """
@@ -480,20 +492,13 @@ def write_build(stage: Path, papers: Iterable[Paper] | None, chunks: Iterable[Ch
         if not (stage / "embeddings.npy").exists():
             np.save(stage / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32),
                     allow_pickle=False)
-        records = rec.Records(stage / rec.FILE)
-        try:
-            section = backend.write(stage, embeddings, records.row_fields)
-            _write_bm25(stage / "bm25", stage / rec.FILE)
-            counts = records.counts()
-        finally:
-            records.close()
+        section, counts = _write_searchers(stage, embeddings, backend)
         _drop_stage_only(stage)
-        files = integrity.seal(stage)
         manifest = {
             **manifest,
             "vector_store": section,
             "counts": {"papers": counts["papers"], "chunks": counts["chunks"]},
-            "files": files,
+            "files": integrity.seal(stage),
             "versions": _versions(),
             "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }

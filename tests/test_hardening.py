@@ -287,7 +287,7 @@ def test_one_title_under_many_dates_costs_linear_work(tmp_path):
 def test_hostile_json_lines_are_skipped_and_counted(tmp_path):
     good = {"title": "A Good Paper", "abstract": "Fine words."}
     lines = [json.dumps(good), "[" * 200_000 + "]" * 200_000,
-             json.dumps({"title": "Deep", "abstract": "x", "extra": [[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]}),
+             json.dumps({"title": "Deep", "abstract": "x", "extra": json.loads("[" * 18 + "]" * 18)}),
              '{"title": "' + "x" * 3_000_000 + '"}', "{" * 50 + "}" * 50,
              json.dumps({"title": "Second Good Paper", "abstract": "Also [[fine]] {{words}}."})]
     path = tmp_path / "hostile.jsonl"
@@ -422,7 +422,8 @@ def test_a_full_disk_during_a_build_says_so_and_keeps_the_old_index(
     shutil.copytree(index_copy.index_dir, disk / "index")
     settings = load_settings(home=index_copy.home, index={"dir": disk / "index"})
     before = store.current_build(settings.index_dir)
-    with pytest.raises(IndexWriteError, match=f"No space left on {disk} .*the previous index is untouched"):
+    with pytest.raises(IndexWriteError,
+                       match=f"No space left on {disk} .*the previous index is untouched"):
         build_index(settings, [SEEDS])
     assert main(["index", "build", "--index-dir", str(disk / "index")]) == IndexWriteError.exit_code
     err = capsys.readouterr().err.strip().splitlines()
