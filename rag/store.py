@@ -393,6 +393,8 @@ def resumable_stage(index_dir: Path, plan: dict) -> Path | None:
     """The newest unfinished stage whose plan.json equals `plan` (a build to resume), or None."""
     want = json.loads(json.dumps(plan))  # as read back: tuples become lists
     for stage in sorted((index_dir / "builds").glob(".tmp-*"), reverse=True):
+        if stage.is_symlink():
+            continue  # never write through a link out of the index folder (removed as stale)
         try:
             if json.loads((stage / PLAN_FILE).read_text(encoding="utf-8")) == want:
                 return stage
