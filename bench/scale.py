@@ -174,7 +174,7 @@ def build_corpus(seeds: Seeds, n: int, index_dir: Path, ann: str) -> dict:
             "write_build_s": round(time.perf_counter() - t1, 1),
             **{k: round(v, 1) for k, v in timed.items()}, "ann": manifest["vector_store"],
             "disk_mb": round(store.size_on_disk(build) / 2**20, 1),
-            "disk_mb_by_part": {part: round(sum(s for f, s in files.items()
+            "disk_mb_by_part": {part: round(sum(e["bytes"] for f, e in files.items()
                                                 if f.split("/")[0] == part) / 2**20, 1)
                                 for part in sorted({f.split("/")[0] for f in files})}}, emb
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from rag import store
 from rag.config import Settings
 from rag.embedder import load_embedder
 from rag.errors import AskPapersError
+from rag.faults import disk_full_error, is_disk_full
 from rag.types import Paper
 from rag.vectorstores import make_backend
 
@@ -53,16 +55,32 @@ def _previous_build(index_dir: Path, settings: Settings) -> Path | None:
         build = store.current_build(index_dir)
         if build is None:
             return None
-        if store.embedding_mismatches(store.read_manifest(build), settings):
+        manifest = store.read_manifest(build)
+        if store.embedding_mismatches(manifest, settings):
             log.info("previous index was built with other settings; embedding everything")
             return None
-        _, chunks = store.read_records(build)
-        if len(store.read_embeddings(build)) != len(chunks):
+        store.check_build(build, manifest)  # never reuse vectors or text changed after the build
+        records = store.open_records(build)
+        n_chunks = records.counts()["chunks"]
+        records.close()
+        if len(store.read_embeddings(build)) != n_chunks:
             return None
     except AskPapersError as e:
         log.warning("previous index unusable (%s); embedding everything", e)
         return None
     return build
+
+
+def _live_build(index_dir: Path) -> Path | None:
+    """The live build, when its records are readable: what a build report compares against
+    (a --full build too), or None."""
+    try:
+        build = store.current_build(index_dir)
+        if build is not None:
+            store.open_records(build).close()
+        return build
+    except AskPapersError:
+        return None
 
 
 def embed_in_process(settings: Settings, report: BuildReport) -> BatchEmbedder:
@@ -102,7 +120,8 @@ def _fill_stage(stage: Stage, files: list[Path], settings: Settings, report: Bui
     plan = stage.plan(settings, steps.chunk, steps.plan_page)
     report.papers, report.skipped = got["papers"], got["skipped"]
     report.added, report.removed = plan["added"], plan["removed"]
-    report.changed, report.unchanged = plan["fresh"] - plan["added"], got["papers"] - plan["fresh"]
+    report.changed = plan.get("changed", plan["fresh"] - plan["added"])
+    report.unchanged = got["papers"] - report.added - report.changed
     report.chunks, report.embedded, report.reused = plan["chunks"], plan["embed"], plan["reused"]
     report.seconds["read_chunk"] = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -137,6 +156,17 @@ def build_index(settings: Settings, sources: Sequence[Path] | None = None, *, fu
         return _build(settings, sources, full, progress, steps)
 
 
+def _discard_stage(stage: Stage | None, path: Path, error: BaseException) -> None:
+    """Remove a failed build's stage, after closing what holds its files open (SQLite
+    connections, memory maps in the failed calls' frames) so its space comes back now."""
+    if stage is not None:
+        stage.close()
+    while error is not None:  # the error and those it was raised from
+        traceback.clear_frames(error.__traceback__)
+        error = error.__context__
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _build(settings: Settings, sources: Sequence[Path] | None, full: bool,
            progress: Progress | None, steps: BuildSteps) -> BuildReport:
     index_dir = settings.index_dir
@@ -148,11 +178,13 @@ def _build(settings: Settings, sources: Sequence[Path] | None, full: bool,
         previous = None if full else _previous_build(index_dir, settings)
         plan = plan_of(files, settings, full, previous)
         resumed = store.resumable_stage(index_dir, plan)
-        store.remove_stale_builds(index_dir, keep=resumed)
+        store.remove_stale_builds(index_dir, keep=resumed,
+                                  vector_uri=settings.index.vector_uri)
         path = resumed or store.new_stage(index_dir, plan)
         report = BuildReport(build_dir=index_dir)
+        stage = None
         try:
-            stage = Stage(path, previous)
+            stage = Stage(path, previous, live=_live_build(index_dir))
             emb, manifest = _fill_stage(stage, files, settings, report, progress, steps)
             stage.finish()
             t2 = time.perf_counter()
@@ -162,8 +194,12 @@ def _build(settings: Settings, sources: Sequence[Path] | None, full: bool,
             report.seconds["write"] = time.perf_counter() - t2
         except KeyboardInterrupt:
             raise  # an interrupted build keeps its stage, to be resumed
-        except BaseException:
-            shutil.rmtree(path, ignore_errors=True)
+        except BaseException as e:
+            full = is_disk_full(e, path)  # before the stage's space is given back
+            emb = None  # noqa: F841 - its memory map holds the stage's embeddings.npy open
+            _discard_stage(stage, path, e)
+            if full:
+                raise disk_full_error(path) from None
             raise
     report.seconds["total"] = time.perf_counter() - t0
     return report

@@ -33,6 +33,13 @@ _MAX_TITLE_CHARS = 400
 # and would cost thousands of chunks to embed.
 _MAX_ABSTRACT_CHARS = 20_000
 _PAPER_SUFFIXES = {".txt", ".md"}
+# A JSON Lines record longer than this, or nested deeper, is skipped unparsed: an arXiv
+# record is ~2 KB and 3 levels deep; a hostile line must not cost memory or the recursion
+# limit (one deeply nested line used to abort the whole build with a RecursionError).
+_MAX_LINE_BYTES = 1_000_000
+_MAX_DEPTH = 16
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
 
 def normalise_ws(text: str) -> str:
@@ -122,8 +129,9 @@ def _arxiv_paper(obj: dict, name: str) -> Paper:
     return Paper(paper_key(title), title, abstract, [listing], authors, cats, year)
 
 
-def _lines(path: Path) -> Iterator[str]:
-    """The lines of a UTF-8 text file, streamed (bounded memory for multi-GB files).
+def _lines(path: Path) -> Iterator[str | None]:
+    """The lines of a UTF-8 text file, streamed (bounded memory for multi-GB files); a line
+    longer than _MAX_LINE_BYTES is skipped unread and yields None.
 
     Raises SourceError for an unreadable, binary or non-UTF-8 file."""
     try:
@@ -132,7 +140,13 @@ def _lines(path: Path) -> Iterator[str]:
                 raise SourceError(f"{path} looks binary, not text; remove it from the sources.")
             f.seek(0)
             offset = 0
-            for raw in f:
+            while raw := f.readline(_MAX_LINE_BYTES + 1):
+                if len(raw) > _MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    while (rest := f.readline(_MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                        offset += len(rest)
+                    offset += len(raw) + len(rest)
+                    yield None
+                    continue
                 try:
                     yield raw.decode("utf-8-sig" if offset == 0 else "utf-8")
                 except UnicodeDecodeError as e:
@@ -143,17 +157,34 @@ def _lines(path: Path) -> Iterator[str]:
         raise SourceError(f"Cannot read {path}: {e.strerror or e}") from None
 
 
+def _too_deep(line: str) -> bool:
+    """True when the JSON text nests arrays/objects deeper than _MAX_DEPTH (strings ignored)."""
+    if line.count("[") + line.count("{") <= _MAX_DEPTH:
+        return False  # the common case, without a scan
+    depth = deepest = 0
+    for ch in _NOT_BRACKET.sub("", _JSON_STRING.sub("", line)):
+        depth += 1 if ch in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest > _MAX_DEPTH
+
+
 def read_arxiv_jsonl(path: Path, report: ReadReport) -> Iterator[Paper]:
-    """Papers from arXiv-snapshot JSON Lines, streamed; bad lines are skipped and counted."""
+    """Papers from arXiv-snapshot JSON Lines, streamed; bad lines (malformed, too long, too
+    deeply nested) are skipped and counted."""
     for ln, line in enumerate(_lines(path), 1):
+        if line is None:
+            report.skipped.append(f"{path.name}:{ln}: line longer than {_MAX_LINE_BYTES:,} bytes")
+            continue
         if not line.strip():
             continue
         try:
+            if _too_deep(line):
+                raise ValueError(f"nested deeper than {_MAX_DEPTH} levels")
             obj = json.loads(line)
             if not isinstance(obj, dict):
                 raise ValueError("not an object")
             yield _arxiv_paper(obj, path.name)
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
             what = f"missing field {e}" if isinstance(e, KeyError) else str(e)
             report.skipped.append(f"{path.name}:{ln}: {what}")
 
@@ -226,18 +257,17 @@ def _expand(source: Path) -> list[Path]:
 def merge_papers(papers: Iterable[Paper]) -> list[Paper]:
     """De-duplicate by paper_id, keeping every listing and the longest abstract; sorted by id."""
     merged: dict[str, Paper] = {}
+    listings: dict[str, dict[Listing, None]] = {}  # ordered sets: linear in the listings
     for p in papers:
         seen = merged.get(p.paper_id)
         if seen is None:
-            merged[p.paper_id] = p
+            merged[p.paper_id], listings[p.paper_id] = p, dict.fromkeys(p.listings)
             continue
-        for listing in p.listings:
-            if listing not in seen.listings:
-                seen.listings.append(listing)
+        listings[p.paper_id].update(dict.fromkeys(p.listings))
         if len(p.abstract) > len(seen.abstract):
             seen.abstract = p.abstract
-    for p in merged.values():
-        p.listings.sort(key=lambda x: (x.source, x.date))
+    for pid, p in merged.items():
+        p.listings = sorted(listings[pid], key=lambda x: (x.source, x.date))
     return [merged[k] for k in sorted(merged)]
 
 

@@ -30,7 +30,8 @@ from index.chunking import chunk_papers
 from rag import records as rec
 from rag import store
 from rag.config import ChunkSettings, Settings
-from rag.types import Chunk, Paper
+from rag.faults import is_disk_full
+from rag.types import Chunk, Listing, Paper
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,12 @@ _STAGE_TABLES = """
 CREATE TABLE IF NOT EXISTS _state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS _reuse (chunk_id INTEGER PRIMARY KEY, prev_row INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS _todo (seq INTEGER PRIMARY KEY, chunk_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS _listings (paper_id TEXT NOT NULL, source TEXT NOT NULL,
+    date TEXT NOT NULL, PRIMARY KEY (paper_id, source, date)) WITHOUT ROWID;
 """
+# A paper read again keeps its first row, with the longer abstract of the two.
+_UPSERT = ("INSERT INTO papers VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(paper_id) DO UPDATE "
+           "SET abstract = excluded.abstract WHERE length(excluded.abstract) > length(papers.abstract)")
 PAGE = 1000  # papers per page while planning (each page's new papers are chunked together)
 Chunker = Callable[[list[Paper], ChunkSettings], list[Chunk]]
 # Vectors for (batch number, texts) pairs, yielded as (batch number, vectors) in any order.
@@ -58,22 +64,43 @@ def plan_of(files: list[Path], settings: Settings, full: bool, previous: Path | 
             "previous": None if previous is None else previous.name}
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    """The stage's records.sqlite with the stage-only tables (closed again if that fails)."""
+    con = rec.connect_writable(path / rec.FILE)
+    try:
+        con.executescript(_STAGE_TABLES)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _reserve(path: Path) -> None:
+    """Allocate a (sparse) file's blocks now: on a full disk this raises ENOSPC here, where
+    writing its memory-mapped pages later would kill the process with SIGBUS."""
+    with open(path, "r+b") as f:
+        os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+
+
 class Stage:
     """An unfinished build folder and its records.sqlite (with the stage-only tables)."""
 
-    def __init__(self, path: Path, previous: Path | None):
+    def __init__(self, path: Path, previous: Path | None, live: Path | None = None):
+        """A stage at `path` reusing `previous` (a build, or None for none); papers are
+        counted as added, changed or removed against `live` (default: `previous`), also
+        when nothing is reused (a --full build)."""
         self.path = path
         try:
-            self.con = rec.connect_writable(path / rec.FILE)
-            self.con.executescript(_STAGE_TABLES)
-        except sqlite3.DatabaseError:  # a power cut mid-write: start this stage afresh
+            self.con = _connect(path)
+        except sqlite3.DatabaseError as e:  # a power cut mid-write: start this stage afresh
+            if is_disk_full(e, path):
+                raise
             (path / rec.FILE).unlink(missing_ok=True)
-            self.con = rec.connect_writable(path / rec.FILE)
-            self.con.executescript(_STAGE_TABLES)
-        if previous is not None:
+            self.con = _connect(path)
+        self.previous, self.compared = previous, previous or live
+        if self.compared is not None:
             self.con.execute("ATTACH DATABASE ? AS prev",
-                             (f"{(previous / rec.FILE).resolve().as_uri()}?mode=ro",))
-        self.previous = previous
+                             (f"{(self.compared / rec.FILE).resolve().as_uri()}?mode=ro",))
         (path / store.BATCHES).mkdir(exist_ok=True)
 
     def state(self, key: str):
@@ -91,8 +118,10 @@ class Stage:
             return done
         self.con.execute("BEGIN")
         self.con.execute("DELETE FROM papers")
+        self.con.execute("DELETE FROM _listings")
         for p in papers:
             self._merge_in(p)
+        self._fold_listings()
         n = self.con.execute("SELECT count(*) FROM papers").fetchone()[0]
         done = {"papers": n, **read_info()}
         self._set("collected", done)
@@ -100,17 +129,24 @@ class Stage:
         return done
 
     def _merge_in(self, p: Paper) -> None:
-        row = self.con.execute(f"SELECT {rec.PAPER_COLS} FROM papers WHERE paper_id = ?",
-                               (p.paper_id,)).fetchone()
-        if row is not None:
-            seen = rec.paper_from_row(row)
-            seen.listings += [x for x in p.listings if x not in seen.listings]
-            if len(p.abstract) > len(seen.abstract):
-                seen.abstract = p.abstract
-            p = seen
-        p.listings.sort(key=lambda x: (x.source, x.date))
-        self.con.execute("INSERT OR REPLACE INTO papers VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                         rec.paper_row(p))
+        """One paper in; its listings go to a set table, folded in once all are read (so
+        one title listed under 100,000 dates costs linear time, not quadratic)."""
+        self.con.execute(_UPSERT, rec.paper_row(p))
+        self.con.executemany("INSERT OR IGNORE INTO _listings VALUES (?, ?, ?)",
+                             ((p.paper_id, x.source, x.date) for x in p.listings))
+
+    def _fold_listings(self) -> None:
+        """Give every paper read with several listings all of them, sorted, and the filter
+        fields they shape."""
+        ids = self.con.execute("SELECT paper_id FROM _listings GROUP BY paper_id "
+                               "HAVING count(*) > 1").fetchall()
+        for (pid,) in ids:
+            p = rec.paper_from_row(self.con.execute(
+                f"SELECT {rec.PAPER_COLS} FROM papers WHERE paper_id = ?", (pid,)).fetchone())
+            p.listings = [Listing(source, date) for source, date in self.con.execute(
+                "SELECT source, date FROM _listings WHERE paper_id = ? ORDER BY source, date", (pid,))]
+            self.con.execute("INSERT OR REPLACE INTO papers VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                             rec.paper_row(p))
 
     # ------------------------------------------------------------ 2. plan
 
@@ -122,16 +158,20 @@ class Stage:
         self.con.execute("BEGIN")
         for table in ("chunks", "_reuse", "_todo"):
             self.con.execute(f"DELETE FROM {table}")
-        counts = {"fresh": 0, "added": 0, "next_id": 0, "next_seq": 0}
+        counts = {"fresh": 0, "added": 0, "changed": 0, "next_id": 0, "next_seq": 0}
         for papers in self._pages(page):
-            old = {p.paper_id: self._previous_chunks(p) for p in papers}
+            before = {p.paper_id: self._hash_before(p.paper_id) for p in papers}
+            for p in papers:
+                counts["added"] += before[p.paper_id] is None
+                counts["changed"] += before[p.paper_id] not in (None, content_hash(p))
+            old = {p.paper_id: self._previous_chunks(p, before[p.paper_id]) for p in papers}
             fresh = [p for p in papers if not old[p.paper_id]]
             new: dict[str, list[Chunk]] = {}
             for c in chunk(fresh, settings.chunking) if fresh else []:
                 new.setdefault(c.paper_id, []).append(c)
             for p in papers:
                 self._plan_paper(p, old[p.paper_id], new.get(p.paper_id, []), counts)
-        done = {"fresh": counts["fresh"], "added": counts["added"], **self._count_plan()}
+        done = {key: counts[key] for key in ("fresh", "added", "changed")} | self._count_plan()
         self._set("planned", done)
         self.con.execute("COMMIT")
         return done
@@ -159,17 +199,19 @@ class Stage:
                                  ((counts["next_seq"] + i, c.chunk_id) for i, c in enumerate(chunks)))
             counts["next_seq"] += len(chunks)
             counts["fresh"] += 1
-            counts["added"] += self.previous is None or self.con.execute(
-                "SELECT 1 FROM prev.papers WHERE paper_id = ?", (p.paper_id,)).fetchone() is None
         rec.insert_chunks(self.con, chunks)
         counts["next_id"] += len(chunks)
 
-    def _previous_chunks(self, p: Paper) -> list[Chunk]:
+    def _hash_before(self, paper_id: str) -> str | None:
+        """The paper's content hash in the build compared against, None if it was not there."""
+        if self.compared is None:
+            return None
+        row = self.con.execute("SELECT hash FROM prev.papers WHERE paper_id = ?", (paper_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def _previous_chunks(self, p: Paper, hash_before: str | None) -> list[Chunk]:
         """The previous build's chunks of `p` if its text is unchanged, else []."""
-        if self.previous is None:
-            return []
-        row = self.con.execute("SELECT hash FROM prev.papers WHERE paper_id = ?", (p.paper_id,)).fetchone()
-        if row is None or row[0] != content_hash(p):
+        if self.previous is None or hash_before != content_hash(p):
             return []
         return [Chunk(*r) for r in self.con.execute(
             f"SELECT {rec.CHUNK_COLS} FROM prev.chunks WHERE paper_id = ? ORDER BY chunk_id",
@@ -177,7 +219,7 @@ class Stage:
 
     def _count_plan(self) -> dict:
         one = lambda sql: self.con.execute(sql).fetchone()[0]  # noqa: E731
-        removed = 0 if self.previous is None else one(
+        removed = 0 if self.compared is None else one(
             "SELECT count(*) FROM prev.papers WHERE paper_id NOT IN (SELECT paper_id FROM main.papers)")
         return {"chunks": one("SELECT count(*) FROM chunks"), "embed": one("SELECT count(*) FROM _todo"),
                 "reused": one("SELECT count(*) FROM _reuse"), "removed": removed}
@@ -224,6 +266,7 @@ class Stage:
         n = self.con.execute("SELECT count(*) FROM chunks").fetchone()[0]
         emb = np.lib.format.open_memmap(self.path / "embeddings.npy", mode="w+",
                                         dtype=np.float32, shape=(n, dim))
+        _reserve(self.path / "embeddings.npy")
         if self.previous is not None:
             prev = store.read_embeddings(self.previous)
             for dst, src in self._reuse_blocks():
@@ -255,9 +298,10 @@ class Stage:
 
     def finish(self) -> None:
         """Drop the stage-only tables and close, leaving records.sqlite as a build has it."""
-        if self.previous is not None:
+        if self.compared is not None:
             self.con.execute("DETACH DATABASE prev")
-        self.con.executescript("DROP TABLE _state; DROP TABLE _reuse; DROP TABLE _todo;")
+        self.con.executescript("DROP TABLE _state; DROP TABLE _reuse; DROP TABLE _todo; "
+                               "DROP TABLE _listings;")
         self.con.close()
 
     def close(self) -> None:

@@ -1,17 +1,22 @@
 """One typed settings tree. Defaults work with no configuration.
 
 Environment overrides use the prefix ASKPAPERS_ and `__` between levels, e.g.
-ASKPAPERS_LLM__MODE=extractive or ASKPAPERS_RETRIEVAL__K=8. They are read in one place,
-`load_settings`; unknown ASKPAPERS_ variables are rejected rather than ignored.
+ASKPAPERS_LLM__MODE=extractive or ASKPAPERS_RETRIEVAL__K=8, in any letter case. They are
+read in one place, `load_settings`, and checked: unknown ASKPAPERS_ variables are rejected
+rather than ignored, numbers must be finite (no nan or inf), paths must not be empty, and a
+list (ASKPAPERS_INDEX__SOURCES) is a JSON list. Every failure is a ConfigError naming the
+variable to fix.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo,
+                      field_validator)
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from rag.errors import ConfigError
 
@@ -22,8 +27,31 @@ REPO_SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 _NON_FIELD_ENV = {"ASKPAPERS_OPENAI_API_KEY"}
 
 
+def _is_path(annotation) -> bool:
+    """True for Path, Path | None and list[Path] fields."""
+    return annotation is Path or Path in get_args(annotation) or (
+        get_origin(annotation) is list and _is_path(get_args(annotation)[0]))
+
+
+def _blank(value) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    return isinstance(value, list) and any(_blank(v) for v in value)
+
+
+def _no_empty_path(cls, value, info: ValidationInfo):
+    """Refuse an empty path: Path("") is the working directory, never what was meant."""
+    if _is_path(cls.model_fields[info.field_name].annotation) and _blank(value):
+        raise ValueError("is empty (an empty path would mean the working directory)")
+    return value
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A settings section: unknown keys, nan/inf numbers and empty paths are refused (for
+    every field, including ones added later)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    check_paths = field_validator("*", mode="before")(_no_empty_path)
 
 
 class EmbedderSettings(_Section):
@@ -172,7 +200,7 @@ class Settings(BaseSettings):
     """Everything askpapers can be told. Build with `load_settings()`."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", allow_inf_nan=False
     )
 
     home: Path = Field(
@@ -185,6 +213,8 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     decision: DecisionSettings = Field(default_factory=DecisionSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+
+    check_paths = field_validator("home", mode="before")(_no_empty_path)
 
     @property
     def index_dir(self) -> Path:
@@ -203,26 +233,58 @@ class Settings(BaseSettings):
 
 
 
+def _our_env() -> dict[str, str]:
+    """Our variables, by upper-case name (pydantic-settings reads them in any case)."""
+    return {name.upper(): value for name, value in os.environ.items()
+            if name.upper().startswith(ENV_PREFIX)}
+
+
 def _check_env_keys() -> None:
     fields = {f.upper() for f in Settings.model_fields}
-    for name in os.environ:
-        if not name.startswith(ENV_PREFIX) or name in _NON_FIELD_ENV:
-            continue
+    for name in _our_env():
         top = name[len(ENV_PREFIX):].split("__", 1)[0]
-        if top not in fields:
-            raise ConfigError(f"Unknown setting {name}; known: "
-                              + ", ".join(sorted(ENV_PREFIX + f for f in fields)))
+        if name not in _NON_FIELD_ENV and top not in fields:
+            raise ConfigError(f"Unknown setting {name} (variable names are read in any case); "
+                              "known: " + ", ".join(sorted(ENV_PREFIX + f for f in fields)))
+
+
+def _check_env_lists() -> None:
+    """List settings given in the environment must be JSON lists of strings."""
+    env = _our_env()
+    for section, info in Settings.model_fields.items():
+        sub = getattr(info.annotation, "model_fields", {})
+        for key, field in sub.items():
+            var = f"{ENV_PREFIX}{section}__{key}".upper()
+            if get_origin(field.annotation) is not list or var not in env:
+                continue
+            try:
+                value = json.loads(env[var])
+            except ValueError:
+                value = None
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{var} must be a JSON list of strings, e.g. "
+                                  f"{var}='[\"~/papers\", \"/data/arxiv.jsonl\"]'")
 
 
 def load_settings(**overrides) -> Settings:
     """Settings from defaults, then ASKPAPERS_* variables, then `overrides`.
 
-    Raises ConfigError for an unknown key or an invalid value.
+    Raises ConfigError for an unknown key or an invalid value, naming what to set.
     """
     _check_env_keys()
+    _check_env_lists()
     try:
         return Settings(**overrides)
     except ValidationError as e:
         err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"Invalid setting {where}: {err['msg']}") from None
+        loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
+        var = ENV_PREFIX + "__".join(loc).upper()
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(f"Unknown setting {'.'.join(loc)}; remove {var} or fix its "
+                              "name (see rag/config.py).") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"Invalid setting {'.'.join(loc)}: {msg}; set {var} (or the "
+                          "matching option) to a valid value, or unset it.") from None
+    except SettingsError as e:
+        raise ConfigError(f"Unreadable setting from the environment ({e}); check the "
+                          f"{ENV_PREFIX}* variables.") from None

@@ -51,8 +51,12 @@ def paper_row(p: Paper, content_hash: str | None = None) -> tuple:
 def connect_writable(path: Path) -> sqlite3.Connection:
     """A connection for writing a build's records (schema created if new)."""
     con = sqlite3.connect(path, isolation_level=None)
-    con.execute("PRAGMA synchronous=OFF")  # the build fsyncs every file before publishing
-    con.executescript(SCHEMA)
+    try:
+        con.execute("PRAGMA synchronous=OFF")  # the build fsyncs every file before publishing
+        con.executescript(SCHEMA)
+    except BaseException:
+        con.close()  # a full disk fails here: leave no open file holding its space
+        raise
     return con
 
 

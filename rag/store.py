@@ -5,7 +5,8 @@ Layout under the index directory:
     CURRENT              name of the live build (replaced atomically)
     .lock                held by a running build
     builds/<name>/       one complete build:
-        manifest.json    settings that shaped it, per-paper hashes, file sizes, versions, counts
+        manifest.json    settings that shaped it, per-paper hashes, every file's size and
+                         content hash (rag/integrity.py), versions, counts
         records.sqlite   papers and chunks (rag/records.py), chunk row i = vector i
         embeddings.npy   float32 (n_chunks, dim), L2-normalised
         vectors.faiss    FAISS inner-product index over the same rows (FAISS backend; a
@@ -17,6 +18,9 @@ Layout under the index directory:
 Everything is data (JSON, SQLite, NumPy without pickles, FAISS and bm25s' own array files):
 nothing here runs code when loaded. A build becomes visible only when CURRENT is
 replaced, so readers see the old build or the new one, never a half-written one.
+A build folder is a sealed box (rag/integrity.py): loading refuses symbolic links, files
+the manifest does not list and files whose size or hash differ, and checks the manifest's
+counts and dimension against the records and vectors; `verify_index` checks in full.
 """
 from __future__ import annotations
 
@@ -35,19 +39,21 @@ from pathlib import Path
 
 import numpy as np
 
+from rag import integrity
 from rag import records as rec
 from rag.config import Settings
 from rag.errors import (IndexBusyError, IndexCorruptError, IndexMismatchError,
-                        IndexMissingError, IndexWriteError, VectorStoreError)
+                        IndexMissingError, IndexWriteError)
+from rag.faults import is_disk_full, write_error
 from rag.filters import active
 from rag.text import keyword_tokens
 from rag.types import Chunk, Paper
-from rag.vectorstores import (EXTERNAL_NOTE, VectorBackend, VectorSearcher, backend_for,
-                              backend_name)
+from rag.vectorstores import (VectorBackend, VectorSearcher, backend_for, backend_name,
+                              drop_retired)
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: files carry content hashes
 _REBUILD = "run: askpapers index build --full"
 # Sections every manifest has; readers index into them without further checks.
 _MANIFEST_SECTIONS = ("files", "counts", "embedder", "chunking", "paper_hashes")
@@ -159,14 +165,16 @@ def current_build(index_dir: Path) -> Path | None:
     except OSError as e:
         raise IndexCorruptError(f"Cannot read {pointer}: {e.strerror}; {_REBUILD}") from None
     build = index_dir / "builds" / name
-    if not name or "/" in name or not build.is_dir():
+    if not name or "/" in name or name.startswith(".") or not build.is_dir():
         raise IndexCorruptError(f"{pointer} names a missing build {name!r}; {_REBUILD}")
+    integrity.check_inside(index_dir, build)
     return build
 
 
 def read_manifest(build: Path) -> dict:
     """A build's manifest. Raises IndexCorruptError if it is missing or malformed."""
     path = build / "manifest.json"
+    integrity.check_inside(build, path)
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -179,14 +187,25 @@ def read_manifest(build: Path) -> dict:
     return manifest
 
 
-def _check_files(build: Path, manifest: dict) -> None:
-    for name, size in manifest["files"].items():
-        path = build / name
-        if not path.is_file():
-            raise IndexCorruptError(f"Index file {path} is missing; {_REBUILD}")
-        if path.stat().st_size != size:
-            raise IndexCorruptError(
-                f"Index file {path} has {path.stat().st_size} bytes, expected {size}; {_REBUILD}")
+def check_format(manifest: dict, build: Path) -> None:
+    """Refuse a build written in another format version. Raises IndexMismatchError."""
+    got = manifest.get("format_version")
+    if got != FORMAT_VERSION:
+        raise IndexMismatchError(f"The index build {build} is in format {got}, this askpapers "
+                                 f"reads format {FORMAT_VERSION}; {_REBUILD}")
+
+
+def check_build(build: Path, manifest: dict, *, full: bool = False) -> int:
+    """A build folder matches its manifest: exactly its files, no links, sizes and hashes
+    (large files by sample unless `full`), the vector file one of them. Returns bytes
+    checked. Raises IndexMismatchError (another format) or IndexCorruptError."""
+    check_format(manifest, build)
+    checked = integrity.check_build(build, manifest["files"], full=full)
+    section = manifest.get("vector_store", {})
+    if section.get("backend", "faiss") == "faiss" and section.get("file") not in manifest["files"]:
+        raise IndexCorruptError(f"{build / 'manifest.json'} names a vector file "
+                                f"{section.get('file')!r} that is not one of its files; {_REBUILD}")
+    return checked
 
 
 # ---------------------------------------------------------------- reading
@@ -248,17 +267,56 @@ def load_index(index_dir: Path, settings: Settings | None = None) -> LoadedIndex
     if build is None:
         raise IndexMissingError(f"No index at {index_dir}; run: askpapers index build")
     manifest = read_manifest(build)
+    check_format(manifest, build)
     if settings is not None and (diff := mismatches(manifest, settings)):
         raise IndexMismatchError(
             f"The index at {index_dir} was built with other settings ({'; '.join(diff)}); {_REBUILD}")
-    _check_files(build, manifest)
+    check_build(build, manifest)
     records = open_records(build)
     n = manifest["counts"].get("chunks")
     loaded = LoadedIndex(build, manifest, rec.PaperRecords(records), rec.ChunkRecords(records, n or 0),
                          None, _read_bm25(build), records)
     loaded.vectors = _open_vectors(build, manifest, loaded.rows_where)
     _check_counts(build, manifest, records, loaded.vectors.ntotal)
+    _check_dim(build, manifest, loaded.vectors)
     return loaded
+
+
+def verify_index(index_dir: Path, settings: Settings | None = None) -> dict:
+    """Check the live build in full: what load_index checks, every file's whole-content
+    hash, SQLite's own integrity check, unit-length vectors, and (exact FAISS kinds) that
+    the vector index holds the build's embeddings. Returns what was checked.
+
+    Raises IndexMissingError, IndexMismatchError or IndexCorruptError naming the first problem."""
+    index = load_index(index_dir, settings)
+    checked = check_build(index.path, index.manifest, full=True)
+    problem = index.records.one("PRAGMA integrity_check")[0]
+    if problem != "ok":
+        raise IndexCorruptError(f"{index.path / rec.FILE} fails SQLite's integrity check "
+                                f"({problem}); {_REBUILD}")
+    emb = read_embeddings(index.path)
+    for lo in range(0, len(emb), 100_000):
+        norms = np.linalg.norm(np.asarray(emb[lo:lo + 100_000], dtype=np.float32), axis=1)
+        if len(bad := np.flatnonzero(np.abs(norms - 1) > 1e-3)):
+            raise IndexCorruptError(f"Vector {lo + bad[0]} of {index.path / 'embeddings.npy'} is "
+                                    f"not unit length (foreign or random vectors); {_REBUILD}")
+    if index.manifest["vector_store"].get("kind") in ("flat", "hnsw") and len(emb):
+        rows = np.unique(np.linspace(0, len(emb) - 1, 64).astype(np.int64))
+        scores, _ = index.vectors.search(np.asarray(emb[rows]), 1)
+        if np.any(scores[:, 0] < 0.999):
+            raise IndexCorruptError(f"{index.path / 'vectors.faiss'} does not hold the vectors of "
+                                    f"embeddings.npy; {_REBUILD}")
+    return {"build": index.path.name, "files": len(index.manifest["files"]), "bytes": checked,
+            "papers": len(index.papers), "chunks": len(index.chunks)}
+
+
+def _check_dim(build: Path, manifest: dict, vectors: VectorSearcher) -> None:
+    """The manifest's dimension is the embeddings' and the vector index's."""
+    dim = manifest["embedder"].get("dim")
+    emb = read_embeddings(build)
+    if emb.ndim != 2 or emb.shape != (manifest["counts"].get("chunks"), dim) or vectors.d != dim:
+        raise IndexCorruptError(f"Index {build} holds vectors of shape {emb.shape} (index: "
+                                f"{vectors.d} wide) but its manifest says {dim}-d; {_REBUILD}")
 
 
 def _check_counts(build: Path, manifest: dict, records: rec.Records, n_vectors: int) -> None:
@@ -306,39 +364,37 @@ class BuildLock:
             os.close(self._fd)
 
 
-def remove_stale_builds(index_dir: Path, keep: Path | None = None) -> list[str]:
+def remove_stale_builds(index_dir: Path, keep: Path | None = None, vector_uri: str = "") -> list[str]:
     """Delete temp builds (all but `keep`, a stage to resume) and builds no longer live;
-    call under BuildLock."""
+    call under BuildLock. A retired build's Milvus collection is dropped only when it lives
+    at `vector_uri` (the configured one): an address that only an old manifest names is
+    never contacted."""
     builds = index_dir / "builds"
     live = current_build(index_dir) if (index_dir / "CURRENT").exists() else None
     removed = []
     for d in builds.iterdir() if builds.is_dir() else []:
         if d not in (live, keep):
-            _drop_external(d)
-            shutil.rmtree(d, ignore_errors=True)
+            if not d.is_symlink():
+                drop_retired(d, vector_uri)
+            _remove(d)
             removed.append(d.name)
     return removed
 
 
-def _drop_external(build: Path) -> None:
-    """Drop what a retired build keeps outside its folder (a Milvus collection), found in its
-    manifest or, for a build killed while writing, in the note its backend left first."""
-    try:
-        try:
-            section = json.loads((build / "manifest.json").read_text(encoding="utf-8"))["vector_store"]
-        except FileNotFoundError:
-            section = json.loads((build / EXTERNAL_NOTE).read_text(encoding="utf-8"))
-        backend_for(section).drop(build, section)
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # the build never reached an external store
-    except VectorStoreError as e:
-        log.warning("could not drop the vectors of retired build %s: %s", build.name, e)
+def _remove(path: Path) -> None:
+    """Delete a folder, or only the link when it is a symbolic link (never what it points at)."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def resumable_stage(index_dir: Path, plan: dict) -> Path | None:
     """The newest unfinished stage whose plan.json equals `plan` (a build to resume), or None."""
     want = json.loads(json.dumps(plan))  # as read back: tuples become lists
     for stage in sorted((index_dir / "builds").glob(".tmp-*"), reverse=True):
+        if stage.is_symlink():
+            continue  # never write through a link out of the index folder (removed as stale)
         try:
             if json.loads((stage / PLAN_FILE).read_text(encoding="utf-8")) == want:
                 return stage
@@ -359,6 +415,8 @@ def new_stage(index_dir: Path, plan: dict | None = None) -> Path:
             tmp.write_text(json.dumps(plan, sort_keys=True), encoding="utf-8")
             os.replace(tmp, stage / PLAN_FILE)
     except OSError as e:
+        if is_disk_full(e, stage):
+            raise write_error(e, stage) from None
         raise IndexWriteError(f"Cannot create {stage}: {e.strerror}; "
                               "choose another --index-dir or fix its permissions.") from None
     return stage
@@ -404,14 +462,26 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _write_searchers(stage: Path, embeddings: np.ndarray, backend: VectorBackend) -> tuple[dict, dict]:
+    """The vectors (through `backend`) and the keyword index of a staged build; returns the
+    manifest's vector_store section and the records' counts."""
+    records = rec.Records(stage / rec.FILE)
+    try:
+        section = backend.write(stage, embeddings, records.row_fields)
+        _write_bm25(stage / "bm25", stage / rec.FILE)
+        return section, records.counts()
+    finally:
+        records.close()  # a failed write must leave no open file holding the stage's space
+
+
 def write_build(stage: Path, papers: Iterable[Paper] | None, chunks: Iterable[Chunk] | None,
                 embeddings: np.ndarray, manifest: dict, *,
                 backend: VectorBackend | None = None) -> dict:
     """Write a complete build into `stage` and return its final manifest.
 
     `manifest` supplies the shaping settings, sources and per-paper hashes; this adds
-    counts, file sizes, versions, where the vectors went (`backend`, default FAISS files;
-    see rag.vectorstores) and the build time. A streaming build (index/build.py) has
+    counts, file sizes and hashes, versions, where the vectors went (`backend`, default
+    FAISS files; see rag.vectorstores) and the build time. A streaming build (index/build.py) has
     already written records.sqlite and embeddings.npy into the stage and passes
     papers=chunks=None and the mapped embeddings. Raises IndexWriteError or VectorStoreError.
     """
@@ -424,19 +494,13 @@ def write_build(stage: Path, papers: Iterable[Paper] | None, chunks: Iterable[Ch
         if not (stage / "embeddings.npy").exists():
             np.save(stage / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32),
                     allow_pickle=False)
-        records = rec.Records(stage / rec.FILE)
-        section = backend.write(stage, embeddings, records.row_fields)
-        _write_bm25(stage / "bm25", stage / rec.FILE)
-        counts = records.counts()
-        records.close()
+        section, counts = _write_searchers(stage, embeddings, backend)
         _drop_stage_only(stage)
-        files = {str(p.relative_to(stage)): p.stat().st_size
-                 for p in sorted(stage.rglob("*")) if p.is_file()}
         manifest = {
             **manifest,
             "vector_store": section,
             "counts": {"papers": counts["papers"], "chunks": counts["chunks"]},
-            "files": files,
+            "files": integrity.seal(stage),
             "versions": _versions(),
             "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
@@ -444,8 +508,10 @@ def write_build(stage: Path, papers: Iterable[Paper] | None, chunks: Iterable[Ch
         for p in stage.rglob("*"):
             if p.is_file():
                 _fsync_file(p)
-    except OSError as e:
-        raise IndexWriteError(f"Cannot write the index into {stage}: {e.strerror or e}") from None
+    except (OSError, sqlite3.Error, RuntimeError) as e:
+        if (error := write_error(e, stage)) is None:
+            raise
+        raise error from None
     return manifest
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from rag import ask, models, store
+from rag import ask, integrity, models, store
 from rag.config import load_settings
 from rag.errors import (AskPapersError, EndpointError, IndexCorruptError, IndexMismatchError,
                         ModelError, QuestionError, SourceError)
@@ -138,21 +138,47 @@ def _edit_manifest(change: Callable[[dict], None]) -> Callable:
     return _damage(edit)
 
 
-def _edit_records(sql: str) -> Callable[[Path], None]:
-    """Run `sql` on a build's records.sqlite and record its new size (passes the size check)."""
+def _reseal(build: Path, name: str) -> None:
+    """Record a changed file's new size and hashes in the manifest, as a forger would (so
+    the checks behind the hash check are what the row tries)."""
+    m = json.loads((build / "manifest.json").read_text())
+    m["files"][name] = integrity.file_entry(build / name)
+    (build / "manifest.json").write_text(json.dumps(m))
+
+
+def _edit_records(sql: str, reseal: bool = True) -> Callable[[Path], None]:
+    """Run `sql` on a build's records.sqlite, then (`reseal`) record its new size and hashes."""
     def edit(build: Path) -> None:
         with sqlite3.connect(build / "records.sqlite") as con:
             con.execute(sql)
         con.close()
-        m = json.loads((build / "manifest.json").read_text())
-        m["files"]["records.sqlite"] = (build / "records.sqlite").stat().st_size
-        (build / "manifest.json").write_text(json.dumps(m))
+        if reseal:
+            _reseal(build, "records.sqlite")
     return edit
 
 
 def _records_not_sqlite(build: Path) -> None:
     path = build / "records.sqlite"
     path.write_bytes(b"not a database".ljust(path.stat().st_size, b"\0"))  # same size
+    _reseal(build, "records.sqlite")
+
+
+def _link_out(name: str) -> Callable[[Path], None]:
+    """Move a part of the build out of the index folder and leave a symbolic link to it."""
+    def damage(build: Path) -> None:
+        outside = build.parent.parent.parent / f"outside-{name}"  # beside the index folder
+        (build / name).rename(outside)
+        (build / name).symlink_to(outside)
+    return damage
+
+
+def _foreign_vectors(build: Path) -> None:
+    """Another index's vectors of the same shape (random unit vectors) in embeddings.npy."""
+    import numpy as np
+
+    emb = np.load(build / "embeddings.npy")
+    other = np.random.default_rng(0).standard_normal(emb.shape).astype(np.float32)
+    np.save(build / "embeddings.npy", other / np.linalg.norm(other, axis=1, keepdims=True))
 
 
 def _local_model(t: Trial, path: Path) -> None:
@@ -256,6 +282,14 @@ CASES = [
     Bad("JSONL: good row among bad ones", "source", _jsonl([
         GOOD_ROW, {"id": "z", "title": "T", "abstract": "A.", "authors": {"a": 1}}, "{not json"]),
         "built", r"arxiv\.jsonl:2: authors must be.*arxiv\.jsonl:3:"),
+    Bad("JSONL: line nested 100,000 deep", "source", _jsonl([GOOD_ROW, "[" * 100_000 + "]" * 100_000]),
+        "built", r"arxiv\.jsonl:2: nested deeper than 16 levels"),
+    Bad("JSONL: a 3 MB line", "source", _jsonl([{**GOOD_ROW, "authors": "A. Writer, " * 300_000},
+                                                GOOD_ROW]),
+        "built", r"arxiv\.jsonl:1: line longer than 1,000,000 bytes"),
+    Bad("JSONL: one title under 5,000 dates", "source", _jsonl(
+        [{**GOOD_ROW, "update_date": f"{1900 + i // 336}-{1 + i // 28 % 12:02d}-{1 + i % 28:02d}"}
+         for i in range(5000)] + ["{bad"]), "built", r"arxiv\.jsonl:5001:"),
     Bad("source path does not exist", "source", lambda t: t.tmp / "missing", SourceError,
         "does not exist"),
     Bad("source is a folder with no papers", "source", _empty_dir, SourceError,
@@ -286,6 +320,30 @@ CASES = [
         "chunks of unknown papers"),
     Bad("records file that is not SQLite", "index", _damage(_records_not_sqlite),
         IndexCorruptError, "records.sqlite is unreadable"),
+    Bad("records.sqlite is a symlink out of the index", "index", _damage(_link_out("records.sqlite")),
+        IndexCorruptError, "records.sqlite is a symbolic link"),
+    Bad("bm25/ is a symlink out of the index", "index", _damage(_link_out("bm25")),
+        IndexCorruptError, "bm25 is a symbolic link"),
+    Bad("build folder is a symlink out of the index", "index",
+        lambda t: _link_out(t.build.name)(t.build.parent), IndexCorruptError,
+        r"builds/\d{8}T\d+-\d+ is a symbolic link"),
+    Bad("manifest names a vector file outside the build", "index", _edit_manifest(
+        lambda m: m["vector_store"].update(file="/etc/passwd")), IndexCorruptError,
+        "vector file '/etc/passwd' that is not one of its files"),
+    Bad("title rewritten in place (same size)", "index", _damage(_edit_records(
+        "UPDATE papers SET title = upper(title) WHERE paper_id = "
+        "(SELECT paper_id FROM papers WHERE title != upper(title) LIMIT 1)", reseal=False)),
+        IndexCorruptError, "records.sqlite does not match the hash"),
+    Bad("another index's vectors (same shape)", "index", _damage(_foreign_vectors),
+        IndexCorruptError, "embeddings.npy does not match the hash"),
+    Bad("file added to the build", "index",
+        _damage(lambda b: (b / "bm25" / "extra.json").write_text("{}")),
+        IndexCorruptError, "extra.json is not in the manifest"),
+    Bad("manifest dimension disagrees with the vectors", "index",
+        _edit_manifest(lambda m: m["embedder"].update(dim=512)), IndexCorruptError,
+        "manifest says 512-d"),
+    Bad("index in an older format", "index", _edit_manifest(lambda m: m.update(format_version=2)),
+        IndexMismatchError, r"format 2.*askpapers index build --full"),
     Bad("CURRENT names a missing build", "index",
         lambda t: (t.settings.index_dir / "CURRENT").write_text("no-such-build\n"),
         IndexCorruptError, "names a missing build"),

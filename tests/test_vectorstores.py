@@ -296,7 +296,7 @@ def test_a_collection_left_by_a_killed_build_is_dropped_by_the_next_build(tmp_pa
     name = milvus_store.collection_name(stage)
     assert name in milvus_store.client(uri).list_collections()
     assert not (stage / "manifest.json").exists()
-    assert store.remove_stale_builds(index_dir) == [stage.name]
+    assert store.remove_stale_builds(index_dir, vector_uri=str(tmp_path / "v.db")) == [stage.name]
     assert name not in milvus_store.client(uri).list_collections()
 
 

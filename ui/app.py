@@ -361,8 +361,10 @@ def _guarded_app(hosts: frozenset[str]):
 
 def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
            share: bool = False, *, block: bool = True,
-           allowed_hosts: list[str] | tuple[str, ...] = ()) -> gr.Blocks:
-    """Build, queue and launch the app; with block=False return while it serves.
+           allowed_hosts: list[str] | tuple[str, ...] = (), quiet: bool | None = None
+           ) -> gr.Blocks:
+    """Build, queue and launch the app; with block=False return while it serves (quietly,
+    unless quiet=False).
 
     Requests are answered only for loopback names, `host` and `allowed_hosts` (NAME,
     NAME:PORT or *.DOMAIN). Raises ConfigError for unprotected exposure, bad auth or a
@@ -380,7 +382,8 @@ def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: 
         app.launch(server_name=host, server_port=port, auth=credentials, share=share,
                    prevent_thread_lock=not block, show_error=False, ssr_mode=False,
                    mcp_server=False, pwa=False, enable_monitoring=False, theme=theme,
-                   css=render.CSS, head=render.CITATION_SCRIPT, quiet=not block,
+                   css=render.CSS, head=render.CITATION_SCRIPT,
+                   quiet=not block if quiet is None else quiet,
                    footer_links=["gradio", "settings"], run_history=False,
                    _app=_guarded_app(hosts))
     except OSError as e:
@@ -390,10 +393,13 @@ def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
           share: bool = False, allowed_hosts: list[str] | tuple[str, ...] = ()) -> int:
-    """Serve the chat app until interrupted; returns the exit code.
+    """Serve the chat app until stopped (ui/signals.py); returns 0 after SIGTERM, once the
+    answers in flight are done.
 
-    Raises ConfigError when the app would be exposed without auth (the CLI prints it).
+    Raises ConfigError when the app would be exposed without auth (the CLI prints it), and
+    KeyboardInterrupt on Ctrl-C (the CLI exits 130).
     """
-    launch(settings, host=host, port=port, auth=auth, share=share, block=True,
-           allowed_hosts=allowed_hosts)
-    return 0
+    from ui.signals import serve_until_stopped
+
+    return serve_until_stopped(launch(settings, host=host, port=port, auth=auth, share=share,
+                                      block=False, quiet=False, allowed_hosts=allowed_hosts))

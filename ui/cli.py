@@ -1,12 +1,15 @@
-"""The `askpapers` command: index build/info, ask, eval, serve.
+"""The `askpapers` command: index build/info/verify, ask, eval, serve.
 
 The only place (with the Gradio app) that turns library errors into messages and exit codes.
+Exit codes: 0 done, the error's exit_code (rag/errors.py) for a foreseeable problem, 130
+interrupted (Ctrl-C), 141 output closed early (`askpapers index info --json | head -1`).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -85,6 +88,17 @@ def cmd_index_info(args) -> int:
         return 0
     for key, value in info.items():
         print(f"{key:>12}: {value}")
+    return 0
+
+
+def cmd_index_verify(args) -> int:
+    from rag import store
+
+    settings = _settings(args)
+    r = store.verify_index(settings.index_dir, settings)
+    print(f"Index at {settings.index_dir} is intact: build {r['build']}, {r['files']} files "
+          f"({r['bytes'] / 2**20:.1f} MB) match their hashes in full, {r['papers']} papers, "
+          f"{r['chunks']} chunks.")
     return 0
 
 
@@ -206,6 +220,9 @@ def make_parser() -> argparse.ArgumentParser:
     i.add_argument("--index-dir", metavar="DIR")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_index_info)
+    v = idx.add_parser("verify", help="check every index file against its manifest, in full")
+    v.add_argument("--index-dir", metavar="DIR")
+    v.set_defaults(func=cmd_index_verify)
 
     a = sub.add_parser("ask", help="answer a question with citations")
     a.add_argument("question", nargs="?")
@@ -247,13 +264,26 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a reader that left shows here, not as noise at interpreter exit
+        return code
     except AskPapersError as e:
         print(f"askpapers: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("askpapers: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _drop_stdout()
+        return 141  # 128 + SIGPIPE, what a shell tool stopped by a closed pipe returns
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # stdout is not a real file (tests capture it): nothing left to flush
 
 
 if __name__ == "__main__":

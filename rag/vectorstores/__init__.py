@@ -17,6 +17,8 @@ build's records select, Milvus pushes them down into a filter expression.
 """
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +26,9 @@ from typing import Protocol
 import numpy as np
 
 from rag.config import IndexSettings
+from rag.errors import VectorStoreError
+
+log = logging.getLogger(__name__)
 
 # A backend that keeps vectors outside the build folder writes its manifest section here
 # before creating anything, so rag.store can drop what a build killed midway left behind.
@@ -91,3 +96,35 @@ def backend_for(section: dict) -> VectorBackend:
     from rag.vectorstores.faiss_store import FaissBackend
 
     return FaissBackend()
+
+
+def drop_retired(build: Path, vector_uri: str) -> None:
+    """Drop what a retired build keeps outside its folder (a Milvus collection), found in its
+    manifest or, for a build killed while writing, in the note its backend left first.
+
+    Only a collection at `vector_uri`, the configured one, is dropped: an address that only
+    an old manifest names is never contacted. Failures are logged, not raised."""
+    try:
+        try:
+            section = json.loads((build / "manifest.json").read_text(encoding="utf-8"))["vector_store"]
+        except FileNotFoundError:
+            section = json.loads((build / EXTERNAL_NOTE).read_text(encoding="utf-8"))
+        if section.get("backend") != "milvus":
+            return
+        if not vector_uri or not _same_uri(section, vector_uri):
+            log.info("left the vectors of retired build %s at %s alone: not the configured "
+                     "index.vector_uri", build.name, section.get("uri"))
+            return
+        backend_for(section).drop(build, section)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # the build never reached an external store
+    except VectorStoreError as e:
+        log.warning("could not drop the vectors of retired build %s: %s", build.name, e)
+
+
+def _same_uri(section: dict, vector_uri: str) -> bool:
+    """A manifest section's Milvus address is the configured one (as written and resolved)."""
+    from rag.vectorstores.milvus_store import resolve_uri
+
+    want = resolve_uri(vector_uri)
+    return section.get("uri") == vector_uri and section.get("resolved_uri", want) == want
