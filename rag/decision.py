@@ -161,8 +161,11 @@ def decide(cfg: DecisionSettings, query: str, question: str, sources: list[Sourc
     covered = _calibrated(probability(cfg.covered, sig), cfg.covered)
     stated = 1.0 if kind.multi else _calibrated(probability(cfg.stated, sig), cfg.stated)
     papers = choose_papers(cfg, query, sources, weights, kind)
-    return Verdict(covered, stated, papers, abs(covered - 0.5) < cfg.grey,
-                   not kind.multi and abs(stated - 0.5) < cfg.grey)
+    unsure_covered = abs(covered - 0.5) < cfg.grey
+    # "Not stated" is only a question when the topic is (or may be) covered.
+    unsure_stated = (not kind.multi and abs(stated - 0.5) < cfg.grey
+                     and (covered >= 0.5 or unsure_covered))
+    return Verdict(covered, stated, papers, unsure_covered, unsure_stated)
 
 
 def choose_papers(cfg: DecisionSettings, query: str, sources: list[Source],
