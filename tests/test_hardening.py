@@ -330,7 +330,7 @@ def _float_fields() -> list[str]:
 @pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "Infinity"])
 def test_every_float_setting_refuses_non_finite_values(monkeypatch, value):
     names = _float_fields()
-    assert "ASKPAPERS_RETRIEVAL__MIN_SUPPORT" in names and len(names) >= 5
+    assert "ASKPAPERS_DECISION__GREY" in names and len(names) >= 5
     for name in names:
         monkeypatch.setenv(name, value)
         with pytest.raises(ConfigError, match=f"finite number; set {name}"):
@@ -375,7 +375,7 @@ def test_an_empty_path_is_refused(monkeypatch, tmp_path, name, value):
 
 
 def test_config_errors_reach_the_cli_as_one_line(monkeypatch, capsys):
-    for name, value in [("ASKPAPERS_RETRIEVAL__MIN_SUPPORT", "nan"),
+    for name, value in [("ASKPAPERS_DECISION__COVERED__THRESHOLD", "nan"),
                         ("ASKPAPERS_INDEX__SOURCES", "not-json"), ("askpapers_nope", "1"),
                         ("ASKPAPERS_HOME", "")]:
         monkeypatch.setenv(name, value)
