@@ -107,17 +107,8 @@ class RetrievalSettings(_Section):
     keyword_weight: float = Field(
         1.0, ge=0, description="Weight of the BM25 ranking against the dense one in fusion."
     )
-    context_papers: int = Field(3, ge=1, le=10, description="Papers whose sentences a model sees.")
-    context_ratio: float = Field(
-        0.5, ge=0, le=1, description="A model sees a paper only if its best sentence scores "
-        "at least this share of the best paper's.",
-    )
     sentences_first: int = Field(4, ge=1, description="Sentences sent from the top paper.")
     sentences_other: int = Field(2, ge=1, description="Sentences sent from each other paper.")
-    extractive_ratio: float = Field(
-        0.75, ge=0, le=1, description="Extractive mode quotes a paper only if its best "
-        "sentence scores at least this share of the best paper's.",
-    )
 
 
 class LogisticSettings(_Section):
@@ -174,6 +165,7 @@ class DecisionSettings(_Section):
         "covered or stated probability, calibrated so its threshold sits at 0.5, lies "
         "within this of 0.5.",
     )
+    single_papers: int = Field(3, ge=1, le=10, description="Most papers in any other answer.")
     multi_papers: int = Field(6, ge=1, le=10, description="Most papers in a multi-paper answer.")
     multi_k: int = Field(10, ge=1, le=50, description="Papers retrieved for a multi-paper question.")
 
