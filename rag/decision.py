@@ -25,8 +25,7 @@ from rag.text import keyword_tokens
 from rag.types import Paper, Source
 
 QUESTION_SIGNALS = ("dense", "margin", "coverage", "match", "keyword", "agree", "unseen",
-                    "missing_ids", "rare_coverage", "multi", "quantity", "ask_match",
-                    "quantity_ask_match")
+                    "missing_ids", "multi", "quantity", "ask_match", "quantity_ask_match")
 PAPER_SIGNALS = ("dense", "dense_gap", "coverage", "match", "match_ratio", "keyword", "rank",
                  "multi")
 # Names a question gives: tokens with a digit or a capital after the first character
@@ -55,14 +54,6 @@ def missing_identifiers(question: str, paper: Paper, weights: TermWeights) -> fl
     ids = {t for m in _IDENT.finditer(question) for t in keyword_tokens(m.group(0)) if len(t) > 1}
     total = sum(weights.idf(t) for t in ids)
     return sum(weights.idf(t) for t in ids - _paper_tokens(paper)) / total if total else 0.0
-
-
-def rare_coverage(query: str, paper: Paper, weights: TermWeights, n: int = 3) -> float:
-    """Share of the query's `n` rarest words (that the corpus knows) found in the paper: a
-    question about a paper in the index shares its most specific words."""
-    known = sorted((t for t in set(keyword_tokens(query)) if not weights.is_unseen(t)),
-                   key=lambda t: (-weights.idf(t), t))[:n]
-    return sum(t in _paper_tokens(paper) for t in known) / len(known) if known else 0.0
 
 
 def ask_match(kind: QuestionKind, paper: Paper, weights: TermWeights) -> float:
@@ -100,7 +91,6 @@ def question_signals(query: str, question: str, sources: list[Source], best_dens
         "agree": float(by_dense.paper.paper_id == by_keyword.paper.paper_id),
         "unseen": sum(weights.idf(t) for t in q if weights.is_unseen(t)) / q_idf,
         "missing_ids": missing_identifiers(question, top, weights),
-        "rare_coverage": rare_coverage(query, top, weights),
         "multi": float(kind.multi),
         "quantity": float(kind.quantity),
         "ask_match": asked,
@@ -134,10 +124,6 @@ class Verdict:
     # Probabilities near a threshold: a model mode confirms them with a yes/no check.
     unsure_covered: bool
     unsure_stated: bool
-
-    @property
-    def answer(self) -> bool:
-        return not self.abstain and not self.not_stated
 
     @property
     def abstain(self) -> bool:
