@@ -317,13 +317,16 @@ def test_hostile_json_lines_are_skipped_and_counted(tmp_path):
 
 # ---------------------------------------------------------------- 6. config and faults
 
-def _float_fields() -> list[str]:
-    """Every float setting, as its variable name (fields added later included)."""
+def _float_fields(model=Settings, prefix: str = "ASKPAPERS") -> list[str]:
+    """Every float setting, nested sections included, as its variable name (fields added
+    later included)."""
     names = []
-    for section, info in Settings.model_fields.items():
-        for key, field in getattr(info.annotation, "model_fields", {}).items():
-            if field.annotation in (float, "float") or "float" in str(field.annotation):
-                names.append(f"ASKPAPERS_{section}__{key}".upper())
+    for key, field in model.model_fields.items():
+        name = f"{prefix}__{key}" if prefix != "ASKPAPERS" else f"{prefix}_{key}"
+        if hasattr(field.annotation, "model_fields"):
+            names += _float_fields(field.annotation, name)
+        elif field.annotation in (float, "float") or str(field.annotation) == "float":
+            names.append(name.upper())
     return names
 
 
