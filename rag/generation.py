@@ -72,7 +72,7 @@ def generate(engine: Engine, question: str, ret: Retrieval, verdict: Verdict, ki
             yield from _final(_refused(engine, question, ret, verdict, kind, mode, timings))
             return
     if kind.multi:
-        yield from _paper_lines(engine, model, question, ret, verdict, kind, mode, timings, t0)
+        yield from _paper_lines(engine, model, question, ret, context, mode, timings, t0)
     else:
         yield from _one_answer(engine, model, question, ret, verdict, kind, mode, history,
                                context, timings, t0)
@@ -132,13 +132,13 @@ def _one_answer(engine, model, question, ret, verdict, kind, mode, history, cont
     yield answer
 
 
-def _paper_lines(engine, model, question, ret, verdict, kind, mode, timings, t0
+def _paper_lines(engine, model, question, ret, context, mode, timings, t0
                  ) -> Iterator[str | Answer]:
     """One line per kept paper: its name and number from code, its key fact from the model
     reading only that paper's two best sentences (a small prompt per line)."""
     lines, cites, prompts_used, outputs = [], [], [], []
     support = claim_support(engine)
-    for source, sentences in build_context(engine, ret, verdict.papers, per_paper=2):
+    for source, sentences in context:
         head = f"- {display_name(source.paper)} [{source.n}]: "
         yield ("\n" if lines else "") + head
         msgs = prompts.paper_messages(source, sentences, question)
