@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 from rag.config import DecisionSettings, LogisticSettings
-from rag.evidence import TermWeights, coverage, overlap, paper_sentences, rank_sentences
+from rag.evidence import TermWeights, coverage, paper_sentences, rank_sentences
 from rag.questions import QuestionKind
 from rag.text import keyword_tokens
 from rag.types import Paper, Source
@@ -29,8 +29,11 @@ QUESTION_SIGNALS = ("dense", "margin", "coverage", "match", "keyword", "agree", 
 PAPER_SIGNALS = ("dense", "dense_gap", "coverage", "match", "match_ratio", "keyword", "rank",
                  "multi")
 # Names a question gives: tokens with a digit or a capital after the first character
-# ("YOLOv7", "512x512", "GPT-4", "AdamW", "Lion", "LibriSpeech"); sentence-initial words excluded.
+# ("YOLOv7", "512x512", "GPT-4", "AdamW", "Lion", "LibriSpeech"); a sentence-initial word
+# counts only with a digit or an inner capital.
 _IDENT = re.compile(r"(?<![.?!]\s)(?<!^)\b[\w\-./*]*(?:\d|[A-Z])[\w\-./*]*")
+# A sentence-initial word is a name only when it has a digit or an inner capital ("YOLOv7").
+_FIRST_IDENT = re.compile(r"^\s*([\w\-./*]*(?:\d|(?<=\w)[A-Z])[\w\-./*]*)")
 _DIGIT = re.compile(r"\d")
 
 
@@ -44,23 +47,41 @@ def _paper_tokens(paper: Paper) -> set[str]:
     return set(keyword_tokens(f"{paper.title} {paper.abstract}"))
 
 
+def _identifier_matches(question: str) -> list[str]:
+    first = _FIRST_IDENT.match(question)
+    return [m.group(0) for m in _IDENT.finditer(question)] + ([first.group(1)] if first else [])
+
+
 def identifiers(question: str) -> set[str]:
     """The names a question gives ("YOLACT", "DiT-XL/2", "512x512"), as written."""
-    return {m.group(0).strip("./*-") for m in _IDENT.finditer(question)} - {""}
+    return {m.strip("./*-") for m in _identifier_matches(question)} - {""}
 
 
 def missing_identifiers(question: str, paper: Paper, weights: TermWeights) -> float:
     """IDF share of the question's identifiers ("YOLOv7", "512x512") the paper lacks."""
-    ids = {t for m in _IDENT.finditer(question) for t in keyword_tokens(m.group(0)) if len(t) > 1}
+    ids = {t for m in _identifier_matches(question) for t in keyword_tokens(m) if len(t) > 1}
     total = sum(weights.idf(t) for t in ids)
     return sum(weights.idf(t) for t in ids - _paper_tokens(paper)) / total if total else 0.0
+
+
+def _folded(text: str) -> dict[str, str]:
+    """Content tokens with a plural "s" dropped (so "GPUs" matches "GPU"), each mapped to
+    the token as written, whose IDF weighs it."""
+    return {t[:-1] if len(t) > 3 and t.endswith("s") and not t.endswith("ss") else t: t
+            for t in keyword_tokens(text)}
+
+
+def _folded_overlap(query: dict[str, str], text: dict[str, str], weights: TermWeights) -> float:
+    """`evidence.overlap` on plural-folded tokens."""
+    total = sum(weights.idf(t) for t in query.values())
+    return sum(weights.idf(query[f]) for f in query.keys() & text.keys()) / total if total else 0.0
 
 
 def ask_match(kind: QuestionKind, paper: Paper, weights: TermWeights) -> float:
     """How well the paper's best sentence of the asked-for kind matches what is asked: for a
     quantity, only sentences stating a number count. 0 when no sentence carries it."""
-    ask = set(keyword_tokens(kind.ask))
-    return max((overlap(ask, set(keyword_tokens(text)), weights)
+    ask = _folded(kind.ask)
+    return max((_folded_overlap(ask, _folded(text), weights)
                 for _, _, text in paper_sentences(paper)
                 if not kind.quantity or _DIGIT.search(text)), default=0.0)
 
