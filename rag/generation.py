@@ -1,5 +1,5 @@
-"""Model answers (local llama.cpp or a hosted endpoint): the yes/no check near a decision's
-threshold, one cited answer, or one line per paper for multi-paper questions."""
+"""Model answers (local llama.cpp or a hosted endpoint): a short check that the sources
+give what is asked, then one cited answer, or one line per paper for multi-paper questions."""
 from __future__ import annotations
 
 import logging
@@ -27,6 +27,8 @@ _LOOPING = re.compile(r"(\[\d+\]\s*){4,}$|(.{8,}?)\2{3,}$", re.S)
 _REFUSAL = re.compile(r"\b(don't know|do not know|not (?:mentioned|covered|stated|in the sources)|"
                       r"(?:cannot|can't|unable to) (?:answer|find)|no information)\b", re.I)
 PAPER_LINE_TOKENS = 60  # one line per paper in a multi-paper answer
+CHECK_TOKENS = 6  # enough for "[1] NONE"
+_NOTHING = re.compile(rf"^\W*(?:\[\d+\]\W*)?{prompts.NONE}\b", re.I)
 
 
 def build_context(engine: Engine, ret: Retrieval, papers: list[Source], per_paper: int | None = None
@@ -43,11 +45,13 @@ def build_context(engine: Engine, ret: Retrieval, papers: list[Source], per_pape
     return context
 
 
-def _model_says_no(model, context, question, history) -> bool:
-    msgs = prompts.messages(context, question, prompts.CHECK_TAIL, history)
-    reply = model.complete(msgs, max_tokens=3).strip().lower()
-    log.debug("sufficiency check: %r", reply)
-    return reply.startswith("no")
+def _model_finds_nothing(model, context, question, kind: QuestionKind, history) -> bool:
+    """The check: asked to copy the words that answer, the model replies NONE. Only the
+    reply's first tokens are needed, and they reuse the answer's cached prompt prefix."""
+    msgs = prompts.messages(context, question, prompts.check_tail(kind.asked), history)
+    reply = model.complete(msgs, max_tokens=CHECK_TOKENS)
+    log.debug("check: %r", reply)
+    return not reply.strip() or bool(_NOTHING.match(reply))
 
 
 def generate(engine: Engine, question: str, ret: Retrieval, verdict: Verdict, kind: QuestionKind,
@@ -55,20 +59,22 @@ def generate(engine: Engine, question: str, ret: Retrieval, verdict: Verdict, ki
     """Yield the model's answer as it streams, then the checked Answer."""
     from rag.llm import get_chat_model
 
-    unsure = verdict.unsure_covered or verdict.unsure_stated
-    if not ret.sources or (verdict.abstain and not unsure):
+    if not ret.sources or (verdict.abstain and not verdict.unsure_covered):
         yield from _final(abstention(question, ret, mode, timings))
         return
-    if verdict.not_stated and not unsure:
+    if verdict.not_stated and not verdict.unsure_stated:
         yield from _final(not_stated(engine, question, ret, kind, mode, timings))
         return
     model = get_chat_model(engine.settings, mode)
     per_paper = 2 if kind.multi else None
     context = build_context(engine, ret, verdict.papers, per_paper)
-    if unsure:
-        says_no = _model_says_no(model, context, question, history)
+    # A single-paper answer is always checked: the cheap "stated" decision misses most
+    # details an abstract lacks, and the check costs a few tokens on the shared prefix.
+    # A multi-paper answer is checked only near the covered threshold.
+    if verdict.unsure_covered or not kind.multi:
+        found_nothing = _model_finds_nothing(model, context, question, kind, history)
         timings["check_s"] = time.perf_counter() - t0
-        if says_no:
+        if found_nothing:
             yield from _final(_refused(engine, question, ret, verdict, kind, mode, timings))
             return
     if kind.multi:

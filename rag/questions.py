@@ -14,16 +14,18 @@ _PLURAL_THINGS = (r"papers|works|methods|approaches|models|studies|systems|techn
                   r"benchmarks|datasets|variants|schemes|strategies|algorithms|libraries|"
                   r"optimizers|losses|transformers|backbones|encoders|solutions|ideas|"
                   r"families|lines of work|proposals")
+_AUX = r"(?:does|do|did|is|are|was|were|has|have|had|can|could|should|would|will)"
+# "which <up to four words> papers", where the words are not a verb ("Which GPU were the
+# consistency models trained on?" asks about one paper).
 _MULTI = re.compile(
     rf"\b(?:which|what|any|corpus's|do the|are there|several|different|various)\s+"
-    rf"(?:[\w\-/]+\s+){{0,4}}?(?:{_PLURAL_THINGS})\b"
+    rf"(?:(?!{_AUX}\b)[\w\-/]+\s+){{0,4}}?(?:{_PLURAL_THINGS})\b"
     rf"|^\s*(?:[\w\-/]+\s+){{0,3}}?(?:{_PLURAL_THINGS})\s+(?:that|which|in|for|with|from|on|"
     rf"about|using|to)\b"
     rf"|\b(?:{_PLURAL_THINGS})\b[^?]*\b(?:their|each|differ|compare|both)\b"
     r"|\bhow do (?:the|these|they)\b[^?]*\b(?:differ|compare)\b"
     r"|\b(?:differ|differences? between|each of)\b",
     re.I)
-_AUX = r"(?:does|do|did|is|are|was|were|has|have|had|can|could|should|would|will)"
 # The part of a question that names what is asked: "what <ImageNet top-1 accuracy> does ...",
 # "how many <GPUs>, ...", "...: <accuracy and params>?", "<WikiText-103 perplexity> of the ...".
 _WH = re.compile(r"\b(?:what(?:'s| is| are)?|which|how|by how)\s+(.*?)(?=\s+" + _AUX

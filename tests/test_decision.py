@@ -34,6 +34,7 @@ def fake_paper(title: str, abstract: str) -> Paper:
     ("papers on pruning large language models?", True),
     ("How do the corpus's graph transformers compare?", True),
     ("What top-1 accuracy does the tiny model reach on ImageNet?", False),
+    ("Which GPU were the consistency models in latent space trained on?", False),
     ("Which paper proposes prototype masks for instance segmentation?", False),
 ])
 def test_multi_paper_questions_are_recognised(question, multi):
@@ -68,6 +69,18 @@ def test_identifiers_are_the_names_a_question_gives():
     assert identifiers("Does the Lion optimizer beat AdamW on ImageNet?") == {
         "Lion", "AdamW", "ImageNet"}
     assert identifiers("how fast is it at 512x512?") == {"512x512"}
+    # A sentence-initial word is a name only with a digit or an inner capital.
+    assert identifiers("YOLOv7 COCO AP on a V100?") == {"YOLOv7", "COCO", "AP", "V100"}
+    assert identifiers("Which paper trains on ImageNet?") == {"ImageNet"}
+
+
+def test_the_model_check_reads_none_only_as_the_opening_word():
+    from rag.generation import _NOTHING
+
+    for reply in ("NONE", "[1] NONE", " none.", "None of the sources gives it."):
+        assert _NOTHING.match(reply), reply
+    for reply in ("4.62% error [1]", "NONEXISTENT", "16 GPUs, none idle"):
+        assert not _NOTHING.match(reply), reply
 
 
 def test_probability_and_calibration_are_monotone_and_centred_on_the_threshold():
