@@ -39,6 +39,8 @@ STATED = ("quantity", "ask_match", "quantity_ask_match", "missing_ids", "coverag
 PAPER = PAPER_SIGNALS
 # Cost of a false abstention relative to a missed one when choosing a threshold.
 FALSE_ABSTENTION_COST = 6.0
+# F-beta for the multi-paper threshold (F2 for the others).
+MULTI_BETA = 3.0
 
 
 def collect(settings) -> list[dict]:
@@ -122,12 +124,17 @@ def fit_all(rows: list[dict], cost: float) -> dict:
     stated = fit_logistic(xq(STATED)[about], single[about].astype(int), STATED)
     p = prob(stated, xq(STATED), STATED)
     stated["threshold"] = cost_threshold(p[single], p[types == "not-stated"], cost)
-    pairs = [pp for r in rows if r["type"] not in UNANSWERABLE for pp in r["papers"][1:]]
-    xp = np.array([[pp[n] for n in PAPER] for pp in pairs])
-    yp = np.array([pp["gold"] for pp in pairs])
+    pairs = [(pp, r["multi"]) for r in rows if r["type"] not in UNANSWERABLE
+             for pp in r["papers"][1:]]
+    xp = np.array([[pp[n] for n in PAPER] for pp, _ in pairs])
+    yp = np.array([pp["gold"] for pp, _ in pairs])
+    multi = np.array([m for _, m in pairs], dtype=bool)
     paper = fit_logistic(xp, yp.astype(int), PAPER)
-    paper["threshold"] = fbeta_threshold(prob(paper, xp, PAPER), yp)
-    return {"covered": covered, "stated": stated, "paper": paper}
+    p = prob(paper, xp, PAPER)
+    paper["threshold"] = fbeta_threshold(p, yp)
+    # A multi-paper answer is judged on the papers it finds: its threshold weighs recall more.
+    return {"covered": covered, "stated": stated, "paper": paper,
+            "multi_paper_threshold": fbeta_threshold(p[multi], yp[multi], MULTI_BETA)}
 
 
 def predict(model: dict, row: dict) -> dict:
@@ -137,8 +144,9 @@ def predict(model: dict, row: dict) -> dict:
     abstain = c < model["covered"]["threshold"]
     not_stated = not abstain and not row["multi"] and s < model["stated"]["threshold"]
     most = 6 if row["multi"] else 3
+    cut = model["multi_paper_threshold"] if row["multi"] else model["paper"]["threshold"]
     kept = [0] + [i for i, pp in enumerate(row["papers"][1:], 1) if prob(
-        model["paper"], np.array([pp[n] for n in PAPER]), PAPER) >= model["paper"]["threshold"]]
+        model["paper"], np.array([pp[n] for n in PAPER]), PAPER) >= cut]
     return {"abstain": bool(abstain), "not_stated": bool(not_stated), "kept": kept[:most]}
 
 

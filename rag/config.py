@@ -133,6 +133,7 @@ _STATED = {"bias": 2.1135, "threshold": 0.4764,
                         "quantity_ask_match": 1.4661,
                         "missing_ids": -1.5661,
                         "coverage": -1.1030}}
+_MULTI_PAPER_THRESHOLD = 0.1438
 _PAPER = {"bias": -5.3000, "threshold": 0.1438,
             "weights": {"dense": -0.5788,
                         "dense_gap": -9.1701,
@@ -159,6 +160,10 @@ class DecisionSettings(_Section):
         default_factory=lambda: LogisticSettings(**_PAPER),
         description="P(a retrieved paper answers the question): papers from the threshold "
         "on are cited (the top paper always is).",
+    )
+    multi_paper_threshold: float = Field(
+        _MULTI_PAPER_THRESHOLD, ge=0, le=1, description="The paper decision's threshold for "
+        "a multi-paper question, fitted for recall (F3; `paper.threshold` is fitted for F2).",
     )
     grey: float = Field(
         0.15, ge=0, le=0.5, description="Model modes ask the model a yes/no check when the "

@@ -178,9 +178,12 @@ def decide(cfg: DecisionSettings, query: str, question: str, sources: list[Sourc
 def choose_papers(cfg: DecisionSettings, query: str, sources: list[Source],
                   weights: TermWeights, kind: QuestionKind) -> list[Source]:
     """The top paper, plus every other retrieved paper the paper decision keeps (at most
-    `multi_papers` for a multi-paper question, `single_papers` otherwise)."""
+    `multi_papers` for a multi-paper question, with its own threshold, `single_papers`
+    otherwise)."""
     most = cfg.multi_papers if kind.multi else cfg.single_papers
+    model = cfg.paper.model_copy(update={"threshold": cfg.multi_paper_threshold}) \
+        if kind.multi else cfg.paper
     sig = paper_signals(query, sources, weights, kind)
     keep = [s for s, x in zip(sources[1:], sig[1:])
-            if _calibrated(probability(cfg.paper, x), cfg.paper) >= 0.5]
+            if _calibrated(probability(model, x), model) >= 0.5]
     return (sources[:1] + keep)[:most]

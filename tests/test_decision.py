@@ -100,6 +100,7 @@ def test_the_config_holds_the_fit_of_bench_fit_decision():
         assert model.threshold == pytest.approx(fit[name]["threshold"], abs=1e-4)
         assert model.weights == pytest.approx(fit[name]["weights"], abs=1e-4)
         assert all(math.isfinite(w) for w in model.weights.values())
+    assert cfg.multi_paper_threshold == pytest.approx(fit["multi_paper_threshold"], abs=1e-4)
 
 
 def test_evaluation_scores_not_stated_as_score_py_does():
