@@ -3,7 +3,7 @@
   duplicates  one title repeated on every line, each with another `update_date` (all
               distinct), so one paper collects N listings: the build's step 1
               (index.staging.Stage.collect into a stage's records.sqlite) and the in-memory
-              merge (index.readers.merge_papers). Both must grow linearly in N; before the
+              merge (index.staging.merge_papers). Both must grow linearly in N; before the
               fix the stage's merge was quadratic (10k rows: 114 s, 20k: over 300 s).
   nested      good rows mixed with lines nested 100,000 levels deep: they must be skipped
               and counted (they used to abort the build with a RecursionError).
@@ -68,7 +68,8 @@ def time_collect(path: Path, work: Path) -> dict:
 
 
 def time_merge(path: Path) -> dict:
-    from index.readers import ReadReport, iter_papers, merge_papers
+    from index.readers import ReadReport, iter_papers
+    from index.staging import merge_papers
 
     t0 = time.perf_counter()
     papers = merge_papers(iter_papers([path], ReadReport()))

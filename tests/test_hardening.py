@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from index.build import build_index
-from index.readers import ReadReport, iter_papers, merge_papers, read_sources
+from index.readers import ReadReport, iter_papers, read_sources
+from index.staging import merge_papers
 from index.staging import Stage
 from rag import integrity, store
 from rag.config import Settings, load_settings
@@ -234,17 +235,17 @@ def test_clean_up_never_contacts_an_address_only_an_old_manifest_names(index_cop
 
 def test_a_linked_stage_is_neither_resumed_nor_followed(index_copy, tmp_path):
     from index.readers import expand_sources
-    from index.staging import plan_of
+    from index.staging import PLAN_FILE, plan_of, resumable_stage
 
     outside = tmp_path / "outside-stage"
     outside.mkdir()
     plan = plan_of(expand_sources([SEEDS]), index_copy, False, store.current_build(index_copy.index_dir))
-    (outside / store.PLAN_FILE).write_text(json.dumps(plan, sort_keys=True))  # a matching plan
+    (outside / PLAN_FILE).write_text(json.dumps(plan, sort_keys=True))  # a matching plan
     link = index_copy.index_dir / "builds" / ".tmp-20991231T000000000000-1"
     link.symlink_to(outside)
-    assert store.resumable_stage(index_copy.index_dir, plan) is None
+    assert resumable_stage(index_copy.index_dir, plan) is None
     build_index(index_copy, [SEEDS])
-    assert not link.is_symlink() and [p.name for p in outside.iterdir()] == [store.PLAN_FILE]
+    assert not link.is_symlink() and [p.name for p in outside.iterdir()] == [PLAN_FILE]
 
 
 # ---------------------------------------------------------------- 4. hostile corpora
