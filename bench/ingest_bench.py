@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from provenance import provenance  # noqa: E402  (bench/provenance.py)
 
 RESULTS = REPO / "bench" / "results"
 TITLE = "One Title Listed Under Many Dates"
@@ -76,11 +76,6 @@ def time_merge(path: Path) -> dict:
     return {"merge_s": round(time.perf_counter() - t0, 2), "merged_listings": len(papers[0].listings)}
 
 
-def commit() -> str:
-    return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True).stdout.strip()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", default="10000,20000,100000")
@@ -104,7 +99,7 @@ def main() -> None:
         print(f"{r['case']:<11} {r['rows']:>7} {r['papers']:>6} {r['listings']:>8} "
               f"{r['skipped']:>7} {r['collect_s']:>9} {r.get('merge_s', '-'):>7}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"commit": commit(), "results": results}, indent=1) + "\n")
+    Path(args.out).write_text(json.dumps({"provenance": provenance(), "results": results}, indent=1) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from provenance import provenance  # noqa: E402  (bench/provenance.py)
 
 from index.staging import Stage, new_stage  # noqa: E402
 from rag import publish, store  # noqa: E402
@@ -132,7 +133,7 @@ def synthetic_queries(seeds: Seeds, n: int, seed: int = 1) -> list[dict]:
         words = " ".join(seeds.sentences[s]).split()
         out.append({"text": " ".join(rnd.sample(words, min(10, len(words))))})
         bases.append(rnd.choice(seeds.rows[s]))
-    for q, v in zip(out, seeds.vectors(np.asarray(bases), rng, QUERY_NOISE)):
+    for q, v in zip(out, seeds.vectors(np.asarray(bases), rng, QUERY_NOISE), strict=True):
         q["vector"] = v.tolist()
     return out
 
@@ -207,7 +208,7 @@ def exact_top(emb: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
 
 
 def recall_at_10(found: np.ndarray, exact: np.ndarray) -> float:
-    return float(np.mean([len(set(f[:10]) & set(e[:10])) / 10 for f, e in zip(found, exact)]))
+    return float(np.mean([len(set(f[:10]) & set(e[:10])) / 10 for f, e in zip(found, exact, strict=True)]))
 
 
 def other_kind(emb: np.ndarray, kind: str, queries: np.ndarray, exact: np.ndarray, work: Path) -> dict:
@@ -267,9 +268,10 @@ def probe(index_dir: Path, query_file: Path, exact_file: Path) -> dict:
         retriever.search(q["text"])
     lat: dict[str, list[float]] = {"dense": [], "keyword": [], "hybrid": []}
     for q in queries:
-        for name, call in (("dense", lambda: retriever._dense(q["text"], n, {})),
-                           ("keyword", lambda: retriever._keyword(q["text"], n, {})),
-                           ("hybrid", lambda: retriever.search(q["text"]))):
+        text = q["text"]
+        for name, call in (("dense", lambda text=text: retriever._dense(text, n, {})),
+                           ("keyword", lambda text=text: retriever._keyword(text, n, {})),
+                           ("hybrid", lambda text=text: retriever.search(text))):
             t = time.perf_counter()
             call()
             lat[name].append((time.perf_counter() - t) * 1000)
@@ -395,7 +397,7 @@ def main() -> int:
         del emb
         for part in ("rows", "other_kinds"):
             result[part].sort(key=lambda r: r["chunks"])
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        Path(args.out).write_text(json.dumps({**result, "provenance": provenance()}, indent=1) + "\n")
     print(table(result["rows"]))
     plot(result, Path(args.out).with_suffix(".png"))
     return 0

@@ -31,6 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from provenance import provenance  # noqa: E402  (bench/provenance.py)
 
 RESULTS = REPO / "bench" / "results"
 
@@ -181,7 +182,7 @@ def main() -> int:
     files = write_corpus(work / "collect", args.collect_mb)
     result["collect"] = {"file_mb": file_mb(files), **run("collect", str(work / "stage"), *map(str, files))}
     print(json.dumps(result["collect"]), flush=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    Path(args.out).write_text(json.dumps({**result, "provenance": provenance()}, indent=1) + "\n")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -90,20 +90,22 @@ def _fill_stage(stage: Stage, files: list[Path], settings: Settings, report: Bui
 
 
 def build_index(settings: Settings, sources: Sequence[Path] | None = None, *, full: bool = False,
-                progress: Progress | None = None, ray_address: str | None = None) -> BuildReport:
+                progress: Progress | None = None, ray_address: str | None = None,
+                steps: BuildSteps | None = None) -> BuildReport:
     """Build the index from `sources` (default: the configured ones), reusing unchanged papers.
 
     Streams the sources into a stage on disk and embeds in batches; a build that was killed
     is resumed by the next build with the same sources and settings. With `ray_address`
     ("local" for a Ray started in this process, "auto", "host:port" or "ray://host:port")
     reading, chunking and embedding run on that Ray cluster; staging, writing and
-    publishing stay here. Raises SourceError for unusable sources (the live index is
+    publishing stay here. `steps` replaces the in-process steps (index/steps.py; a test's
+    fake embedder, say). Raises SourceError for unusable sources (the live index is
     untouched), IndexBusyError when another build runs, IndexWriteError when the index
     folder is not writable, MissingExtraError / ClusterError when Ray is not installed or
     the cluster fails.
     """
     if ray_address is None:
-        return _build(settings, sources, full, progress, BuildSteps())
+        return _build(settings, sources, full, progress, steps or BuildSteps())
     from index.ray_build import ray_steps
 
     with ray_steps(ray_address) as steps:

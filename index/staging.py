@@ -36,8 +36,8 @@ from rag.config import ChunkSettings, Settings
 from rag.errors import IndexWriteError
 from rag.faults import is_disk_full, write_error
 from rag.publish import publish, write_build
-from rag.vectorstores import VectorBackend
 from rag.types import Chunk, Listing, Paper, embed_text
+from rag.vectorstores import VectorBackend
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ class Stage:
                   for i, c in enumerate(old or new)]
         if old:
             self.con.executemany("INSERT INTO _reuse VALUES (?, ?)",
-                                 ((c.chunk_id, o.chunk_id) for c, o in zip(chunks, old)))
+                                 ((c.chunk_id, o.chunk_id) for c, o in zip(chunks, old, strict=True)))
         else:
             self.con.executemany("INSERT INTO _todo VALUES (?, ?)",
                                  ((counts["next_seq"] + i, c.chunk_id) for i, c in enumerate(chunks)))

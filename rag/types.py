@@ -31,7 +31,7 @@ class Paper:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Paper":
+    def from_dict(cls, d: dict) -> Paper:
         d = dict(d)
         d["listings"] = [Listing(**x) for x in d.get("listings", [])]
         return cls(**d)

@@ -23,8 +23,7 @@ import pytest
 
 from index.build import build_index
 from index.readers import ReadReport, iter_papers, read_sources
-from index.staging import merge_papers
-from index.staging import Stage
+from index.staging import Stage, merge_papers
 from rag import integrity, store
 from rag.config import Settings, load_settings
 from rag.errors import ConfigError, IndexCorruptError, IndexMismatchError, IndexWriteError
@@ -289,9 +288,9 @@ def test_one_title_under_many_dates_costs_linear_work(tmp_path):
     large = _one_title_many_dates(tmp_path / "large.jsonl", 4000)
     work = {}
     for name, path in (("small", small), ("large", large)):
-        work[name] = (_python_calls(lambda: _collect(path, tmp_path / f"stage-{name}")),
-                      _python_calls(lambda: merge_papers(iter_papers([path], ReadReport()))))
-    for small_calls, large_calls in zip(work["small"], work["large"]):
+        work[name] = (_python_calls(lambda path=path, name=name: _collect(path, tmp_path / f"stage-{name}")),
+                      _python_calls(lambda path=path: merge_papers(iter_papers([path], ReadReport()))))
+    for small_calls, large_calls in zip(work["small"], work["large"], strict=True):
         assert large_calls < 2.5 * small_calls  # twice the rows, about twice the work
     (listings, abstract), = _collect(large, tmp_path / "stage-check")
     listings = json.loads(listings)

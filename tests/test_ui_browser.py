@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_ui import QUESTION, served_app
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,6 @@ import gradio as gr  # noqa: E402
 
 from rag.config import MODES, Settings  # noqa: E402
 from rag.errors import AskPapersError, ConfigError  # noqa: E402
-from rag.types import Answer  # noqa: E402
 from ui import guard, render  # noqa: E402
 from ui.feedback import VoteLimit, record_feedback  # noqa: E402
 
@@ -230,14 +229,14 @@ class ChatApp:
         return (status, gr.update(visible=shown), gr.Dataset(samples=self._corpus[1]),
                 gr.update(choices=self._corpus[2]), gr.update(open=shown))
 
-    def build_if_shown(self, progress=gr.Progress()):
+    def build_if_shown(self, progress=gr.Progress()):  # noqa: B008 - Gradio's way to ask for a progress bar
         """The Build button's handler: refuses unless the page shows the button."""
         if not self.index_status()[1]:
             raise gr.Error("Building from the page is off: there is a usable index, or no "
                            "sources are configured.", print_exception=False)
         return self.build(progress)
 
-    def build(self, progress=gr.Progress()):
+    def build(self, progress=gr.Progress()):  # noqa: B008 - Gradio's way to ask for a progress bar
         """Build (or refresh) the index from the configured sources with a progress bar,
         then refresh what depends on it."""
         from index.build import build_index

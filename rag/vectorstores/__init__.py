@@ -23,8 +23,7 @@ from pathlib import Path
 
 from rag.config import IndexSettings
 from rag.errors import VectorStoreError
-from rag.vectorstores.base import (EXTERNAL_NOTE, RowFields, RowsWhere, VectorBackend,
-                                   VectorSearcher)
+from rag.vectorstores.base import EXTERNAL_NOTE, RowFields, RowsWhere, VectorBackend, VectorSearcher
 
 __all__ = ["EXTERNAL_NOTE", "RowFields", "RowsWhere", "VectorBackend", "VectorSearcher",
            "backend_for", "backend_name", "drop_retired", "make_backend"]

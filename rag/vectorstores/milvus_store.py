@@ -310,7 +310,7 @@ class MilvusBackend:
             hi = min(lo + INSERT_BATCH, len(embeddings))
             vectors = np.asarray(embeddings[lo:hi], dtype=np.float32)  # one slice of the memory map
             rows = fields(lo, hi)
-            for r, v in zip(rows, vectors):
+            for r, v in zip(rows, vectors, strict=True):
                 r["vector"] = v
                 for key in ("authors", "categories", "sources"):
                     r[key] = _fit(r[key])
