@@ -168,7 +168,9 @@ def main() -> int:
         build_index(settings)
     gold = [json.loads(line) for line in open(args.gold, encoding="utf-8") if line.strip()]
     gold = gold[:args.limit] if args.limit else gold
-    log_path = Path(args.out).with_name("side_by_side_records.jsonl")
+    # Per-question records are predictions: written to the ignored predictions/ folder.
+    log_path = Path(args.out).parent / "predictions" / "side_by_side_records.jsonl"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     if args.score_only:
         records = [json.loads(line) for line in log_path.open(encoding="utf-8")]
         model, n_chunks = "llama.cpp:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", None
