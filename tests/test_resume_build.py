@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import index.build
+import index.steps
 from index.build import build_index
 from index.staging import BATCHES, new_stage
 from rag import store
@@ -75,7 +75,7 @@ def test_killed_build_resumes_from_finished_batches(tmp_path, monkeypatch):
     assert store.current_build(killed_home / "index") is None  # nothing published
     assert 3 <= done < 120 // BATCH
     counting = CountingEmbedder(load_embedder("all-MiniLM-L6-v2"))
-    monkeypatch.setattr(index.build, "load_embedder", lambda model: counting)
+    monkeypatch.setattr(index.steps, "load_embedder", lambda model: counting)
     settings = load_settings(home=killed_home, index={"embed_batch": BATCH})
     report = build_index(settings, [source])
     assert report.resumed_batches == done and report.batches == 120 // BATCH
