@@ -260,9 +260,9 @@ def read_sources(sources: Iterable[Path]) -> ReadReport:
     Raises SourceError for a missing, unreadable, binary or non-UTF-8 source, or when
     the sources hold no papers at all.
     """
-    report = ReadReport()
     from index.staging import merge_papers  # the build's own merge, for a list in memory
 
+    report = ReadReport()
     report.papers = merge_papers(iter_papers(expand_sources(sources), report))
     if not report.papers:
         raise no_papers_error(report)
