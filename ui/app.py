@@ -18,6 +18,7 @@ import gradio as gr  # noqa: E402
 
 from rag.config import MODES, Settings  # noqa: E402
 from rag.errors import AskPapersError, ConfigError  # noqa: E402
+from rag.filters import year_filter  # noqa: E402
 from ui import guard, render  # noqa: E402
 from ui.feedback import VoteLimit, record_feedback  # noqa: E402
 
@@ -142,8 +143,6 @@ def make_filters(source, year, author, category) -> dict:
 
     Raises QuestionError for a year that is not a whole number (rag.filters.year_filter).
     """
-    from rag.filters import year_filter
-
     return {"source": source or "", "year": year_filter(year) or None,
             "author": (author or "").strip(), "category": (category or "").strip()}
 
