@@ -9,7 +9,7 @@ SCALE   := $(VENV)/.installed-scale
 HOST    ?= 127.0.0.1
 PORT    ?= 7860
 
-.PHONY: install run test test-fast browser bench clean-venv
+.PHONY: install run lint test test-fast browser bench clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ browser:
 	@command -v chromium >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Chromium is missing: run 'sudo apt-get install chromium' once"; exit 1; fi; }
+
+# The linter and the layering contracts (pyproject.toml); CI runs this before the tests.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 test: install $(SCALE) browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "slow or not slow"

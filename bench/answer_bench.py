@@ -23,8 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from rag import ask_stream  # noqa: E402
-from rag import store  # noqa: E402
+from rag import ask_stream, store  # noqa: E402
 from rag.config import load_settings  # noqa: E402
 from rag.engine import get_engine  # noqa: E402
 from rag.evaluation import evaluate, format_table  # noqa: E402

@@ -15,6 +15,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from provenance import provenance  # noqa: E402  (bench/provenance.py)
 
 from index.build import build_index  # noqa: E402
 from rag import store  # noqa: E402
@@ -68,7 +69,7 @@ def main() -> int:
     for key, value in rows.items():
         print(f"{key:<{width}}  {value}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
+    Path(args.out).write_text(json.dumps({**rows, "provenance": provenance(settings)}, indent=1) + "\n")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from provenance import provenance  # noqa: E402  (bench/provenance.py)
 
 from rag import ask, store  # noqa: E402
 from rag.config import load_settings  # noqa: E402
@@ -199,7 +200,7 @@ def main() -> int:
     print(f"survived {survived}/{len(rows)}; power cut: stale temp build removed = "
           f"{cut['stale_removed']}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    Path(args.out).write_text(json.dumps({**result, "provenance": provenance()}, indent=1) + "\n")
     return 0 if survived == len(rows) and cut["survived"] else 1
 
 

@@ -3,7 +3,7 @@
   duplicates  one title repeated on every line, each with another `update_date` (all
               distinct), so one paper collects N listings: the build's step 1
               (index.staging.Stage.collect into a stage's records.sqlite) and the in-memory
-              merge (index.readers.merge_papers). Both must grow linearly in N; before the
+              merge (index.staging.merge_papers). Both must grow linearly in N; before the
               fix the stage's merge was quadratic (10k rows: 114 s, 20k: over 300 s).
   nested      good rows mixed with lines nested 100,000 levels deep: they must be skipped
               and counted (they used to abort the build with a RecursionError).
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from provenance import provenance  # noqa: E402  (bench/provenance.py)
 
 RESULTS = REPO / "bench" / "results"
 TITLE = "One Title Listed Under Many Dates"
@@ -68,16 +68,12 @@ def time_collect(path: Path, work: Path) -> dict:
 
 
 def time_merge(path: Path) -> dict:
-    from index.readers import ReadReport, iter_papers, merge_papers
+    from index.readers import ReadReport, iter_papers
+    from index.staging import merge_papers
 
     t0 = time.perf_counter()
     papers = merge_papers(iter_papers([path], ReadReport()))
     return {"merge_s": round(time.perf_counter() - t0, 2), "merged_listings": len(papers[0].listings)}
-
-
-def commit() -> str:
-    return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True).stdout.strip()
 
 
 def main() -> None:
@@ -103,7 +99,7 @@ def main() -> None:
         print(f"{r['case']:<11} {r['rows']:>7} {r['papers']:>6} {r['listings']:>8} "
               f"{r['skipped']:>7} {r['collect_s']:>9} {r.get('merge_s', '-'):>7}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"commit": commit(), "results": results}, indent=1) + "\n")
+    Path(args.out).write_text(json.dumps({"provenance": provenance(), "results": results}, indent=1) + "\n")
     print(f"wrote {args.out}")
 
 

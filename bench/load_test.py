@@ -31,6 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from provenance import provenance  # noqa: E402  (bench/provenance.py)
 
 from rag import store  # noqa: E402
 from rag.config import load_settings  # noqa: E402
@@ -248,7 +249,7 @@ def main() -> int:
         for p in r["problems"][:5]:
             print("   ", p["problem"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"rss_growth_bound_mb": RSS_GROWTH_BOUND_MB,
+    Path(args.out).write_text(json.dumps({"provenance": provenance(settings), "rss_growth_bound_mb": RSS_GROWTH_BOUND_MB,
                                           "runs": runs}, indent=1) + "\n")
     ok = all(r["errors"] == 0 and r["rss_within_bound"] and r["server_alive_at_end"]
              and not r["serves_files_outside"]

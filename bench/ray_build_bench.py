@@ -33,10 +33,12 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from provenance import provenance  # noqa: E402  (bench/provenance.py)
 
 from index.build import build_index  # noqa: E402
 from index.chunking import chunk_papers  # noqa: E402
-from index.readers import ReadReport, expand_sources, merge_papers, read_sources  # noqa: E402
+from index.readers import ReadReport, expand_sources, read_sources  # noqa: E402
+from index.staging import merge_papers  # noqa: E402
 from rag import store  # noqa: E402
 from rag.config import load_settings  # noqa: E402
 from rag.embedder import load_embedder  # noqa: E402
@@ -114,7 +116,7 @@ def build_pair(name: str, source: Path, work: Path, ray_address: str, workers: i
     ray = load_settings(home=work / f"{name}-ray")
     rows = [timed_build(single, source, None), timed_build(ray, source, ray_address)]
     eq = compare(single, ray)
-    for row, n in zip(rows, (1, workers)):
+    for row, n in zip(rows, (1, workers), strict=True):
         row.update(corpus=name, workers=n, **eq,
                    per_worker_chunks_per_s=round(row["embed_chunks_per_s"] / n, 1))
     return rows
@@ -122,7 +124,6 @@ def build_pair(name: str, source: Path, work: Path, ray_address: str, workers: i
 
 def read_chunk_pair(source: Path, settings, ray_address: str) -> dict:
     """Reading + chunking only, on the whole corpus, both ways; chunks compared."""
-    from index.build import BuildReport  # noqa: F401  (ray_build needs index.build loaded)
     from index.ray_build import ray_steps
 
     t = time.perf_counter()
@@ -207,7 +208,7 @@ def main() -> int:
               "builds": rows, "synthetic_full_read_chunk": whole,
               "synthetic_full_build_extrapolated": extrapolated}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    Path(args.out).write_text(json.dumps({**result, "provenance": provenance(settings)}, indent=1) + "\n")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -8,8 +8,8 @@ Gaussian noise, normalised (so vectors cluster like real ones). Embedding real t
 every size. Queries: 10-word shuffles of a seed paper's sentences, each with a noisy copy
 of one of its real chunk vectors.
 
-Real code paths: rag.store.write_build (vectors chosen by rag.vectorstores.faiss_store) builds each corpus,
-and a fresh process runs rag.store.load_index and rag.retrieval.HybridRetriever with a
+Real code paths: a build's own stage and write path (index.staging.Stage, then
+rag.publish.write_build, vectors by rag.vectorstores.faiss_store) builds each corpus, and a fresh process runs rag.store.load_index and rag.retrieval.HybridRetriever with a
 FAKE embedder (FakeQueryEmbedder) that returns each query's stored vector. Measured:
 build time (vector index and keyword index separately), size on disk, resident memory
 (VmRSS of that process after loading, and after the queries), latency p50/p95 of dense,
@@ -41,11 +41,13 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from provenance import provenance  # noqa: E402  (bench/provenance.py)
 
-from rag import store  # noqa: E402
-from rag.vectorstores import faiss_store as vectors  # noqa: E402
+from index.staging import Stage, new_stage  # noqa: E402
+from rag import publish, store  # noqa: E402
 from rag.config import load_settings  # noqa: E402
 from rag.types import Chunk, Paper  # noqa: E402
+from rag.vectorstores import faiss_store as vectors  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 CHUNKS_PER_PAPER = 3
@@ -131,7 +133,7 @@ def synthetic_queries(seeds: Seeds, n: int, seed: int = 1) -> list[dict]:
         words = " ".join(seeds.sentences[s]).split()
         out.append({"text": " ".join(rnd.sample(words, min(10, len(words))))})
         bases.append(rnd.choice(seeds.rows[s]))
-    for q, v in zip(out, seeds.vectors(np.asarray(bases), rng, QUERY_NOISE)):
+    for q, v in zip(out, seeds.vectors(np.asarray(bases), rng, QUERY_NOISE), strict=True):
         q["vector"] = v.tolist()
     return out
 
@@ -139,12 +141,14 @@ def synthetic_queries(seeds: Seeds, n: int, seed: int = 1) -> list[dict]:
 # ---------------------------------------------------------------- building
 
 def build_corpus(seeds: Seeds, n: int, index_dir: Path, ann: str) -> dict:
-    """Write one synthetic corpus with store.write_build; return its build timings and sizes."""
+    """Write one synthetic corpus through a build's own stage (index.staging.Stage: collect,
+    plan, embed, assemble, publish) with the synthetic chunks and vectors standing in for
+    the chunker and the embedder; return its build timings and sizes."""
     t0 = time.perf_counter()
     papers, chunks, emb = synthetic_corpus(seeds, n)
     gen_s = time.perf_counter() - t0
     timed: dict[str, float] = {}
-    make, write_bm25 = vectors.make_vector_index, store._write_bm25
+    make, write_bm25 = vectors.make_vector_index, publish._write_bm25
 
     def timed_make(*a, **kw):  # measure the vector index inside the real write_build
         t, c = time.perf_counter(), time.process_time()
@@ -157,21 +161,31 @@ def build_corpus(seeds: Seeds, n: int, index_dir: Path, ann: str) -> dict:
         write_bm25(*a, **kw)
         timed["keyword_index_s"], timed["keyword_index_cpu_s"] = time.perf_counter() - t, time.process_time() - c
 
-    vectors.make_vector_index, store._write_bm25 = timed_make, timed_bm25
+    vectors.make_vector_index, publish._write_bm25 = timed_make, timed_bm25
     shutil.rmtree(index_dir, ignore_errors=True)
-    manifest = {**store.shaping_settings(load_settings(), emb.shape[1]), "synthetic": True,
-                "sources": ["bench/scale.py synthetic corpus"], "paper_hashes": {}}
+    settings = load_settings()
+    size = settings.index.embed_batch
+    by_paper: dict[str, list[Chunk]] = {}
+    for c in chunks:
+        by_paper.setdefault(c.paper_id, []).append(c)
     t1 = time.perf_counter()
     try:
-        stage = store.new_stage(index_dir)
-        manifest = store.write_build(stage, papers, chunks, emb, manifest,
-                                       backend=vectors.FaissBackend(ann))
-        build = store.publish(index_dir, stage)
+        stage = Stage(new_stage(index_dir), previous=None)
+        stage.collect(papers, lambda: {"skipped": []})
+        stage.plan(settings, lambda page, _: [c for p in page for c in by_paper[p.paper_id]])
+        # Chunks are numbered in paper_id order, the order they were made in: batch j is rows j*size...
+        n_batches, _ = stage.embed(size, lambda batches: ((j, emb[j * size:(j + 1) * size])
+                                                          for j, _ in batches))
+        staged = stage.assemble(size, n_batches, emb.shape[1])
+        manifest = {**store.shaping_settings(settings, emb.shape[1]), "synthetic": True,
+                    "sources": ["bench/scale.py synthetic corpus"], "paper_hashes": stage.paper_hashes()}
+        stage_s, t2 = time.perf_counter() - t1, time.perf_counter()
+        manifest, build = stage.publish(index_dir, staged, manifest, vectors.FaissBackend(ann))
     finally:
-        vectors.make_vector_index, store._write_bm25 = make, write_bm25
+        vectors.make_vector_index, publish._write_bm25 = make, write_bm25
     files = manifest["files"]
     return {"chunks": n, "papers": len(papers), "generate_s": round(gen_s, 1),
-            "write_build_s": round(time.perf_counter() - t1, 1),
+            "stage_s": round(stage_s, 1), "write_build_s": round(time.perf_counter() - t2, 1),
             **{k: round(v, 1) for k, v in timed.items()}, "ann": manifest["vector_store"],
             "disk_mb": round(store.size_on_disk(build) / 2**20, 1),
             "disk_mb_by_part": {part: round(sum(e["bytes"] for f, e in files.items()
@@ -194,7 +208,7 @@ def exact_top(emb: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
 
 
 def recall_at_10(found: np.ndarray, exact: np.ndarray) -> float:
-    return float(np.mean([len(set(f[:10]) & set(e[:10])) / 10 for f, e in zip(found, exact)]))
+    return float(np.mean([len(set(f[:10]) & set(e[:10])) / 10 for f, e in zip(found, exact, strict=True)]))
 
 
 def other_kind(emb: np.ndarray, kind: str, queries: np.ndarray, exact: np.ndarray, work: Path) -> dict:
@@ -242,7 +256,7 @@ def probe(index_dir: Path, query_file: Path, exact_file: Path) -> dict:
     from rag.config import RetrievalSettings
     from rag.retrieval import HybridRetriever
 
-    store._bm25s()
+    store.import_bm25s()
     queries, exact = json.loads(query_file.read_text()), np.load(exact_file)
     base = rss_mb()
     t = time.perf_counter()
@@ -254,9 +268,10 @@ def probe(index_dir: Path, query_file: Path, exact_file: Path) -> dict:
         retriever.search(q["text"])
     lat: dict[str, list[float]] = {"dense": [], "keyword": [], "hybrid": []}
     for q in queries:
-        for name, call in (("dense", lambda: retriever._dense(q["text"], n, {})),
-                           ("keyword", lambda: retriever._keyword(q["text"], n, {})),
-                           ("hybrid", lambda: retriever.search(q["text"]))):
+        text = q["text"]
+        for name, call in (("dense", lambda text=text: retriever._dense(text, n, {})),
+                           ("keyword", lambda text=text: retriever._keyword(text, n, {})),
+                           ("hybrid", lambda text=text: retriever.search(text))):
             t = time.perf_counter()
             call()
             lat[name].append((time.perf_counter() - t) * 1000)
@@ -382,7 +397,7 @@ def main() -> int:
         del emb
         for part in ("rows", "other_kinds"):
             result[part].sort(key=lambda r: r["chunks"])
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        Path(args.out).write_text(json.dumps({**result, "provenance": provenance()}, indent=1) + "\n")
     print(table(result["rows"]))
     plot(result, Path(args.out).with_suffix(".png"))
     return 0

@@ -29,6 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from provenance import provenance  # noqa: E402  (bench/provenance.py)
 
 from rag import ask_stream, store  # noqa: E402
 from rag.config import REPO_SEEDS, Settings, load_settings  # noqa: E402
@@ -114,8 +115,8 @@ def run_both(settings: Settings, plain: PlainPipeline, gold: list[dict], log_pat
     with log_path.open("w", encoding="utf-8") as log:
         for g in gold:
             rec = {"id": g["id"]}
-            for name, call in (("askpapers", lambda: ask_askpapers(settings, g["id"], g["question"])),
-                               ("plain", lambda: plain.answer(g["id"], g["question"]))):
+            for name, call in (("askpapers", lambda g=g: ask_askpapers(settings, g["id"], g["question"])),
+                               ("plain", lambda g=g: plain.answer(g["id"], g["question"]))):
                 pred, first, total = call()
                 rec[name] = {"pred": pred, "first_s": first, "total_s": total}
             records.append(rec)
@@ -167,7 +168,9 @@ def main() -> int:
         build_index(settings)
     gold = [json.loads(line) for line in open(args.gold, encoding="utf-8") if line.strip()]
     gold = gold[:args.limit] if args.limit else gold
-    log_path = Path(args.out).with_name("side_by_side_records.jsonl")
+    # Per-question records are predictions: written to the ignored predictions/ folder.
+    log_path = Path(args.out).parent / "predictions" / "side_by_side_records.jsonl"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     if args.score_only:
         records = [json.loads(line) for line in log_path.open(encoding="utf-8")]
         model, n_chunks = "llama.cpp:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", None
@@ -186,7 +189,7 @@ def main() -> int:
     result = {"questions": len(records), "of": len(gold), "model": model, "plain_chunks": n_chunks,
               "askpapers": ours, "plain": theirs}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    Path(args.out).write_text(json.dumps({**result, "provenance": provenance(settings)}, indent=1) + "\n")
     return 0
 
 

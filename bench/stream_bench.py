@@ -31,6 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from provenance import provenance  # noqa: E402  (bench/provenance.py)
 
 RESULTS = REPO / "bench" / "results"
 
@@ -121,18 +122,19 @@ class FakeEmbedder:
 
 def measure_build(files: list[Path], home: Path) -> dict:
     import index.build
-    from rag import store
+    import index.staging
+    import index.steps
     from rag.config import load_settings
 
     fake, seen = FakeEmbedder(), {}
-    index.build.load_embedder = lambda model: fake
-    real_write = store.write_build
+    index.build.load_embedder = index.steps.load_embedder = lambda model: fake
+    real_write = index.staging.write_build
 
     def write_build(*a, **kw):  # the peak so far: reading, planning, embedding, assembling
         seen["peak_before_indexes_mb"] = status("VmHWM")
         return real_write(*a, **kw)
 
-    store.write_build = write_build
+    index.staging.write_build = write_build
     shutil.rmtree(home, ignore_errors=True)
     base = status("VmRSS")
     report = index.build.build_index(load_settings(home=home), files)
@@ -180,7 +182,7 @@ def main() -> int:
     files = write_corpus(work / "collect", args.collect_mb)
     result["collect"] = {"file_mb": file_mb(files), **run("collect", str(work / "stage"), *map(str, files))}
     print(json.dumps(result["collect"]), flush=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    Path(args.out).write_text(json.dumps({**result, "provenance": provenance()}, indent=1) + "\n")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -17,6 +17,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from provenance import provenance  # bench/provenance.py
+
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -94,7 +96,7 @@ def main() -> int:
     for key, value in result.items():
         print(f"{key:<24} {value}")
     out = Path(args.out or REPO / "bench" / "results" / f"ui_{args.mode}.json")
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    out.write_text(json.dumps({**result, "provenance": provenance()}, indent=1) + "\n")
     return 0
 
 

@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from provenance import provenance  # noqa: E402  (bench/provenance.py)
 
 from index.build import build_index  # noqa: E402
 from rag import store  # noqa: E402
@@ -112,15 +113,17 @@ def bench_seeds(settings: dict, questions: list[str], work: Path) -> dict:
         source = next(iter(index.papers.values())).listings[0].source[:3]  # "000": one seed file
         emb = np.asarray(store.read_embeddings(index.path))
         by_id = index.papers
-        fields = lambda lo, hi: [{"row": c.chunk_id, "paper_id": c.paper_id,  # noqa: E731
-                                  **filter_fields(by_id[c.paper_id])} for c in index.chunks[lo:hi]]
+        fields = lambda lo, hi, by_id=by_id, index=index: [  # noqa: E731
+            {"row": c.chunk_id, "paper_id": c.paper_id, **filter_fields(by_id[c.paper_id])}
+            for c in index.chunks[lo:hi]]
         backend = FaissBackend() if name == "faiss" else milvus_store.MilvusBackend(s.index.vector_uri)
         out[name] = {
             "chunks": index.vectors.ntotal,
             "write_s": write_time(backend, work / f"{name}-stage" / "builds" / "w", emb, fields),
-            "dense": timed(lambda v: index.vectors.search(v[None], K), vecs),
-            "dense_filtered": timed(lambda v: index.vectors.search(v[None], K, {"source": source}), vecs),
-            "hybrid": timed(lambda q: retriever.search(q, k=5), questions * 3),
+            "dense": timed(lambda v, index=index: index.vectors.search(v[None], K), vecs),
+            "dense_filtered": timed(lambda v, index=index, source=source: index.vectors.search(
+                v[None], K, {"source": source}), vecs),
+            "hybrid": timed(lambda q, retriever=retriever: retriever.search(q, k=5), questions * 3),
         }
     return out
 
@@ -164,10 +167,10 @@ def bench_synthetic(n: int, work: Path, n_queries: int = 200) -> dict:
         searcher = backend.open(build, section, mm, rows_where)
         out[name] = {
             "chunks": n, "write_s": write_s, "kind": section.get("kind") or section.get("index_type"),
-            "dense": timed(lambda v: searcher.search(v[None], K), q),
-            "dense_filtered_year": timed(lambda v: searcher.search(v[None], K, {"year": 2021}), q),
+            "dense": timed(lambda v, s=searcher: s.search(v[None], K), q),
+            "dense_filtered_year": timed(lambda v, s=searcher: s.search(v[None], K, {"year": 2021}), q),
             "dense_filtered_year_category": timed(
-                lambda v: searcher.search(v[None], K, {"year": 2021, "category": "cs.lg"}), q),
+                lambda v, s=searcher: s.search(v[None], K, {"year": 2021, "category": "cs.lg"}), q),
         }
         if name == "milvus":
             backend.drop(build, section)
@@ -279,7 +282,7 @@ def main() -> int:
     print(table(result))
     print(f"\nload average before: {result['load_before']}; after: {result['load_after']}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "vectorstore.json").write_text(json.dumps(result, indent=1) + "\n")
+    (RESULTS / "vectorstore.json").write_text(json.dumps({**result, "provenance": provenance(settings)}, indent=1) + "\n")
     print(f"wrote {RESULTS / 'vectorstore.json'}")
     return 0
 

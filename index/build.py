@@ -1,52 +1,32 @@
 """Build or refresh the index: read sources, chunk, embed what changed, publish atomically.
 
-The steps and their on-disk state live in index/staging.py."""
+The steps and their on-disk state live in index/staging.py; the step seam (BuildSteps,
+BuildReport) in index/steps.py."""
 from __future__ import annotations
 
 import logging
 import shutil
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from index.chunking import chunk_papers
-from index.readers import ReadReport, expand_sources, iter_papers, no_papers_error
-from index.staging import PAGE, BatchEmbedder, Chunker, Stage, plan_of
+from index.readers import ReadReport, expand_sources, no_papers_error
+from index.staging import Stage, new_stage, plan_of, resumable_stage
+from index.steps import BuildReport, BuildSteps
 from rag import store
 from rag.config import Settings
 from rag.embedder import load_embedder
 from rag.errors import AskPapersError
 from rag.faults import disk_full_error, is_disk_full
-from rag.types import Paper
+from rag.publish import BuildLock, remove_stale_builds
 from rag.vectorstores import make_backend
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
-
-
-@dataclass
-class BuildReport:
-    """What a build did, for the CLI to print and tests to check."""
-
-    build_dir: Path
-    papers: int = 0
-    added: int = 0
-    changed: int = 0
-    removed: int = 0
-    unchanged: int = 0
-    chunks: int = 0
-    embedded: int = 0
-    reused: int = 0
-    over_limit: int = 0
-    skipped: list[str] = field(default_factory=list)
-    batches: int = 0
-    resumed_batches: int = 0
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _previous_build(index_dir: Path, settings: Settings) -> Path | None:
@@ -83,32 +63,6 @@ def _live_build(index_dir: Path) -> Path | None:
         return None
 
 
-def embed_in_process(settings: Settings, report: BuildReport) -> BatchEmbedder:
-    """Batches embedded here with the configured model (loaded on first use, so a build with
-    nothing new never loads it); counts over-long texts on `report`."""
-    def embed(batches: Iterable[tuple[int, list[str]]]) -> Iterator[tuple[int, np.ndarray]]:
-        for j, texts in batches:
-            embedder = load_embedder(settings.embedder.model)
-            report.over_limit += sum(embedder.count_tokens(t) > embedder.max_tokens for t in texts)
-            yield j, embedder.embed(texts, batch_size=settings.embedder.batch_size)
-    return embed
-
-
-@dataclass(frozen=True)
-class BuildSteps:
-    """How a build reads, chunks and embeds; index/ray_build.py supplies Ray-distributed ones.
-
-    Each step gives what the in-process one gives: the files' papers in reading order
-    (duplicates included; the stage merges them), the chunks of a list of papers numbered
-    from 0 in paper order, and each batch's vectors in the order of its texts.
-    """
-
-    read: Callable[[list[Path], ReadReport], Iterable[Paper]] = iter_papers
-    chunk: Chunker = chunk_papers
-    embed: Callable[[Settings, BuildReport], BatchEmbedder] = embed_in_process
-    plan_page: int = PAGE  # papers chunked per call of `chunk`
-
-
 def _fill_stage(stage: Stage, files: list[Path], settings: Settings, report: BuildReport,
                 progress: Progress | None, steps: BuildSteps) -> tuple[np.ndarray, dict]:
     """Collect, plan, embed and assemble into the stage; returns (embeddings, manifest part)."""
@@ -136,20 +90,22 @@ def _fill_stage(stage: Stage, files: list[Path], settings: Settings, report: Bui
 
 
 def build_index(settings: Settings, sources: Sequence[Path] | None = None, *, full: bool = False,
-                progress: Progress | None = None, ray_address: str | None = None) -> BuildReport:
+                progress: Progress | None = None, ray_address: str | None = None,
+                steps: BuildSteps | None = None) -> BuildReport:
     """Build the index from `sources` (default: the configured ones), reusing unchanged papers.
 
     Streams the sources into a stage on disk and embeds in batches; a build that was killed
     is resumed by the next build with the same sources and settings. With `ray_address`
     ("local" for a Ray started in this process, "auto", "host:port" or "ray://host:port")
     reading, chunking and embedding run on that Ray cluster; staging, writing and
-    publishing stay here. Raises SourceError for unusable sources (the live index is
+    publishing stay here. `steps` replaces the in-process steps (index/steps.py; a test's
+    fake embedder, say). Raises SourceError for unusable sources (the live index is
     untouched), IndexBusyError when another build runs, IndexWriteError when the index
     folder is not writable, MissingExtraError / ClusterError when Ray is not installed or
     the cluster fails.
     """
     if ray_address is None:
-        return _build(settings, sources, full, progress, BuildSteps())
+        return _build(settings, sources, full, progress, steps or BuildSteps())
     from index.ray_build import ray_steps
 
     with ray_steps(ray_address) as steps:
@@ -172,25 +128,22 @@ def _build(settings: Settings, sources: Sequence[Path] | None, full: bool,
     index_dir = settings.index_dir
     sources = [Path(s) for s in (sources or settings.sources)]
     t0 = time.perf_counter()
-    with store.BuildLock(index_dir):
+    with BuildLock(index_dir):
         backend = make_backend(settings.index)  # an unreachable vector store fails here, early
         files = expand_sources(sources)
         previous = None if full else _previous_build(index_dir, settings)
         plan = plan_of(files, settings, full, previous)
-        resumed = store.resumable_stage(index_dir, plan)
-        store.remove_stale_builds(index_dir, keep=resumed,
-                                  vector_uri=settings.index.vector_uri)
-        path = resumed or store.new_stage(index_dir, plan)
+        resumed = resumable_stage(index_dir, plan)
+        remove_stale_builds(index_dir, keep=resumed, vector_uri=settings.index.vector_uri)
+        path = resumed or new_stage(index_dir, plan)
         report = BuildReport(build_dir=index_dir)
         stage = None
         try:
             stage = Stage(path, previous, live=_live_build(index_dir))
             emb, manifest = _fill_stage(stage, files, settings, report, progress, steps)
-            stage.finish()
             t2 = time.perf_counter()
-            store.write_build(path, None, None, emb, {**manifest, "sources": [str(s) for s in sources]},
-                              backend=backend)
-            report.build_dir = store.publish(index_dir, path)
+            _, report.build_dir = stage.publish(
+                index_dir, emb, {**manifest, "sources": [str(s) for s in sources]}, backend)
             report.seconds["write"] = time.perf_counter() - t2
         except KeyboardInterrupt:
             raise  # an interrupted build keeps its stage, to be resumed

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from index.build import BuildReport, BuildSteps
 from index.chunking import chunk_paper, make_splitter
 from index.readers import ReadReport, read_path
+from index.steps import BuildReport, BuildSteps
 from rag.config import ChunkSettings, Settings
 from rag.errors import AskPapersError, ClusterError, MissingExtraError
 from rag.types import Chunk, Paper
@@ -213,9 +213,9 @@ def _chunk_batch(batch: dict, cfg: dict) -> dict:
     """Worker side: the chunks of a batch of abstracts, tagged with paper row and position."""
     splitter = make_splitter(ChunkSettings(**cfg))
     out: dict[str, list] = {"paper": [], "n": [], "start": [], "end": [], "text": []}
-    for row, pid, abstract in zip(batch["paper"], batch["paper_id"], batch["abstract"]):
+    for row, pid, abstract in zip(batch["paper"], batch["paper_id"], batch["abstract"], strict=True):
         for n, c in enumerate(chunk_paper(Paper(str(pid), "", str(abstract)), splitter, 0)):
-            for key, value in zip(out, (row, n, c.start, c.end, c.text)):
+            for key, value in zip(out, (row, n, c.start, c.end, c.text), strict=True):
                 out[key].append(value)
     return {key: np.asarray(values) for key, values in out.items()}
 
@@ -281,7 +281,7 @@ def _embed_group(group: list[tuple[int, list[str]]], workers: int, settings: Set
     filled = dict.fromkeys(lengths, 0)
     for part in ds.iter_batches(batch_size=None, batch_format="numpy"):
         report.over_limit += int(part["over"].sum())
-        for j, pos, vec in zip(part["batch"], part["pos"], part["vector"]):
+        for j, pos, vec in zip(part["batch"], part["pos"], part["vector"], strict=True):
             j = int(j)
             if j not in vectors:
                 vectors[j] = np.zeros((lengths[j], len(vec)), dtype=np.float32)

@@ -230,7 +230,7 @@ def expand_sources(sources: Iterable[Path]) -> list[Path]:
 
 
 def iter_papers(files: Iterable[Path], report: ReadReport) -> Iterator[Paper]:
-    """Papers from these files as read, duplicates included (see merge_papers), streamed.
+    """Papers from these files as read, duplicates included (see index.staging), streamed.
 
     Raises SourceError for an unreadable, binary or non-UTF-8 file."""
     for path in files:
@@ -254,29 +254,14 @@ def _expand(source: Path) -> list[Path]:
     return files
 
 
-def merge_papers(papers: Iterable[Paper]) -> list[Paper]:
-    """De-duplicate by paper_id, keeping every listing and the longest abstract; sorted by id."""
-    merged: dict[str, Paper] = {}
-    listings: dict[str, dict[Listing, None]] = {}  # ordered sets: linear in the listings
-    for p in papers:
-        seen = merged.get(p.paper_id)
-        if seen is None:
-            merged[p.paper_id], listings[p.paper_id] = p, dict.fromkeys(p.listings)
-            continue
-        listings[p.paper_id].update(dict.fromkeys(p.listings))
-        if len(p.abstract) > len(seen.abstract):
-            seen.abstract = p.abstract
-    for pid, p in merged.items():
-        p.listings = sorted(listings[pid], key=lambda x: (x.source, x.date))
-    return [merged[k] for k in sorted(merged)]
-
-
 def read_sources(sources: Iterable[Path]) -> ReadReport:
     """Read every source into one de-duplicated paper list.
 
     Raises SourceError for a missing, unreadable, binary or non-UTF-8 source, or when
     the sources hold no papers at all.
     """
+    from index.staging import merge_papers  # the build's own merge, for a list in memory
+
     report = ReadReport()
     report.papers = merge_papers(iter_papers(expand_sources(sources), report))
     if not report.papers:

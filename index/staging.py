@@ -1,7 +1,7 @@
 """A build's stage on disk, filled in resumable steps with bounded memory.
 
 1. collect: stream the sources' papers into the stage's records.sqlite, merging duplicates
-   as index.readers.merge_papers does (every listing, the longest abstract).
+   (`merge_papers` is the same merge for a list in memory).
 2. plan: walk the papers in paper_id order, reuse unchanged papers' chunks (and later
    their vectors) from the previous build, chunk the rest; number the chunks.
 3. embed: embed the chunks to embed in fixed batches of `index.embed_batch` chunks, each
@@ -11,11 +11,14 @@
 
 Steps 1 and 2 each commit in one transaction with their done-marker, so a stage holds
 either all of a step or none of it. What a stage may be resumed with is its plan.json
-(rag.store.new_stage): the same source files (paths, sizes, mtimes), shaping settings,
-batch size and previous build.
+(`new_stage`, `resumable_stage`): the same source files (paths, sizes, mtimes), shaping
+settings, batch size and previous build. `Stage.publish` is the one way a filled stage
+becomes a build (rag.publish seals it and switches CURRENT); the scale bench uses it too.
+This module owns the stage's lifecycle; rag/store.py and rag/publish.py own the format.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -30,8 +33,11 @@ from index.chunking import chunk_papers
 from rag import records as rec
 from rag import store
 from rag.config import ChunkSettings, Settings
-from rag.faults import is_disk_full
-from rag.types import Chunk, Listing, Paper
+from rag.errors import IndexWriteError
+from rag.faults import is_disk_full, write_error
+from rag.publish import publish, write_build
+from rag.types import Chunk, Listing, Paper, embed_text
+from rag.vectorstores import VectorBackend
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,10 @@ CREATE TABLE IF NOT EXISTS _listings (paper_id TEXT NOT NULL, source TEXT NOT NU
 # A paper read again keeps its first row, with the longer abstract of the two.
 _UPSERT = ("INSERT INTO papers VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(paper_id) DO UPDATE "
            "SET abstract = excluded.abstract WHERE length(excluded.abstract) > length(papers.abstract)")
+# Only in an unfinished stage: the plan that lets a later build resume it, and the
+# finished embedding batches; removed before the build is sealed.
+PLAN_FILE, BATCHES = "plan.json", "batches"
+STAGE_ONLY = (PLAN_FILE, BATCHES)
 PAGE = 1000  # papers per page while planning (each page's new papers are chunked together)
 Chunker = Callable[[list[Paper], ChunkSettings], list[Chunk]]
 # Vectors for (batch number, texts) pairs, yielded as (batch number, vectors) in any order.
@@ -64,9 +74,43 @@ def plan_of(files: list[Path], settings: Settings, full: bool, previous: Path | 
             "previous": None if previous is None else previous.name}
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    """The stage's records.sqlite with the stage-only tables (closed again if that fails)."""
-    con = rec.connect_writable(path / rec.FILE)
+def resumable_stage(index_dir: Path, plan: dict) -> Path | None:
+    """The newest unfinished stage whose plan.json equals `plan` (a build to resume), or None."""
+    want = json.loads(json.dumps(plan))  # as read back: tuples become lists
+    for stage in sorted((index_dir / "builds").glob(".tmp-*"), reverse=True):
+        if stage.is_symlink():
+            continue  # never write through a link out of the index folder (removed as stale)
+        try:
+            if json.loads((stage / PLAN_FILE).read_text(encoding="utf-8")) == want:
+                return stage
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def new_stage(index_dir: Path, plan: dict | None = None) -> Path:
+    """A fresh temp folder for a build under `builds/`, holding `plan` (what would let a later
+    build resume it) when given. Raises IndexWriteError."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+    stage = index_dir / "builds" / f".tmp-{stamp}-{os.getpid()}"
+    try:
+        stage.mkdir(parents=True)
+        if plan is not None:
+            tmp = stage / (PLAN_FILE + ".tmp")
+            tmp.write_text(json.dumps(plan, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, stage / PLAN_FILE)
+    except OSError as e:
+        if is_disk_full(e, stage):
+            raise write_error(e, stage) from None
+        raise IndexWriteError(f"Cannot create {stage}: {e.strerror}; "
+                              "choose another --index-dir or fix its permissions.") from None
+    return stage
+
+
+def _connect(path: Path | str) -> sqlite3.Connection:
+    """A stage's records.sqlite (`path` the stage folder, or ":memory:") with the stage-only
+    tables (closed again if that fails)."""
+    con = rec.connect_writable(path if path == ":memory:" else path / rec.FILE)
     try:
         con.executescript(_STAGE_TABLES)
     except BaseException:
@@ -80,6 +124,36 @@ def _reserve(path: Path) -> None:
     writing its memory-mapped pages later would kill the process with SIGBUS."""
     with open(path, "r+b") as f:
         os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+
+
+def _merge_in(con: sqlite3.Connection, papers: Iterable[Paper]) -> None:
+    """The one paper merge: papers into the `papers` table, de-duplicated by paper_id; a
+    paper read again keeps its first row with the longer abstract and every listing.
+    Listings go to a set table first and are folded in once all are read (so one title
+    listed under 100,000 dates costs linear time, not quadratic)."""
+    for p in papers:
+        con.execute(_UPSERT, rec.paper_row(p))
+        con.executemany("INSERT OR IGNORE INTO _listings VALUES (?, ?, ?)",
+                        ((p.paper_id, x.source, x.date) for x in p.listings))
+    ids = con.execute("SELECT paper_id FROM _listings GROUP BY paper_id HAVING count(*) > 1").fetchall()
+    for (pid,) in ids:
+        p = rec.paper_from_row(con.execute(
+            f"SELECT {rec.PAPER_COLS} FROM papers WHERE paper_id = ?", (pid,)).fetchone())
+        p.listings = [Listing(source, date) for source, date in con.execute(
+            "SELECT source, date FROM _listings WHERE paper_id = ? ORDER BY source, date", (pid,))]
+        con.execute("INSERT OR REPLACE INTO papers VALUES (?,?,?,?,?,?,?,?,?,?,?)", rec.paper_row(p))
+
+
+def merge_papers(papers: Iterable[Paper]) -> list[Paper]:
+    """De-duplicate papers as a build's stage does (`_merge_in`), in memory; sorted by id."""
+    con = _connect(":memory:")
+    try:
+        con.execute("BEGIN")
+        _merge_in(con, papers)
+        return [rec.paper_from_row(r) for r in con.execute(
+            f"SELECT {rec.PAPER_COLS} FROM papers ORDER BY paper_id")]
+    finally:
+        con.close()
 
 
 class Stage:
@@ -101,7 +175,7 @@ class Stage:
         if self.compared is not None:
             self.con.execute("ATTACH DATABASE ? AS prev",
                              (f"{(self.compared / rec.FILE).resolve().as_uri()}?mode=ro",))
-        (path / store.BATCHES).mkdir(exist_ok=True)
+        (path / BATCHES).mkdir(exist_ok=True)
 
     def state(self, key: str):
         row = self.con.execute("SELECT value FROM _state WHERE key = ?", (key,)).fetchone()
@@ -119,34 +193,12 @@ class Stage:
         self.con.execute("BEGIN")
         self.con.execute("DELETE FROM papers")
         self.con.execute("DELETE FROM _listings")
-        for p in papers:
-            self._merge_in(p)
-        self._fold_listings()
+        _merge_in(self.con, papers)
         n = self.con.execute("SELECT count(*) FROM papers").fetchone()[0]
         done = {"papers": n, **read_info()}
         self._set("collected", done)
         self.con.execute("COMMIT")
         return done
-
-    def _merge_in(self, p: Paper) -> None:
-        """One paper in; its listings go to a set table, folded in once all are read (so
-        one title listed under 100,000 dates costs linear time, not quadratic)."""
-        self.con.execute(_UPSERT, rec.paper_row(p))
-        self.con.executemany("INSERT OR IGNORE INTO _listings VALUES (?, ?, ?)",
-                             ((p.paper_id, x.source, x.date) for x in p.listings))
-
-    def _fold_listings(self) -> None:
-        """Give every paper read with several listings all of them, sorted, and the filter
-        fields they shape."""
-        ids = self.con.execute("SELECT paper_id FROM _listings GROUP BY paper_id "
-                               "HAVING count(*) > 1").fetchall()
-        for (pid,) in ids:
-            p = rec.paper_from_row(self.con.execute(
-                f"SELECT {rec.PAPER_COLS} FROM papers WHERE paper_id = ?", (pid,)).fetchone())
-            p.listings = [Listing(source, date) for source, date in self.con.execute(
-                "SELECT source, date FROM _listings WHERE paper_id = ? ORDER BY source, date", (pid,))]
-            self.con.execute("INSERT OR REPLACE INTO papers VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                             rec.paper_row(p))
 
     # ------------------------------------------------------------ 2. plan
 
@@ -193,7 +245,7 @@ class Stage:
                   for i, c in enumerate(old or new)]
         if old:
             self.con.executemany("INSERT INTO _reuse VALUES (?, ?)",
-                                 ((c.chunk_id, o.chunk_id) for c, o in zip(chunks, old)))
+                                 ((c.chunk_id, o.chunk_id) for c, o in zip(chunks, old, strict=True)))
         else:
             self.con.executemany("INSERT INTO _todo VALUES (?, ?)",
                                  ((counts["next_seq"] + i, c.chunk_id) for i, c in enumerate(chunks)))
@@ -227,7 +279,7 @@ class Stage:
     # ------------------------------------------------------------ 3. embed
 
     def batch_path(self, j: int) -> Path:
-        return self.path / store.BATCHES / f"{j:06d}.npy"
+        return self.path / BATCHES / f"{j:06d}.npy"
 
     def embed(self, size: int, embed: BatchEmbedder,
               progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
@@ -248,7 +300,7 @@ class Stage:
         return n_batches, n_batches - len(todo)
 
     def _texts(self, lo: int, hi: int) -> list[str]:
-        return [Chunk(0, "", 0, 0, text).embed_text(title) for title, text in self.con.execute(
+        return [embed_text(title, text) for title, text in self.con.execute(
             "SELECT p.title, c.text FROM _todo t JOIN chunks c ON c.chunk_id = t.chunk_id "
             "JOIN papers p ON p.paper_id = c.paper_id WHERE t.seq >= ? AND t.seq < ? "
             "ORDER BY t.seq", (lo, hi))]
@@ -306,3 +358,12 @@ class Stage:
 
     def close(self) -> None:
         self.con.close()
+
+    def publish(self, index_dir: Path, embeddings: np.ndarray, manifest: dict,
+                backend: VectorBackend | None = None) -> tuple[dict, Path]:
+        """Finish the stage, write and seal its build (rag.publish.write_build) and make it
+        the live one; returns (final manifest, build folder). Raises IndexWriteError or
+        VectorStoreError."""
+        self.finish()
+        manifest = write_build(self.path, embeddings, manifest, backend=backend, stage_only=STAGE_ONLY)
+        return manifest, publish(index_dir, self.path)

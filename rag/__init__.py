@@ -17,7 +17,7 @@ __all__ = ["ask", "ask_stream"]
 
 def ask_stream(question: str, *, mode: str | None = None, k: int | None = None,
                history: list[dict] | None = None, filters: dict | None = None,
-               settings: "Settings | None" = None) -> Iterator["str | Answer"]:
+               settings: Settings | None = None) -> Iterator[str | Answer]:
     """Yield the answer's text as it is generated, then the full `Answer`.
 
     `mode` is 'local', 'openai' or 'extractive' (default: settings.llm.mode); `k` the
@@ -38,7 +38,7 @@ def ask_stream(question: str, *, mode: str | None = None, k: int | None = None,
 
 def ask(question: str, *, mode: str | None = None, k: int | None = None,
         history: list[dict] | None = None, filters: dict | None = None,
-        settings: "Settings | None" = None) -> "Answer":
+        settings: Settings | None = None) -> Answer:
     """Answer a question from the indexed papers, with citations, or abstain.
 
     Same arguments and errors as `ask_stream`.

@@ -15,7 +15,7 @@ import time
 import unicodedata
 from collections.abc import Iterator
 
-from rag.config import Settings
+from rag.config import MODES, Settings
 from rag.decision import Verdict, decide, identifiers
 from rag.engine import Engine
 from rag.errors import ConfigError, QuestionError
@@ -27,7 +27,6 @@ from rag.types import Answer, Source
 
 log = logging.getLogger(__name__)
 
-MODES = ("local", "openai", "extractive")
 MAX_QUESTION_CHARS = 2000
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
 

@@ -14,8 +14,7 @@ import os
 from pathlib import Path
 from typing import Literal, get_args, get_origin
 
-from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo,
-                      field_validator)
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from rag.errors import ConfigError
@@ -175,8 +174,12 @@ class DecisionSettings(_Section):
     multi_k: int = Field(10, ge=1, le=50, description="Papers retrieved for a multi-paper question.")
 
 
+AnswerMode = Literal["local", "openai", "extractive"]
+MODES: tuple[str, ...] = get_args(AnswerMode)  # the one list of answer modes
+
+
 class LLMSettings(_Section):
-    mode: Literal["local", "openai", "extractive"] = Field(
+    mode: AnswerMode = Field(
         "local", description="Which answerer to use when a call does not say."
     )
     local_model: Literal["1.5b", "0.5b"] = Field(

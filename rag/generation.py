@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from rag import prompts
-from rag.extractive import abstention, best_sentences, extractive_answer, name_cited, not_stated
 from rag.citations import MarkerFilter, check_citations
 from rag.decision import Verdict
 from rag.engine import Engine
 from rag.evidence import rank_sentences
+from rag.extractive import abstention, best_sentences, extractive_answer, name_cited, not_stated
 from rag.names import display_name
 from rag.questions import QuestionKind
 from rag.retrieval import Retrieval

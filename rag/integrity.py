@@ -37,7 +37,7 @@ _REBUILD = "run: askpapers index build --full"
 ALGORITHM = "xxh3_128"
 
 
-def _digest() -> "xxhash.xxh3_128":
+def _digest() -> xxhash.xxh3_128:
     return xxhash.xxh3_128()
 
 

@@ -11,12 +11,13 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 from urllib.parse import urlparse
 
 from rag.config import Settings
-from rag.errors import ConfigError, EndpointError, ModelError
+from rag.errors import ConfigError, EndpointError, MissingExtraError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ class ChatModel(Protocol):
 def get_chat_model(settings: Settings, mode: str) -> ChatModel:
     """The chat model for `mode` ('local' or 'openai'); local models load once per process.
 
-    Raises ConfigError for another mode, ModelError or EndpointError when building fails.
+    Raises ConfigError for another mode, ModelError or EndpointError when building fails,
+    MissingExtraError when llama-cpp-python is not installed.
     """
     if mode == "local":
         from rag.models import resolve_gguf
@@ -110,7 +112,7 @@ def _new_llama(path: Path, n_ctx: int, n_threads: int | None):
     try:
         import llama_cpp
     except ImportError:
-        raise ModelError("llama-cpp-python is not installed; run `make install`.") from None
+        raise MissingExtraError("llama-cpp-python is not installed; run `make install`.") from None
     log.info("loading %s (n_ctx=%d)", path, n_ctx)
     try:
         return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx,

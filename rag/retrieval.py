@@ -49,7 +49,7 @@ def retrieval_query(question: str, history: list[dict] | None) -> str:
 def _best_per_paper(chunk_ids, scores, index: LoadedIndex) -> dict[str, float]:
     keep = np.asarray(chunk_ids) >= 0
     best: dict[str, float] = {}
-    for pid, score in zip(index.paper_ids_of(np.asarray(chunk_ids)[keep]), np.asarray(scores)[keep]):
+    for pid, score in zip(index.paper_ids_of(np.asarray(chunk_ids)[keep]), np.asarray(scores)[keep], strict=True):
         if score > best.get(pid, -np.inf):
             best[pid] = float(score)
     return best

@@ -1,5 +1,7 @@
-"""The on-disk index format: the one module that writes and reads it.
+"""The on-disk index format, read side: the layout, the manifest, loading and checking.
 
+The write side is rag/publish.py (seal a staged build, switch CURRENT, lock, retention);
+index/staging.py creates, fills and resumes the stages a build is written into.
 Layout under the index directory:
 
     CURRENT              name of the live build (replaced atomically)
@@ -11,9 +13,9 @@ Layout under the index directory:
         embeddings.npy   float32 (n_chunks, dim), L2-normalised
         vectors.faiss    FAISS inner-product index over the same rows (FAISS backend; a
                          Milvus backend keeps them in a collection named in the manifest)
-        bm25/            bm25s keyword index over the chunks' title+text
-    builds/.tmp-*/       a build in progress; never read. The next build resumes the one
-                         whose plan.json matches its own plan and removes the rest.
+        bm25/            bm25s keyword index over each chunk's rag.types.embed_text
+    builds/.tmp-*/       a build in progress (index/staging.py); never read. The next build
+                         resumes the one whose plan matches its own and removes the rest.
 
 Everything is data (JSON, SQLite, NumPy without pickles, FAISS and bm25s' own array files):
 nothing here runs code when loaded. A build becomes visible only when CURRENT is
@@ -24,17 +26,11 @@ counts and dimension against the records and vectors; `verify_index` checks in f
 """
 from __future__ import annotations
 
-import datetime as dt
-import fcntl
 import functools
 import json
 import logging
-import os
-import shutil
 import sqlite3
 from dataclasses import dataclass, field
-from importlib import metadata
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -42,14 +38,10 @@ import numpy as np
 from rag import integrity
 from rag import records as rec
 from rag.config import Settings
-from rag.errors import (IndexBusyError, IndexCorruptError, IndexMismatchError,
-                        IndexMissingError, IndexWriteError)
-from rag.faults import is_disk_full, write_error
+from rag.errors import IndexCorruptError, IndexMismatchError, IndexMissingError
 from rag.filters import active
-from rag.text import keyword_tokens
-from rag.types import Chunk, Paper
-from rag.vectorstores import (VectorBackend, VectorSearcher, backend_for, backend_name,
-                              drop_retired)
+from rag.types import Chunk
+from rag.vectorstores import VectorSearcher, backend_for, backend_name
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +49,6 @@ FORMAT_VERSION = 3  # 3: files carry content hashes
 _REBUILD = "run: askpapers index build --full"
 # Sections every manifest has; readers index into them without further checks.
 _MANIFEST_SECTIONS = ("files", "counts", "embedder", "chunking", "paper_hashes")
-# Only in an unfinished stage: the plan that lets a later build resume it, and the
-# finished embedding batches (index/build.py).
-PLAN_FILE, BATCHES = "plan.json", "batches"
-_VERSIONED = ("faiss-cpu", "bm25s", "sentence-transformers", "tiktoken", "langchain-text-splitters")
 
 
 @dataclass
@@ -240,7 +228,8 @@ def _open_vectors(build: Path, manifest: dict, rows_where) -> VectorSearcher:
     return backend_for(section).open(build, section, read_embeddings(build), rows_where)
 
 
-def _bm25s():
+def import_bm25s():
+    """The bm25s module, imported on first use and kept quiet."""
     import bm25s
 
     # bm25s sets its own logger to DEBUG on import; keep the library quiet.
@@ -249,7 +238,7 @@ def _bm25s():
 
 
 def _read_bm25(build: Path):
-    bm25s = _bm25s()
+    bm25s = import_bm25s()
 
     try:
         return bm25s.BM25.load(str(build / "bm25"), mmap=True, load_corpus=False)
@@ -334,203 +323,20 @@ def _check_counts(build: Path, manifest: dict, records: rec.Records, n_vectors: 
         raise IndexCorruptError(f"Index {build} has chunks of unknown papers; {_REBUILD}")
 
 
-# ---------------------------------------------------------------- writing
-
-class BuildLock:
-    """An exclusive, non-blocking lock on an index directory, released when the process dies."""
-
-    def __init__(self, index_dir: Path):
-        self.path = index_dir / ".lock"
-        self._fd: int | None = None
-
-    def __enter__(self) -> "BuildLock":
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise IndexWriteError(f"Cannot write to {self.path.parent}: {e.strerror}; "
-                                  "choose another --index-dir or fix its permissions.") from None
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._fd)
-            raise IndexBusyError(f"Another build is running on {self.path.parent}; "
-                                 "wait for it to finish, then try again.") from None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-
-
-def remove_stale_builds(index_dir: Path, keep: Path | None = None, vector_uri: str = "") -> list[str]:
-    """Delete temp builds (all but `keep`, a stage to resume) and builds no longer live;
-    call under BuildLock. A retired build's Milvus collection is dropped only when it lives
-    at `vector_uri` (the configured one): an address that only an old manifest names is
-    never contacted."""
-    builds = index_dir / "builds"
-    live = current_build(index_dir) if (index_dir / "CURRENT").exists() else None
-    removed = []
-    for d in builds.iterdir() if builds.is_dir() else []:
-        if d not in (live, keep):
-            if not d.is_symlink():
-                drop_retired(d, vector_uri)
-            _remove(d)
-            removed.append(d.name)
-    return removed
-
-
-def _remove(path: Path) -> None:
-    """Delete a folder, or only the link when it is a symbolic link (never what it points at)."""
-    if path.is_symlink() or not path.is_dir():
-        path.unlink(missing_ok=True)
-    else:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def resumable_stage(index_dir: Path, plan: dict) -> Path | None:
-    """The newest unfinished stage whose plan.json equals `plan` (a build to resume), or None."""
-    want = json.loads(json.dumps(plan))  # as read back: tuples become lists
-    for stage in sorted((index_dir / "builds").glob(".tmp-*"), reverse=True):
-        if stage.is_symlink():
-            continue  # never write through a link out of the index folder (removed as stale)
-        try:
-            if json.loads((stage / PLAN_FILE).read_text(encoding="utf-8")) == want:
-                return stage
-        except (OSError, ValueError):
-            continue
-    return None
-
-
-def new_stage(index_dir: Path, plan: dict | None = None) -> Path:
-    """A fresh temp folder for a build under `builds/`, holding `plan` (what would let a later
-    build resume it) when given. Raises IndexWriteError."""
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
-    stage = index_dir / "builds" / f".tmp-{stamp}-{os.getpid()}"
-    try:
-        stage.mkdir(parents=True)
-        if plan is not None:
-            tmp = stage / (PLAN_FILE + ".tmp")
-            tmp.write_text(json.dumps(plan, sort_keys=True), encoding="utf-8")
-            os.replace(tmp, stage / PLAN_FILE)
-    except OSError as e:
-        if is_disk_full(e, stage):
-            raise write_error(e, stage) from None
-        raise IndexWriteError(f"Cannot create {stage}: {e.strerror}; "
-                              "choose another --index-dir or fix its permissions.") from None
-    return stage
-
-
-def _drop_stage_only(stage: Path) -> None:
-    """Remove what only an unfinished build needs (its plan and embedding batches)."""
-    (stage / PLAN_FILE).unlink(missing_ok=True)
-    shutil.rmtree(stage / BATCHES, ignore_errors=True)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_bm25(folder: Path, records_file: Path) -> None:
-    """The keyword index over every chunk's title + text, streamed from the records file."""
-    bm25s = _bm25s()
-
-    vocab: dict[str, int] = {}
-    con = rec.Records(records_file).con()
-    ids = [[vocab.setdefault(t, len(vocab)) for t in keyword_tokens(f"{title}\n{text}") or ["_"]]
-           for title, text in con.execute(
-               "SELECT p.title, c.text FROM chunks c JOIN papers p ON p.paper_id = c.paper_id "
-               "ORDER BY c.chunk_id")]
-    con.close()
-    bm25 = bm25s.BM25()
-    bm25.index((ids, vocab), show_progress=False)
-    bm25.save(str(folder))
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for name in _VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def _write_searchers(stage: Path, embeddings: np.ndarray, backend: VectorBackend) -> tuple[dict, dict]:
-    """The vectors (through `backend`) and the keyword index of a staged build; returns the
-    manifest's vector_store section and the records' counts."""
-    records = rec.Records(stage / rec.FILE)
-    try:
-        section = backend.write(stage, embeddings, records.row_fields)
-        _write_bm25(stage / "bm25", stage / rec.FILE)
-        return section, records.counts()
-    finally:
-        records.close()  # a failed write must leave no open file holding the stage's space
-
-
-def write_build(stage: Path, papers: Iterable[Paper] | None, chunks: Iterable[Chunk] | None,
-                embeddings: np.ndarray, manifest: dict, *,
-                backend: VectorBackend | None = None) -> dict:
-    """Write a complete build into `stage` and return its final manifest.
-
-    `manifest` supplies the shaping settings, sources and per-paper hashes; this adds
-    counts, file sizes and hashes, versions, where the vectors went (`backend`, default
-    FAISS files; see rag.vectorstores) and the build time. A streaming build (index/build.py) has
-    already written records.sqlite and embeddings.npy into the stage and passes
-    papers=chunks=None and the mapped embeddings. Raises IndexWriteError or VectorStoreError.
-    """
-    from rag.vectorstores.faiss_store import FaissBackend
-
-    backend = backend or FaissBackend()
-    try:
-        if papers is not None:
-            rec.write_records(stage / rec.FILE, papers, chunks, manifest.get("paper_hashes"))
-        if not (stage / "embeddings.npy").exists():
-            np.save(stage / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32),
-                    allow_pickle=False)
-        section, counts = _write_searchers(stage, embeddings, backend)
-        _drop_stage_only(stage)
-        manifest = {
-            **manifest,
-            "vector_store": section,
-            "counts": {"papers": counts["papers"], "chunks": counts["chunks"]},
-            "files": integrity.seal(stage),
-            "versions": _versions(),
-            "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-        (stage / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        for p in stage.rglob("*"):
-            if p.is_file():
-                _fsync_file(p)
-    except (OSError, sqlite3.Error, RuntimeError) as e:
-        if (error := write_error(e, stage)) is None:
-            raise
-        raise error from None
-    return manifest
-
-
-def publish(index_dir: Path, stage: Path) -> Path:
-    """Make a finished stage the live build with one atomic rename of CURRENT."""
-    final = stage.with_name(stage.name.removeprefix(".tmp-"))
-    os.replace(stage, final)
-    pointer_tmp = index_dir / f".CURRENT.{os.getpid()}.tmp"
-    pointer_tmp.write_text(final.name + "\n", encoding="utf-8")
-    _fsync_file(pointer_tmp)
-    os.replace(pointer_tmp, index_dir / "CURRENT")
-    dir_fd = os.open(index_dir, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return final
-
-
 def size_on_disk(build: Path) -> int:
     """Bytes used by one build's files."""
     return sum(p.stat().st_size for p in build.rglob("*") if p.is_file())
+
+
+def index_info(settings: Settings) -> dict:
+    """What the live index holds, as a dict (for `askpapers index info` and the UI).
+    Raises IndexMissingError when nothing is built, IndexCorruptError for a damaged build."""
+    build = current_build(settings.index_dir)
+    if build is None:
+        raise IndexMissingError(f"No index at {settings.index_dir}; run: askpapers index build")
+    m = read_manifest(build)
+    return {"index_dir": str(settings.index_dir), "build": build.name,
+            "papers": m["counts"].get("papers"), "chunks": m["counts"].get("chunks"),
+            "embedder": m["embedder"], "chunking": m["chunking"], "sources": m.get("sources", []),
+            "vector_store": m.get("vector_store", {}), "built_at": m.get("built_at", "?"),
+            "size_bytes": size_on_disk(build), "skipped": len(m.get("skipped", []))}

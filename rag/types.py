@@ -31,7 +31,7 @@ class Paper:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Paper":
+    def from_dict(cls, d: dict) -> Paper:
         d = dict(d)
         d["listings"] = [Listing(**x) for x in d.get("listings", [])]
         return cls(**d)
@@ -48,8 +48,13 @@ class Chunk:
     text: str
 
     def embed_text(self, title: str) -> str:
-        """The text the embedder and keyword index see: title first, then the span."""
-        return f"{title}\n{self.text}"
+        """The text the embedder and keyword index see (see `embed_text`)."""
+        return embed_text(title, self.text)
+
+
+def embed_text(title: str, text: str) -> str:
+    """The one text the embedder and the keyword index see of a chunk: title first, then the span."""
+    return f"{title}\n{text}"
 
 
 @dataclass

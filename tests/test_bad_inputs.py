@@ -29,8 +29,15 @@ import pytest
 
 from rag import ask, integrity, models, store
 from rag.config import load_settings
-from rag.errors import (AskPapersError, EndpointError, IndexCorruptError, IndexMismatchError,
-                        ModelError, QuestionError, SourceError)
+from rag.errors import (
+    AskPapersError,
+    EndpointError,
+    IndexCorruptError,
+    IndexMismatchError,
+    ModelError,
+    QuestionError,
+    SourceError,
+)
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 QUESTION = "what FID does classifier guidance reach?"
@@ -79,7 +86,7 @@ def _seed_cut(t: Trial) -> Path:
     """A real listing page cut off 20 characters into a title line, half-way down."""
     lines = (SEEDS / "001_cd12900632336ae9.txt").read_text(encoding="utf-8").splitlines(True)
     text = [i for i, line in enumerate(lines) if line.strip()]
-    i = next(i for i, j in zip(text[len(text) // 2:], text[len(text) // 2 + 1:])
+    i = next(i for i, j in zip(text[len(text) // 2:], text[len(text) // 2 + 1:], strict=False)
              if 30 < len(lines[i]) < 200 and len(lines[j]) > 400)  # a title, then its abstract
     return _file("001_cut.txt", "".join(lines[:i]) + lines[i][:20])(t)
 

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 
 from index.build import build_index
+from index.staging import BATCHES
 from rag import store
 from rag.config import load_settings
 from rag.embedder import load_embedder
 from rag.errors import IndexBusyError, IndexMismatchError, IndexMissingError, IndexWriteError
+from rag.publish import BuildLock
 from rag.retrieval import HybridRetriever
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
@@ -93,19 +95,29 @@ def test_unwritable_index_dir_is_a_clear_error(tmp_path):
 
 
 def test_a_second_concurrent_build_is_refused(index_copy):
-    with store.BuildLock(index_copy.index_dir):
+    with BuildLock(index_copy.index_dir):
         with pytest.raises(IndexBusyError, match="Another build is running"):
             build_index(index_copy, [SEEDS])
 
 
 def test_killed_build_leaves_the_old_index_and_is_cleaned_up(index_copy):
     before = store.current_build(index_copy.index_dir)
-    env = {**os.environ, "ASKPAPERS_HOME": str(index_copy.home)}
+    # Small embedding batches, so the build has many and is surely still embedding when
+    # the first one is on disk.
+    env = {**os.environ, "ASKPAPERS_HOME": str(index_copy.home), "ASKPAPERS_INDEX__EMBED_BATCH": "32"}
     proc = subprocess.Popen([sys.executable, "-m", "ui.cli", "index", "build", "--full"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(8)  # mid-way: reading done, embedding under way
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:  # kill it mid-way, at a point seen on disk: reading done, a first batch embedded
+        batches = index_copy.index_dir / "builds"
+        deadline = time.monotonic() + 300
+        while (proc.poll() is None and time.monotonic() < deadline
+               and not any(batches.glob(f".tmp-*/{BATCHES}/*.npy"))):
+            time.sleep(0.02)
+        assert proc.poll() is None, "the build ended before it could be killed mid-way"
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)  # only the build we started, by its id
+        proc.wait()
     assert store.current_build(index_copy.index_dir) == before
     assert "Diffusion Models Beat GANs on Image Synthesis" in _search_titles(
         index_copy, "classifier guidance FID on ImageNet")

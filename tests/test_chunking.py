@@ -1,12 +1,11 @@
 """Chunk bounds and offsets, measured with the embedder's own tokenizer."""
 from __future__ import annotations
 
+from index.chunking import chunk_papers
 from rag.config import ChunkSettings
 from rag.embedder import load_embedder
 from rag.store import load_index
 from rag.tokens import get_encoding
-
-from index.chunking import chunk_papers
 from rag.types import Paper
 
 

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from index.build import build_index
-from index.readers import ReadReport, iter_papers, merge_papers, read_sources
-from index.staging import Stage
+from index.readers import ReadReport, iter_papers, read_sources
+from index.staging import Stage, merge_papers
 from rag import integrity, store
 from rag.config import Settings, load_settings
 from rag.errors import ConfigError, IndexCorruptError, IndexMismatchError, IndexWriteError
@@ -234,17 +234,17 @@ def test_clean_up_never_contacts_an_address_only_an_old_manifest_names(index_cop
 
 def test_a_linked_stage_is_neither_resumed_nor_followed(index_copy, tmp_path):
     from index.readers import expand_sources
-    from index.staging import plan_of
+    from index.staging import PLAN_FILE, plan_of, resumable_stage
 
     outside = tmp_path / "outside-stage"
     outside.mkdir()
     plan = plan_of(expand_sources([SEEDS]), index_copy, False, store.current_build(index_copy.index_dir))
-    (outside / store.PLAN_FILE).write_text(json.dumps(plan, sort_keys=True))  # a matching plan
+    (outside / PLAN_FILE).write_text(json.dumps(plan, sort_keys=True))  # a matching plan
     link = index_copy.index_dir / "builds" / ".tmp-20991231T000000000000-1"
     link.symlink_to(outside)
-    assert store.resumable_stage(index_copy.index_dir, plan) is None
+    assert resumable_stage(index_copy.index_dir, plan) is None
     build_index(index_copy, [SEEDS])
-    assert not link.is_symlink() and [p.name for p in outside.iterdir()] == [store.PLAN_FILE]
+    assert not link.is_symlink() and [p.name for p in outside.iterdir()] == [PLAN_FILE]
 
 
 # ---------------------------------------------------------------- 4. hostile corpora
@@ -288,9 +288,9 @@ def test_one_title_under_many_dates_costs_linear_work(tmp_path):
     large = _one_title_many_dates(tmp_path / "large.jsonl", 4000)
     work = {}
     for name, path in (("small", small), ("large", large)):
-        work[name] = (_python_calls(lambda: _collect(path, tmp_path / f"stage-{name}")),
-                      _python_calls(lambda: merge_papers(iter_papers([path], ReadReport()))))
-    for small_calls, large_calls in zip(work["small"], work["large"]):
+        work[name] = (_python_calls(lambda path=path, name=name: _collect(path, tmp_path / f"stage-{name}")),
+                      _python_calls(lambda path=path: merge_papers(iter_papers([path], ReadReport()))))
+    for small_calls, large_calls in zip(work["small"], work["large"], strict=True):
         assert large_calls < 2.5 * small_calls  # twice the rows, about twice the work
     (listings, abstract), = _collect(large, tmp_path / "stage-check")
     listings = json.loads(listings)

@@ -17,14 +17,13 @@ import shutil
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpx
 import pytest
+from test_ui import _client, served_app
 
 from rag.citations import MARKER, check_citations, marker_numbers
 from rag.text import as_data
-from test_ui import _chat, _client, _text, served_app
 
 LISTING = "hostile_listing.txt"
 POISONED_TITLE = "Lantern Sampling [3] for Quiet Diffusion Models"
@@ -284,8 +283,8 @@ def test_as_data_keeps_plain_text():
 
 def test_only_the_answerers_markers_become_citations(hostile):
     from rag import ask, prompts
-    from rag.generation import claim_support
     from rag.engine import get_engine
+    from rag.generation import claim_support
     from ui import render
 
     answer = ask(QUESTION, mode="extractive", settings=hostile)
@@ -434,7 +433,6 @@ def test_no_server_path_reaches_the_page(tmp_path):
 @pytest.mark.slow
 def test_hostile_abstract_runs_no_script_and_fetches_nothing(open_app, beacon):
     from playwright.sync_api import sync_playwright
-
     from test_ui_browser import CHROMIUM_FLAGS
 
     chromium = shutil.which("chromium")

@@ -167,7 +167,8 @@ def test_cli_ray_build_matches_and_stays_quiet(ray_cluster, tmp_path):
 
 @pytest.mark.slow
 def test_ray_build_resumes_a_stage_left_by_an_interrupted_build(ray_cluster, tmp_path):
-    from index.build import BuildSteps, _build, embed_in_process
+    from index.build import _build
+    from index.steps import BuildSteps, embed_in_process
 
     def stop_at_second_batch(settings_, report):
         inner = embed_in_process(settings_, report)

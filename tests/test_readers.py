@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from index.readers import read_sources
-from rag.errors import SourceError
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 FIRST_TITLE = ("STU-Net: Scalable and Transferable Medical Image Segmentation Models "

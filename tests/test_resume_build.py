@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import index.build
+import index.steps
 from index.build import build_index
+from index.staging import BATCHES, new_stage
 from rag import store
 from rag.config import load_settings
 from rag.embedder import load_embedder
@@ -41,14 +42,14 @@ def _kill_after_batches(home: Path, source: Path, k: int) -> int:
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if len(list((home / "index" / "builds").glob(f".tmp-*/{store.BATCHES}/*.npy"))) >= k:
+            if len(list((home / "index" / "builds").glob(f".tmp-*/{BATCHES}/*.npy"))) >= k:
                 break
             time.sleep(0.02)
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)  # only the build we started, by its id
         proc.wait()
-    return len(list((home / "index" / "builds").glob(f".tmp-*/{store.BATCHES}/*.npy")))
+    return len(list((home / "index" / "builds").glob(f".tmp-*/{BATCHES}/*.npy")))
 
 
 class CountingEmbedder:
@@ -74,7 +75,7 @@ def test_killed_build_resumes_from_finished_batches(tmp_path, monkeypatch):
     assert store.current_build(killed_home / "index") is None  # nothing published
     assert 3 <= done < 120 // BATCH
     counting = CountingEmbedder(load_embedder("all-MiniLM-L6-v2"))
-    monkeypatch.setattr(index.build, "load_embedder", lambda model: counting)
+    monkeypatch.setattr(index.steps, "load_embedder", lambda model: counting)
     settings = load_settings(home=killed_home, index={"embed_batch": BATCH})
     report = build_index(settings, [source])
     assert report.resumed_batches == done and report.batches == 120 // BATCH
@@ -94,8 +95,8 @@ def test_killed_build_resumes_from_finished_batches(tmp_path, monkeypatch):
 def test_a_stage_with_another_plan_is_removed_not_resumed(tmp_path):
     source = _jsonl(tmp_path / "papers.jsonl", 3)
     settings = load_settings(home=tmp_path / "home", index={"embed_batch": BATCH})
-    other = store.new_stage(settings.index_dir, {"sources": [], "full": True})
-    (other / store.BATCHES).mkdir()
-    np.save(other / store.BATCHES / "000000.npy", np.zeros((BATCH, 384), np.float32))
+    other = new_stage(settings.index_dir, {"sources": [], "full": True})
+    (other / BATCHES).mkdir()
+    np.save(other / BATCHES / "000000.npy", np.zeros((BATCH, 384), np.float32))
     report = build_index(settings, [source])
     assert report.resumed_batches == 0 and report.embedded == 3 and not other.exists()

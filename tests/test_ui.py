@@ -190,10 +190,7 @@ def test_missing_index_is_reported_not_crashed(tmp_path):
     assert not shown and "No usable index" in status and "index build --source" in status
     configured = ChatApp(load_settings(home=tmp_path, index={"sources": [tmp_path]}))
     assert configured.index_status()[1]
-    turns, out = [], None
-    for out in app.chat(QUESTION, turns, "extractive", 5, "", None, "", ""):
-        pass
-    messages, _, turns, _ = out
+    *_, (messages, _, turns, _) = app.chat(QUESTION, [], "extractive", 5, "", None, "", "")
     assert "No index at" in messages[-1]["content"] and turns[-1]["error"]
 
 

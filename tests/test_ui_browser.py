@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
 
 import pytest
-
 from test_ui import QUESTION, served_app
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
-SCREENSHOT = REPO / "docs" / "screenshot.png"
+# Screenshots go to the test's temp folder; docs/refresh_screenshot.py sets this variable to
+# refresh the README's docs/screenshot.png on purpose.
+SCREENSHOT_TO = "REFRESH_SCREENSHOT_TO"  # not ASKPAPERS_*: conftest clears those
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 LAST_BOT = "#ap-chat .message-row.bot-row >> nth=-1"
@@ -70,8 +71,9 @@ def test_ask_cite_follow_up_vote_and_screenshot(page, seed_settings, tmp_path):
         _wait_for(lambda: (home / "feedback.jsonl").is_file(), "feedback written")
         vote = json.loads((home / "feedback.jsonl").read_text().splitlines()[-1])
         assert vote["vote"] == "up" and vote["question"] == QUESTION
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT))
+        shot = Path(os.environ.get(SCREENSHOT_TO) or tmp_path / "screenshot.png")
+        page.screenshot(path=str(shot))
+        assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 10_000
 
         _ask(page, "and on ImageNet 512x512?")
         _wait_for(lambda: page.locator("#ap-chat a.ap-cite[href^='#src-1-']").count() > 0,

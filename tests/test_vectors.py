@@ -7,10 +7,10 @@ import pytest
 
 from index.build import build_index
 from rag import store
-from rag.vectorstores import faiss_store as vectors
 from rag.config import load_settings
 from rag.embedder import load_embedder
 from rag.retrieval import HybridRetriever
+from rag.vectorstores import faiss_store as vectors
 
 
 def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -49,7 +49,7 @@ def test_approximate_search_keeps_recall_at_10_against_exact(kind, tmp_path):
     index = vectors.FaissSearcher(faiss.read_index(str(tmp_path / "v.faiss")),
                                   np.load(tmp_path / "e.npy", mmap_mode="r"))
     scores, found = index.search(queries, 10)
-    recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])
+    recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)])
     assert recall >= 0.95, f"{kind} recall@10 {recall:.3f}"
     assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
     assert index.reconstruct_batch([3, 7]).shape == (2, 64)

@@ -16,15 +16,14 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 import gradio as gr  # noqa: E402
 
-from rag.config import Settings  # noqa: E402
+from rag.config import MODES, Settings  # noqa: E402
 from rag.errors import AskPapersError, ConfigError  # noqa: E402
-from rag.types import Answer  # noqa: E402
+from rag.filters import year_filter  # noqa: E402
 from ui import guard, render  # noqa: E402
 from ui.feedback import VoteLimit, record_feedback  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-MODES = ["local", "openai", "extractive"]
 QUEUE_MAX_SIZE = 64  # beyond this, new requests are told the queue is full
 DEFAULT_CONCURRENCY = 4
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "sans-serif"]
@@ -142,14 +141,9 @@ def panel_html(turns: list[dict]) -> str:
 def make_filters(source, year, author, category) -> dict:
     """The filters dict of rag.ask_stream from the settings widgets.
 
-    Raises ConfigError for a year that is not a whole number.
+    Raises QuestionError for a year that is not a whole number (rag.filters.year_filter).
     """
-    if year not in (None, ""):
-        try:
-            year = int(float(year))
-        except (TypeError, ValueError):
-            raise ConfigError(f"Year {year!r} is not a number; use e.g. 2024.") from None
-    return {"source": source or "", "year": year or None,
+    return {"source": source or "", "year": year_filter(year) or None,
             "author": (author or "").strip(), "category": (category or "").strip()}
 
 
@@ -216,7 +210,7 @@ class ChatApp:
 
     def index_status(self):
         """Status markdown, and whether the Build button shows (no index; sources set)."""
-        from ui.cli import index_info
+        from rag.store import index_info
 
         try:
             return render.index_status(index_info(self.settings)), False
@@ -234,14 +228,14 @@ class ChatApp:
         return (status, gr.update(visible=shown), gr.Dataset(samples=self._corpus[1]),
                 gr.update(choices=self._corpus[2]), gr.update(open=shown))
 
-    def build_if_shown(self, progress=gr.Progress()):
+    def build_if_shown(self, progress=gr.Progress()):  # noqa: B008 - Gradio's way to ask for a progress bar
         """The Build button's handler: refuses unless the page shows the button."""
         if not self.index_status()[1]:
             raise gr.Error("Building from the page is off: there is a usable index, or no "
                            "sources are configured.", print_exception=False)
         return self.build(progress)
 
-    def build(self, progress=gr.Progress()):
+    def build(self, progress=gr.Progress()):  # noqa: B008 - Gradio's way to ask for a progress bar
         """Build (or refresh) the index from the configured sources with a progress bar,
         then refresh what depends on it."""
         from index.build import build_index
@@ -268,7 +262,7 @@ class ChatApp:
 
 def _settings_widgets(settings: Settings) -> dict:
     return {
-        "mode": gr.Radio(MODES, value=settings.llm.mode, label="Answer with",
+        "mode": gr.Radio(list(MODES), value=settings.llm.mode, label="Answer with",
                          info="local: llama.cpp model · openai: hosted endpoint · "
                               "extractive: quote the papers, no model"),
         "k": gr.Slider(1, 20, value=settings.retrieval.k, step=1, label="Papers to retrieve (k)"),

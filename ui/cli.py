@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from rag.config import MODES
 from rag.errors import AskPapersError
 
 log = logging.getLogger("askpapers")
@@ -65,23 +66,9 @@ def cmd_index_build(args) -> int:
     return 0
 
 
-def index_info(settings) -> dict:
-    """What the live index holds, as a dict (also used by the UI)."""
-    from rag import store
-
-    build = store.current_build(settings.index_dir)
-    if build is None:
-        from rag.errors import IndexMissingError
-        raise IndexMissingError(f"No index at {settings.index_dir}; run: askpapers index build")
-    m = store.read_manifest(build)
-    return {"index_dir": str(settings.index_dir), "build": build.name,
-            "papers": m["counts"].get("papers"), "chunks": m["counts"].get("chunks"),
-            "embedder": m["embedder"], "chunking": m["chunking"], "sources": m.get("sources", []),
-            "vector_store": m.get("vector_store", {}), "built_at": m.get("built_at", "?"),
-            "size_bytes": store.size_on_disk(build), "skipped": len(m.get("skipped", []))}
-
-
 def cmd_index_info(args) -> int:
+    from rag.store import index_info
+
     info = index_info(_settings(args))
     if args.json:
         print(json.dumps(info, indent=1))
@@ -226,7 +213,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("ask", help="answer a question with citations")
     a.add_argument("question", nargs="?")
-    a.add_argument("--mode", choices=["local", "openai", "extractive"])
+    a.add_argument("--mode", choices=MODES)
     a.add_argument("--k", type=int, help="papers to retrieve")
     a.add_argument("--json", action="store_true", help="print the whole Answer as JSON")
     a.add_argument("--batch", metavar="FILE", help='JSONL of {"id", "question"} lines')
@@ -236,7 +223,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="answer a gold set and print its metrics")
     e.add_argument("--gold", required=True, metavar="FILE")
-    e.add_argument("--mode", choices=["local", "openai", "extractive"])
+    e.add_argument("--mode", choices=MODES)
     e.add_argument("--k", type=int)
     e.add_argument("--pred-out", metavar="FILE", help="also write the predictions")
     e.add_argument("--json", action="store_true")

@@ -10,7 +10,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rag.types import Answer
@@ -30,7 +30,7 @@ def feedback_path(home: Path) -> Path:
 def feedback_record(answer: Answer, vote: str) -> dict:
     """The JSON-ready record of one vote ('up' or 'down') on one answer."""
     return {
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "question": answer.question,
         "answer": answer.text,
         "citations": [{"n": c.n, "paper_id": c.paper_id, "title": c.title, "quote": c.quote}

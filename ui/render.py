@@ -139,7 +139,7 @@ def sources_panel(answers: list[tuple[int, Answer]]) -> str:
 
 
 def index_status(info: dict) -> str:
-    """Markdown line describing the live index (from ui.cli.index_info)."""
+    """Markdown line describing the live index (from rag.store.index_info)."""
     emb = info.get("embedder") or {}
     built = str(info.get("built_at", "")).replace("T", " ").replace("+00:00", " UTC")
     return (f"**Index:** {info['papers']} papers &middot; {info['chunks']} chunks &middot; "

@@ -51,9 +51,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.errors import ConfigError, IndexCorruptError, VectorStoreError
+from rag.errors import ConfigError, IndexCorruptError, MissingExtraError, VectorStoreError
 from rag.filters import SEP, active
-from rag.vectorstores import EXTERNAL_NOTE
+from rag.vectorstores.base import EXTERNAL_NOTE
 
 log = logging.getLogger(__name__)
 
@@ -137,13 +137,14 @@ def _unreachable(uri: str, detail: str) -> VectorStoreError:
 
 
 def client(uri: str):
-    """A shared MilvusClient for a resolved URI. Raises VectorStoreError."""
+    """A shared MilvusClient for a resolved URI. Raises VectorStoreError, or MissingExtraError
+    when pymilvus is not installed."""
     try:
         from pymilvus import MilvusClient, MilvusException
         if is_lite(uri):
             import milvus_lite  # noqa: F401  (pymilvus needs it for .db paths)
     except ImportError:
-        raise VectorStoreError(_INSTALL) from None
+        raise MissingExtraError(_INSTALL) from None
     _quiet()
     with _clients_lock:
         if uri not in _clients:
@@ -309,7 +310,7 @@ class MilvusBackend:
             hi = min(lo + INSERT_BATCH, len(embeddings))
             vectors = np.asarray(embeddings[lo:hi], dtype=np.float32)  # one slice of the memory map
             rows = fields(lo, hi)
-            for r, v in zip(rows, vectors):
+            for r, v in zip(rows, vectors, strict=True):
                 r["vector"] = v
                 for key in ("authors", "categories", "sources"):
                     r[key] = _fit(r[key])
