@@ -42,9 +42,14 @@ CREATE TABLE IF NOT EXISTS _todo (seq INTEGER PRIMARY KEY, chunk_id INTEGER NOT 
 CREATE TABLE IF NOT EXISTS _listings (paper_id TEXT NOT NULL, source TEXT NOT NULL,
     date TEXT NOT NULL, PRIMARY KEY (paper_id, source, date)) WITHOUT ROWID;
 """
-# A paper read again keeps its first row, with the longer abstract of the two.
-_UPSERT = ("INSERT INTO papers VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(paper_id) DO UPDATE "
-           "SET abstract = excluded.abstract WHERE length(excluded.abstract) > length(papers.abstract)")
+# A paper read again keeps its first row, with the longer abstract of the two and any
+# identifier (DOI, arXiv id, URL) the first row lacked.
+_UPSERT = (f"INSERT INTO papers VALUES {rec.PAPER_VALUES} ON CONFLICT(paper_id) DO UPDATE SET "
+           "abstract = CASE WHEN length(excluded.abstract) > length(papers.abstract) "
+           "THEN excluded.abstract ELSE papers.abstract END, "
+           "doi = coalesce(nullif(papers.doi, ''), excluded.doi), "
+           "arxiv_id = coalesce(nullif(papers.arxiv_id, ''), excluded.arxiv_id), "
+           "url = coalesce(nullif(papers.url, ''), excluded.url)")
 PAGE = 1000  # papers per page while planning (each page's new papers are chunked together)
 Chunker = Callable[[list[Paper], ChunkSettings], list[Chunk]]
 # Vectors for (batch number, texts) pairs, yielded as (batch number, vectors) in any order.
@@ -145,7 +150,7 @@ class Stage:
                 f"SELECT {rec.PAPER_COLS} FROM papers WHERE paper_id = ?", (pid,)).fetchone())
             p.listings = [Listing(source, date) for source, date in self.con.execute(
                 "SELECT source, date FROM _listings WHERE paper_id = ? ORDER BY source, date", (pid,))]
-            self.con.execute("INSERT OR REPLACE INTO papers VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            self.con.execute(f"INSERT OR REPLACE INTO papers VALUES {rec.PAPER_VALUES}",
                              rec.paper_row(p))
 
     # ------------------------------------------------------------ 2. plan

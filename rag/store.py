@@ -53,7 +53,7 @@ from rag.vectorstores import (VectorBackend, VectorSearcher, backend_for, backen
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3  # 3: files carry content hashes
+FORMAT_VERSION = 4  # 3: files carry content hashes; 4: papers carry doi, arxiv_id, url
 _REBUILD = "run: askpapers index build --full"
 # Sections every manifest has; readers index into them without further checks.
 _MANIFEST_SECTIONS = ("files", "counts", "embedder", "chunking", "paper_hashes")

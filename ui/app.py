@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 MODES = ["local", "openai", "extractive"]
 QUEUE_MAX_SIZE = 64  # beyond this, new requests are told the queue is full
 DEFAULT_CONCURRENCY = 4
+MAX_UPLOAD = "100mb"  # the largest file a browser may upload (papers to add)
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "sans-serif"]
 MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "monospace"]
 
@@ -361,18 +362,27 @@ def _guarded_app(hosts: frozenset[str]):
 
 def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
            share: bool = False, *, block: bool = True,
-           allowed_hosts: list[str] | tuple[str, ...] = (), quiet: bool | None = None
-           ) -> gr.Blocks:
-    """Build, queue and launch the app; with block=False return while it serves (quietly,
-    unless quiet=False).
+           allowed_hosts: list[str] | tuple[str, ...] = (), quiet: bool | None = None,
+           api_key: str | None = None) -> gr.Blocks:
+    """Build, queue and launch the app, with the HTTP API and /mcp beside it (ui/api.py);
+    with block=False return while it serves (quietly, unless quiet=False).
 
     Requests are answered only for loopback names, `host` and `allowed_hosts` (NAME,
-    NAME:PORT or *.DOMAIN). Raises ConfigError for unprotected exposure, bad auth or a
+    NAME:PORT or *.DOMAIN). The API needs `api_key` (or ASKPAPERS_API_KEY) when set, and
+    always off loopback. Raises ConfigError for unprotected exposure, bad auth or a
     busy port.
     """
+    from ui.api import ApiKey, add_doors
+
     credentials = check_exposure(host, auth, share)
     share_hosts = ["*.gradio.live"] if share else []  # where Gradio's share links live
     hosts = guard.allowed_hosts(host, port, [*allowed_hosts, *share_hosts])
+    server_app = _guarded_app(hosts)
+    key = ApiKey.for_server(api_key, exposed=share or not is_loopback(host))
+    if key.required and key.key is None:
+        log.warning("the API and /mcp refuse every request: the server is exposed and has "
+                    "no API key (--api-key or ASKPAPERS_API_KEY)")
+    doors_lifespan = add_doors(server_app, settings, key)
     app = build_app(settings)
     app.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=DEFAULT_CONCURRENCY)
     threading.Thread(target=_warm_up, args=(settings,), daemon=True).start()
@@ -385,14 +395,16 @@ def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: 
                    css=render.CSS, head=render.CITATION_SCRIPT,
                    quiet=not block if quiet is None else quiet,
                    footer_links=["gradio", "settings"], run_history=False,
-                   _app=_guarded_app(hosts))
+                   max_file_size=MAX_UPLOAD, app_kwargs={"lifespan": doors_lifespan},
+                   _app=server_app)
     except OSError as e:
         raise ConfigError(f"Cannot serve on {host}:{port} ({e}); pick another --port.") from None
     return app
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
-          share: bool = False, allowed_hosts: list[str] | tuple[str, ...] = ()) -> int:
+          share: bool = False, allowed_hosts: list[str] | tuple[str, ...] = (),
+          api_key: str | None = None) -> int:
     """Serve the chat app until stopped (ui/signals.py); returns 0 after SIGTERM, once the
     answers in flight are done.
 
@@ -402,4 +414,5 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: s
     from ui.signals import serve_until_stopped
 
     return serve_until_stopped(launch(settings, host=host, port=port, auth=auth, share=share,
-                                      block=False, quiet=False, allowed_hosts=allowed_hosts))
+                                      block=False, quiet=False, allowed_hosts=allowed_hosts,
+                                      api_key=api_key))
