@@ -195,7 +195,7 @@ def test_no_index_is_503_with_what_to_run(no_index_app):
                    json={"model": "askpapers", "messages": [{"role": "user", "content": QUESTION}]})
     assert r.status_code == 503
     message = r.json()["error"]["message"]
-    assert "askpapers index build" in message and "/nothing" not in message
+    assert "askpapers index build" in message and "no_index_home" not in message
 
 
 def test_the_guard_covers_the_api_and_mcp(api_app):

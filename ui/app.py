@@ -19,7 +19,7 @@ import gradio as gr  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.errors import AskPapersError, ConfigError  # noqa: E402
 from rag.types import Answer  # noqa: E402
-from ui import guard, render  # noqa: E402
+from ui import export, guard, render, upload  # noqa: E402
 from ui.feedback import VoteLimit, record_feedback  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -306,16 +306,21 @@ def build_app(settings: Settings) -> gr.Blocks:
             with gr.Column(scale=2):
                 gr.Markdown("### Sources")
                 panel = gr.HTML(render.EMPTY_PANEL, elem_id="ap-sources", max_height=620)
+                bibtex = export.download_button()
                 with gr.Accordion("Settings and index", open=False) as accordion:
                     widgets = _settings_widgets(settings)
                     status_md = gr.Markdown("", elem_id="ap-status")
                     build = gr.Button("Build index", visible=False, elem_id="ap-build")
+                    files = upload.upload_box()
         corpus_outputs = [status_md, build, examples, widgets["source"], accordion]
         app.load(handlers.page_data, outputs=corpus_outputs, api_visibility="private")
-        _chat_events(handlers, settings, question, ask, turns, widgets, chatbot, panel)
-        clear.click(lambda: ([], [], render.EMPTY_PANEL), outputs=[chatbot, turns, panel],
+        _chat_events(handlers, settings, question, ask, turns, widgets, chatbot, panel).then(
+            export.bibtex_file, inputs=turns, outputs=bibtex, api_visibility="private")
+        upload.wire(files, handlers, corpus_outputs)
+        hide = gr.update(value=None, visible=False)
+        clear.click(lambda: ([], [], render.EMPTY_PANEL, hide), outputs=[chatbot, turns, panel, bibtex],
                     api_name="clear")
-        chatbot.clear(lambda: ([], render.EMPTY_PANEL), outputs=[turns, panel],
+        chatbot.clear(lambda: ([], render.EMPTY_PANEL, hide), outputs=[turns, panel, bibtex],
                       api_visibility="private")  # the chatbot's own trash button
         examples.click(lambda sample: sample[0], inputs=examples, outputs=question,
                        api_visibility="private")
@@ -326,8 +331,8 @@ def build_app(settings: Settings) -> gr.Blocks:
     return app
 
 
-def _chat_events(handlers, settings, question, ask, turns, widgets, chatbot, panel) -> None:
-    gr.on([question.submit, ask.click], handlers.chat,
+def _chat_events(handlers, settings, question, ask, turns, widgets, chatbot, panel):
+    return gr.on([question.submit, ask.click], handlers.chat,
           inputs=[question, turns, *widgets.values()],
           outputs=[chatbot, panel, turns, question], api_name="chat",
           concurrency_limit=1 if settings.llm.mode == "local" else DEFAULT_CONCURRENCY,
