@@ -68,8 +68,10 @@ def same_paper_ids(papers: Iterable[Paper]) -> Iterator[Paper]:
         yield p if first == p.paper_id else dataclasses.replace(p, paper_id=first)
 
 
-def fill_ids(into: Paper, other: Paper) -> None:
-    """Give `into` the DOI, arXiv id and URL of `other` that it lacks."""
+def fill_missing(into: Paper, other: Paper) -> None:
+    """Give `into` the year, authors, DOI, arXiv id and URL of `other` that it lacks."""
+    into.year = into.year or other.year
+    into.authors = into.authors or other.authors
     into.doi = into.doi or other.doi
     into.arxiv_id = into.arxiv_id or other.arxiv_id
     into.url = into.url or other.url

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from index import bib_readers
-from index.identifiers import (clean_arxiv_id, clean_doi, clean_url, fill_ids, normalise_ws,
+from index.identifiers import (clean_arxiv_id, clean_doi, clean_url, fill_missing, normalise_ws,
                                paper_key, same_paper_ids)
 from rag.errors import SourceError
 from rag.types import Listing, Paper
@@ -261,7 +261,7 @@ def merge_papers(papers: Iterable[Paper]) -> list[Paper]:
             merged[p.paper_id], listings[p.paper_id] = p, dict.fromkeys(p.listings)
             continue
         listings[p.paper_id].update(dict.fromkeys(p.listings))
-        fill_ids(seen, p)
+        fill_missing(seen, p)
         if len(p.abstract) > len(seen.abstract):
             seen.abstract = p.abstract
     for pid, p in merged.items():

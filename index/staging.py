@@ -42,11 +42,15 @@ CREATE TABLE IF NOT EXISTS _todo (seq INTEGER PRIMARY KEY, chunk_id INTEGER NOT 
 CREATE TABLE IF NOT EXISTS _listings (paper_id TEXT NOT NULL, source TEXT NOT NULL,
     date TEXT NOT NULL, PRIMARY KEY (paper_id, source, date)) WITHOUT ROWID;
 """
-# A paper read again keeps its first row, with the longer abstract of the two and any
-# identifier (DOI, arXiv id, URL) the first row lacked.
+# A paper read again keeps its first row, with the longer abstract of the two and the
+# year, authors and identifiers (DOI, arXiv id, URL) the first row lacked (as
+# index.identifiers.fill_missing does).
 _UPSERT = (f"INSERT INTO papers VALUES {rec.PAPER_VALUES} ON CONFLICT(paper_id) DO UPDATE SET "
            "abstract = CASE WHEN length(excluded.abstract) > length(papers.abstract) "
            "THEN excluded.abstract ELSE papers.abstract END, "
+           "year = coalesce(papers.year, excluded.year), "
+           "authors = CASE WHEN papers.authors = '[]' THEN excluded.authors ELSE papers.authors END, "
+           "authors_f = CASE WHEN papers.authors = '[]' THEN excluded.authors_f ELSE papers.authors_f END, "
            "doi = coalesce(nullif(papers.doi, ''), excluded.doi), "
            "arxiv_id = coalesce(nullif(papers.arxiv_id, ''), excluded.arxiv_id), "
            "url = coalesce(nullif(papers.url, ''), excluded.url)")
