@@ -169,7 +169,7 @@ def parse_chat(body: object) -> AskRequest:
         raise ApiError(400, "The body must be a JSON object.", "invalid_body")
     model = body.get("model", MODEL)
     modes = model_modes()
-    if model not in modes:
+    if not isinstance(model, str) or model not in modes:
         raise ApiError(404, f"The model {model!r} does not exist; use one of: "
                        f"{', '.join(modes)}.", "model_not_found", "model")
     messages = body.get("messages")
@@ -197,7 +197,7 @@ def parse_ask(body: object) -> AskRequest:
     if not isinstance(body, dict):
         raise ApiError(400, "The body must be a JSON object with a question.", "invalid_body")
     mode = body.get("mode")
-    if mode is not None and mode not in model_modes().values():
+    if mode is not None and (not isinstance(mode, str) or mode not in model_modes().values()):
         raise ApiError(400, f"Unknown mode {mode!r}.", "invalid_mode", "mode")
     history = body.get("history") or []
     if not isinstance(history, list) or not all(
@@ -347,16 +347,3 @@ def add_api(app: FastAPI, settings: Settings, key: ApiKey) -> None:
     """Add the API's routes to the app the UI runs on."""
     app.include_router(make_router(settings, key))
 
-
-def add_doors(app: FastAPI, settings: Settings, key: ApiKey):
-    """Add the API routes and the MCP endpoint (/mcp) to the app the UI runs on, both
-    behind `key`; returns the lifespan the MCP endpoint needs (for the app's startup)."""
-    from starlette.routing import Route
-
-    from ui.mcp_server import http_endpoint
-
-    add_api(app, settings, key)
-    mcp_app, lifespan = http_endpoint(settings)
-    app.router.routes.append(Route("/mcp", KeyGate(mcp_app, key),
-                                   methods=["GET", "POST", "DELETE"]))
-    return lifespan

@@ -377,7 +377,8 @@ def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: 
     always off loopback. Raises ConfigError for unprotected exposure, bad auth or a
     busy port.
     """
-    from ui.api import ApiKey, add_doors
+    from ui.api import ApiKey
+    from ui.doors import add_doors
 
     credentials = check_exposure(host, auth, share)
     share_hosts = ["*.gradio.live"] if share else []  # where Gradio's share links live
