@@ -114,12 +114,21 @@ def first_token_ui(url: str, question: str) -> float:
     t0 = time.perf_counter()
     job = client.submit(question, "local", 5, "", None, "", "", api_name="/chat")
     while not job.done():
-        for out in job.outputs():
-            turns = out[2] if isinstance(out, (list, tuple)) and len(out) > 2 else []
-            if turns and (turns[-1].get("text") or turns[-1].get("answer")):
+        for out in job.outputs():  # (chat messages, sources panel, question box)
+            if _has_text(out[0] if isinstance(out, (list, tuple)) else []):
                 return time.perf_counter() - t0
         time.sleep(0.01)
     return time.perf_counter() - t0
+
+
+def _has_text(messages) -> bool:
+    """True when the assistant's reply shows text (not the empty-stream ellipsis)."""
+    if len(messages or []) < 2:
+        return False
+    content = messages[-1].get("content")
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content).strip() not in ("", "&hellip;", "\u2026")
 
 
 def main() -> None:
