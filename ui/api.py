@@ -233,7 +233,7 @@ def _sse(obj) -> bytes:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n".encode()
 
 
-async def stream_chunks(first, rest: AsyncIterator, req: AskRequest) -> AsyncIterator[bytes]:
+async def stream_chunks(first, items: Iterator, req: AskRequest) -> AsyncIterator[bytes]:
     """SSE chat.completion.chunk events: the text pieces, then a last chunk carrying
     citations, abstained and `text` (the checked answer, which may differ from the pieces
     when the citation check removed a marker)."""
@@ -245,7 +245,7 @@ async def stream_chunks(first, rest: AsyncIterator, req: AskRequest) -> AsyncIte
                                           "logprobs": None}], **extra})
 
     yield chunk({"role": "assistant", "content": ""})
-    item = first
+    item, rest = first, iterate_in_threadpool(items)
     try:
         while True:
             if isinstance(item, str):
@@ -260,6 +260,8 @@ async def stream_chunks(first, rest: AsyncIterator, req: AskRequest) -> AsyncIte
         pass
     except Exception as e:  # noqa: BLE001 - after the headers, an error can only be an event
         yield _sse(from_library(e).body())
+    finally:  # a client that left must not leave the answer (and the model's lock) held
+        await run_in_threadpool(_close, items)
     yield b"data: [DONE]\n\n"
 
 
@@ -275,6 +277,13 @@ def _ask(req: AskRequest, settings: Settings) -> Answer:
 
     return ask(req.question, mode=req.mode, k=req.k, history=req.history, filters=req.filters,
                settings=settings)
+
+
+def _close(items) -> None:
+    try:
+        items.close()
+    except ValueError:  # still running in a worker thread: it is closed when collected
+        pass
 
 
 def _next(items: Iterator):
@@ -303,7 +312,7 @@ def make_router(settings: Settings, key: ApiKey) -> APIRouter:
                 return JSONResponse(completion_json(await run_in_threadpool(_ask, req, settings), req))
             items = _run(req, settings)
             first = await run_in_threadpool(_next, items)  # errors before any text: a status
-            return StreamingResponse(stream_chunks(first, iterate_in_threadpool(items), req),
+            return StreamingResponse(stream_chunks(first, items, req),
                                      media_type="text/event-stream",
                                      headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
         except ApiError as e:
