@@ -208,8 +208,15 @@ def test_the_guard_covers_the_api_and_mcp(api_app):
     assert "access-control-allow-origin" not in foreign_origin.headers
 
 
-def test_the_api_key_rule():
+def test_the_api_key_rule(monkeypatch):
+    from rag.config import load_settings
     from ui.api import ApiKey
+
+    monkeypatch.setenv("ASKPAPERS_API_KEY", "from-env")
+    load_settings()  # not an unknown setting
+    assert ApiKey.for_server(None, exposed=False) == ApiKey("from-env", True)
+    assert ApiKey.for_server("given", exposed=False).key == "given"
+    monkeypatch.delenv("ASKPAPERS_API_KEY")
 
     assert ApiKey.for_server(None, exposed=False).refusal(None) is None  # loopback, no key
     exposed = ApiKey.for_server(None, exposed=True)
