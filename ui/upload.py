@@ -106,7 +106,7 @@ def upload_box() -> gr.File:
 
 def wire(box: gr.File, handlers, outputs: list) -> None:
     """Run an upload through add_papers, then refresh what shows the corpus (`outputs`,
-    as ChatApp.page_data gives them)."""
+    as ChatApp.page_data gives them, the accordion left as the user has it)."""
     from ui import render
 
     def on_upload(paths, progress=gr.Progress()):
@@ -123,7 +123,8 @@ def wire(box: gr.File, handlers, outputs: list) -> None:
             return (render.build_failed_status(str(e), status), gr.skip(), gr.skip(),
                     gr.skip(), gr.skip(), None)
         gr.Info(f"Added {r.added} papers ({r.changed} changed, {len(r.skipped)} entries skipped).")
-        return (*handlers.page_data(), None)
+        status, build, examples, listings, _ = handlers.page_data()
+        return status, build, examples, listings, gr.skip(), None  # the panel stays open
 
     box.upload(on_upload, inputs=box, outputs=[*outputs, box], api_name="add_papers",
                concurrency_limit=1, concurrency_id="build")
