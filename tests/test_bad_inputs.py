@@ -317,9 +317,9 @@ CASES = [
     Bad("source path does not exist", "source", lambda t: t.tmp / "missing", SourceError,
         "does not exist"),
     Bad("source is a folder with no papers", "source", _empty_dir, SourceError,
-        r"has no \.txt, \.md or \.jsonl files"),
+        r"has no \.txt, \.md, \.jsonl, \.bib, \.ris, \.json or \.pdf files"),
     Bad("source folder with a symlink loop", "source", _symlink_loop, SourceError,
-        r"has no \.txt, \.md or \.jsonl files"),
+        r"has no \.txt, \.md, \.jsonl, \.bib, \.ris, \.json or \.pdf files"),
     Bad("source is a FIFO", "source", _fifo, SourceError, "neither a file nor a folder"),
     Bad("source path inside a file", "source", _inside_a_file, SourceError, "does not exist"),
     Bad("source unreadable by root (/proc/self/mem)", "source", lambda t: Path("/proc/self/mem"),
@@ -531,7 +531,10 @@ def test_bad_input(case, index_copy, tmp_path, monkeypatch, capsys, caplog, fake
 
 # ---------------------------------------------------------------- the HTTP doors (API, /mcp, upload)
 # The real served app over the seed index, with an API key (tests/test_api.py's fixture).
-from test_api import KEY, api_app  # noqa: E402,F401 - the fixture is used by name
+import test_api  # noqa: E402
+
+KEY = test_api.KEY
+api_app = test_api.api_app  # the module-scoped fixture, used here by name
 
 _CHAT = {"model": "askpapers", "messages": [{"role": "user", "content": QUESTION}]}
 _AUTH = {"authorization": f"Bearer {KEY}"}
