@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from index.chunking import chunk_paper, make_splitter
+from index.identifiers import same_paper_ids
 from index.readers import ReadReport, read_path
 from index.steps import BuildReport, BuildSteps
 from rag.config import ChunkSettings, Settings
@@ -187,10 +188,15 @@ def _read_file(row: dict) -> dict:
 
 
 def read_on_ray(files: list[Path], report: ReadReport) -> Iterator[Paper]:
-    """`index.readers.iter_papers` with one Ray task per file; same papers, same order.
+    """`index.readers.iter_papers` with one Ray task per file; same papers, same order,
+    the same ids for papers sharing a DOI or arXiv id.
 
     Raises SourceError as iter_papers does.
     """
+    return same_paper_ids(_read_in_order(files, report))
+
+
+def _read_in_order(files: list[Path], report: ReadReport) -> Iterator[Paper]:
     import ray
 
     items = [{"file": i, "path": str(p)} for i, p in enumerate(files)]

@@ -1,19 +1,27 @@
-"""Read papers from the supported sources: listing pages, arXiv JSON Lines, folders.
+"""Read papers from the supported sources: listing pages, arXiv JSON Lines, folders, and
+reference-manager exports and PDFs (index/bib_readers.py).
 
 Every reader yields `Paper`s with whitespace normalised and text otherwise as written.
 `read_sources` merges what all sources yield into one de-duplicated list.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
-import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from index import bib_readers
+from index.identifiers import (
+    clean_arxiv_id,
+    clean_doi,
+    clean_url,
+    normalise_ws,
+    paper_key,
+    same_paper_ids,
+)
 from rag.errors import SourceError
 from rag.types import Listing, Paper
 
@@ -26,7 +34,6 @@ _FURNITURE = re.compile(
 )
 _LISTING_DATE = re.compile(r"^(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]* \d{1,2}$")
 _GLUED_SUBSCRIBE = re.compile(r"^Subscribe(?=\S)")
-_WS = re.compile(r"\s+")
 # A title longer than this is almost surely an abstract whose title line was lost.
 _MAX_TITLE_CHARS = 400
 # Real abstracts stay under ~5,000 characters; one far longer is a whole document or junk,
@@ -40,17 +47,6 @@ _MAX_LINE_BYTES = 1_000_000
 _MAX_DEPTH = 16
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-
-
-def normalise_ws(text: str) -> str:
-    """Collapse every run of whitespace to one space and trim the ends."""
-    return _WS.sub(" ", text).strip()
-
-
-def paper_key(title: str) -> str:
-    """A stable id from the title alone, so re-reading files in any order gives the same id."""
-    norm = unicodedata.normalize("NFKC", normalise_ws(title)).casefold()
-    return hashlib.sha1(norm.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass
@@ -126,7 +122,10 @@ def _arxiv_paper(obj: dict, name: str) -> Paper:
     if m := re.match(r"(\d{4})", str(obj.get("update_date") or "")):
         year = int(m.group(1))
     listing = Listing(source=name, date=str(obj.get("update_date") or ""))
-    return Paper(paper_key(title), title, abstract, [listing], authors, cats, year)
+    arxiv_id = clean_arxiv_id(str(obj.get("id") or ""))
+    return Paper(paper_key(title), title, abstract, [listing], authors, cats, year,
+                 doi=clean_doi(obj.get("doi")), arxiv_id=arxiv_id,
+                 url=clean_url(obj.get("url")) or (f"https://arxiv.org/abs/{arxiv_id}" if arxiv_id else ""))
 
 
 def _lines(path: Path) -> Iterator[str | None]:
@@ -215,7 +214,9 @@ def read_path(path: Path, report: ReadReport) -> Iterator[Paper]:
     Raises SourceError for an unreadable, binary or non-UTF-8 file.
     """
     report.files.append(str(path))
-    if path.suffix == ".jsonl":
+    if path.suffix.lower() in bib_readers.SUFFIXES:
+        yield from bib_readers.read_export(path, report.skipped)
+    elif path.suffix == ".jsonl":
         yield from read_arxiv_jsonl(path, report)
     elif _looks_like_listing_page(path):
         yield from read_listing_page(path, report)
@@ -230,11 +231,11 @@ def expand_sources(sources: Iterable[Path]) -> list[Path]:
 
 
 def iter_papers(files: Iterable[Path], report: ReadReport) -> Iterator[Paper]:
-    """Papers from these files as read, duplicates included (see index.staging), streamed.
+    """Papers from these files as read, duplicates included (see index.staging), streamed;
+    a paper whose DOI or arXiv id came before carries the earlier paper's id.
 
     Raises SourceError for an unreadable, binary or non-UTF-8 file."""
-    for path in files:
-        yield from read_path(path, report)
+    yield from same_paper_ids(p for path in files for p in read_path(path, report))
 
 
 def _expand(source: Path) -> list[Path]:
@@ -246,11 +247,13 @@ def _expand(source: Path) -> list[Path]:
         raise SourceError(f"Source {source} is neither a file nor a folder.")
     try:
         files = sorted(p for p in source.rglob("*")
-                       if p.is_file() and (p.suffix in _PAPER_SUFFIXES or p.suffix == ".jsonl"))
+                       if p.is_file() and (p.suffix in _PAPER_SUFFIXES or p.suffix == ".jsonl"
+                                             or p.suffix.lower() in bib_readers.SUFFIXES))
     except OSError as e:
         raise SourceError(f"Cannot list {source}: {e.strerror or e}") from None
     if not files:
-        raise SourceError(f"Source folder {source} has no .txt, .md or .jsonl files.")
+        raise SourceError(f"Source folder {source} has no .txt, .md, .jsonl, .bib, .ris, "
+                          ".json or .pdf files.")
     return files
 
 

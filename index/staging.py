@@ -48,9 +48,18 @@ CREATE TABLE IF NOT EXISTS _todo (seq INTEGER PRIMARY KEY, chunk_id INTEGER NOT 
 CREATE TABLE IF NOT EXISTS _listings (paper_id TEXT NOT NULL, source TEXT NOT NULL,
     date TEXT NOT NULL, PRIMARY KEY (paper_id, source, date)) WITHOUT ROWID;
 """
-# A paper read again keeps its first row, with the longer abstract of the two.
-_UPSERT = ("INSERT INTO papers VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(paper_id) DO UPDATE "
-           "SET abstract = excluded.abstract WHERE length(excluded.abstract) > length(papers.abstract)")
+# A paper read again keeps its first row, with the longer abstract of the two and the
+# year, authors and identifiers (DOI, arXiv id, URL) the first row lacked (as
+# index.identifiers.fill_missing does).
+_UPSERT = (f"INSERT INTO papers VALUES {rec.PAPER_VALUES} ON CONFLICT(paper_id) DO UPDATE SET "
+           "abstract = CASE WHEN length(excluded.abstract) > length(papers.abstract) "
+           "THEN excluded.abstract ELSE papers.abstract END, "
+           "year = coalesce(papers.year, excluded.year), "
+           "authors = CASE WHEN papers.authors = '[]' THEN excluded.authors ELSE papers.authors END, "
+           "authors_f = CASE WHEN papers.authors = '[]' THEN excluded.authors_f ELSE papers.authors_f END, "
+           "doi = coalesce(nullif(papers.doi, ''), excluded.doi), "
+           "arxiv_id = coalesce(nullif(papers.arxiv_id, ''), excluded.arxiv_id), "
+           "url = coalesce(nullif(papers.url, ''), excluded.url)")
 # Only in an unfinished stage: the plan that lets a later build resume it, and the
 # finished embedding batches; removed before the build is sealed.
 PLAN_FILE, BATCHES = "plan.json", "batches"
@@ -128,7 +137,8 @@ def _reserve(path: Path) -> None:
 
 def _merge_in(con: sqlite3.Connection, papers: Iterable[Paper]) -> None:
     """The one paper merge: papers into the `papers` table, de-duplicated by paper_id; a
-    paper read again keeps its first row with the longer abstract and every listing.
+    paper read again keeps its first row with the longer abstract, every listing, and the
+    year, authors and identifiers the first row lacked.
     Listings go to a set table first and are folded in once all are read (so one title
     listed under 100,000 dates costs linear time, not quadratic)."""
     for p in papers:
@@ -141,7 +151,7 @@ def _merge_in(con: sqlite3.Connection, papers: Iterable[Paper]) -> None:
             f"SELECT {rec.PAPER_COLS} FROM papers WHERE paper_id = ?", (pid,)).fetchone())
         p.listings = [Listing(source, date) for source, date in con.execute(
             "SELECT source, date FROM _listings WHERE paper_id = ? ORDER BY source, date", (pid,))]
-        con.execute("INSERT OR REPLACE INTO papers VALUES (?,?,?,?,?,?,?,?,?,?,?)", rec.paper_row(p))
+        con.execute(f"INSERT OR REPLACE INTO papers VALUES {rec.PAPER_VALUES}", rec.paper_row(p))
 
 
 def merge_papers(papers: Iterable[Paper]) -> list[Paper]:

@@ -23,6 +23,7 @@ def ask_stream(question: str, *, mode: str | None = None, k: int | None = None,
     `mode` is 'local', 'openai' or 'extractive' (default: settings.llm.mode); `k` the
     number of papers retrieved; `history` earlier chat turns as {"role", "content"} dicts;
     `filters` metadata filters ({"source", "year", "author", "category"}).
+    The Answer's citations carry their paper's DOI, arXiv id and page.
     Raises the typed errors of rag.errors: QuestionError, IndexMissingError,
     IndexMismatchError, IndexCorruptError, ModelError, EndpointError, ConfigError.
     """
@@ -33,7 +34,8 @@ def ask_stream(question: str, *, mode: str | None = None, k: int | None = None,
 
     clean_question(question)  # refuse a bad question before loading anything heavy
     engine = get_engine(settings or load_settings())
-    yield from _stream(engine, question, mode=mode, k=k, history=history, filters=filters)
+    for item in _stream(engine, question, mode=mode, k=k, history=history, filters=filters):
+        yield item if isinstance(item, str) else item.link_citations()
 
 
 def ask(question: str, *, mode: str | None = None, k: int | None = None,

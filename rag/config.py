@@ -23,7 +23,7 @@ ENV_PREFIX = "ASKPAPERS_"
 # The repository's seed corpus, used when no source is configured.
 REPO_SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 # Variables under our prefix that are not settings fields.
-_NON_FIELD_ENV = {"ASKPAPERS_OPENAI_API_KEY"}
+_NON_FIELD_ENV = {"ASKPAPERS_OPENAI_API_KEY", "ASKPAPERS_API_KEY"}  # API_KEY: ui/api.py
 
 
 def _is_path(annotation) -> bool:

@@ -14,7 +14,7 @@ class AskPapersRetriever(BaseRetriever):
     """Returns one Document per retrieved paper (title and abstract), best first.
 
     Metadata: paper_id, title, rank, score, dense_score, keyword_score, listings,
-    authors, categories, year.
+    authors, categories, year, doi, arxiv_id, url (the paper's page, "" when unknown).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -34,5 +34,6 @@ class AskPapersRetriever(BaseRetriever):
                       "keyword_score": s.keyword_score,
                       "listings": [f"{x.source} {x.date}".strip() for x in s.paper.listings],
                       "authors": s.paper.authors, "categories": s.paper.categories,
-                      "year": s.paper.year},
+                      "year": s.paper.year, "doi": s.paper.doi,
+                      "arxiv_id": s.paper.arxiv_id, "url": s.paper.link},
         ) for s in found.sources]

@@ -1,7 +1,8 @@
 """A build's papers and chunks in one SQLite file, `records.sqlite` (part of rag.store's format).
 
     papers(paper_id PK, title, abstract, listings JSON, authors JSON, categories JSON, year,
-           hash, authors_f, categories_f, sources_f)   -- *_f: rag.filters.filter_fields
+           hash, authors_f, categories_f, sources_f,   -- *_f: rag.filters.filter_fields
+           doi, arxiv_id, url)                         -- the paper's identity and page
     chunks(chunk_id PK = vector row, paper_id, start, end, text)
 
 SQLite is data: opening it runs no code. Readers open it read-only (`mode=ro`), one
@@ -22,14 +23,17 @@ from rag.filters import SEP, active, filter_fields
 from rag.types import Chunk, Listing, Paper
 
 FILE = "records.sqlite"
-PAPER_COLS = "paper_id, title, abstract, listings, authors, categories, year"
+PAPER_COLS = "paper_id, title, abstract, listings, authors, categories, year, doi, arxiv_id, url"
+# INSERT INTO papers VALUES <PAPER_VALUES>: one placeholder per column of paper_row.
+PAPER_VALUES = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 CHUNK_COLS = "chunk_id, paper_id, start, end, text"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS papers (
     paper_id TEXT PRIMARY KEY, title TEXT NOT NULL, abstract TEXT NOT NULL,
     listings TEXT NOT NULL, authors TEXT NOT NULL, categories TEXT NOT NULL, year INTEGER,
-    hash TEXT, authors_f TEXT, categories_f TEXT, sources_f TEXT);
+    hash TEXT, authors_f TEXT, categories_f TEXT, sources_f TEXT,
+    doi TEXT NOT NULL DEFAULT '', arxiv_id TEXT NOT NULL DEFAULT '', url TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS chunks (
     chunk_id INTEGER PRIMARY KEY, paper_id TEXT NOT NULL, start INTEGER NOT NULL,
     end INTEGER NOT NULL, text TEXT NOT NULL);
@@ -45,7 +49,8 @@ def paper_row(p: Paper, content_hash: str | None = None) -> tuple:
     listings = [[x.source, x.date] for x in p.listings]
     return (p.paper_id, p.title, p.abstract, json.dumps(listings, ensure_ascii=False),
             json.dumps(p.authors, ensure_ascii=False), json.dumps(p.categories, ensure_ascii=False),
-            p.year, content_hash, f["authors"], f["categories"], f["sources"])
+            p.year, content_hash, f["authors"], f["categories"], f["sources"],
+            p.doi, p.arxiv_id, p.url)
 
 
 def connect_writable(path: Path) -> sqlite3.Connection:
@@ -68,9 +73,9 @@ def insert_chunks(con: sqlite3.Connection, chunks: Iterable[Chunk]) -> None:
 # ---------------------------------------------------------------- reading
 
 def paper_from_row(row) -> Paper:
-    pid, title, abstract, listings, authors, categories, year = row
+    pid, title, abstract, listings, authors, categories, year, doi, arxiv_id, url = row
     return Paper(pid, title, abstract, [Listing(s, d) for s, d in json.loads(listings)],
-                 json.loads(authors), json.loads(categories), year)
+                 json.loads(authors), json.loads(categories), year, doi, arxiv_id, url)
 
 
 class Records:

@@ -7,6 +7,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 
+def paper_link(doi: str = "", arxiv_id: str = "", url: str = "") -> str:
+    """A paper's page: `url` when it is http(s), else its DOI or arXiv page, else ""."""
+    if url.startswith(("https://", "http://")):
+        return url
+    if doi:
+        return f"https://doi.org/{doi}"
+    if arxiv_id:
+        return f"https://arxiv.org/abs/{arxiv_id}"
+    return ""
+
+
 @dataclass(frozen=True)
 class Listing:
     """One place a paper was found: a source file and, for listing pages, its date."""
@@ -24,8 +35,16 @@ class Paper:
     abstract: str
     listings: list[Listing] = field(default_factory=list)
     authors: list[str] = field(default_factory=list)
-    categories: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)  # arXiv categories or keywords
     year: int | None = None
+    doi: str = ""  # bare DOI, lower case: "10.1000/xyz"
+    arxiv_id: str = ""  # "2401.01234" or "hep-th/9901001", no version
+    url: str = ""  # the paper's page as its source gave it
+
+    @property
+    def link(self) -> str:
+        """The paper's page: its own URL, else its DOI or arXiv page, else ""."""
+        return paper_link(self.doi, self.arxiv_id, self.url)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,6 +98,9 @@ class Citation:
     quote: str
     start: int
     end: int
+    doi: str = ""
+    arxiv_id: str = ""
+    url: str = ""  # the paper's page (Paper.link)
 
 
 @dataclass
@@ -110,3 +132,17 @@ class Answer:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def link_citations(self) -> Answer:
+        """Give each citation its paper's DOI, arXiv id and page (from the sources); returns self."""
+        papers = {s.n: s.paper for s in self.sources}
+        for c in self.citations:
+            if (p := papers.get(c.n)) is not None and p.paper_id == c.paper_id:
+                c.doi, c.arxiv_id, c.url = p.doi, p.arxiv_id, p.link
+        return self
+
+    def to_bibtex(self) -> str:
+        """The cited papers as BibTeX entries, generated from the records ("" if none)."""
+        from rag.bibtex import answer_bibtex
+
+        return answer_bibtex(self)

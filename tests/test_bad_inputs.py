@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from test_bib_readers import blank_pdf, encrypted_pdf
 
 from rag import ask, integrity, models, store
 from rag.config import load_settings
@@ -99,6 +100,21 @@ def _jsonl(rows: list) -> Callable:
 GOOD_ROW = {"id": "1", "title": "A Matrix Paper on Robust Ingest",
             "abstract": "We show that robust ingest skips malformed records.",
             "authors": "Ada Lovelace", "categories": "cs.LG", "update_date": "2024-01-01"}
+
+
+MALFORMED_BIB = ("@article{good, title = {A Matrix Paper on Robust Ingest},\n"
+                 "  abstract = {We show that robust ingest skips malformed records.}}\n"
+                 "@article{broken, title = {Never closed\n")
+
+
+def _library_with(name: str, pdf: Callable[[], bytes]) -> Callable:
+    """A folder with a good .bib export and one bad PDF."""
+    def make(t: Trial) -> Path:
+        _file("refs.bib", MALFORMED_BIB.split("@article{broken")[0])(t)
+        path = t.tmp / "src" / name
+        path.write_bytes(pdf())
+        return path.parent
+    return make
 
 
 def _empty_dir(t: Trial) -> Path:
@@ -297,12 +313,20 @@ CASES = [
     Bad("JSONL: one title under 5,000 dates", "source", _jsonl(
         [{**GOOD_ROW, "update_date": f"{1900 + i // 336}-{1 + i // 28 % 12:02d}-{1 + i % 28:02d}"}
          for i in range(5000)] + ["{bad"]), "built", r"arxiv\.jsonl:5001:"),
+    Bad("malformed .bib among good entries", "source", _file("refs.bib", MALFORMED_BIB), "built",
+        r"refs\.bib: line \d+: malformed BibTeX entry"),
+    Bad(".bib with only malformed entries", "source", _file("bad.bib", "@article{x, title = {Open\n"),
+        SourceError, r"hold no papers \(1 entries skipped\)"),
+    Bad("PDF with no text layer", "source", _library_with("scan.pdf", blank_pdf), "built",
+        r"scan\.pdf: no text layer"),
+    Bad("encrypted PDF", "source", _library_with("locked.pdf", encrypted_pdf), "built",
+        r"locked\.pdf: encrypted PDF \(a password is needed\)"),
     Bad("source path does not exist", "source", lambda t: t.tmp / "missing", SourceError,
         "does not exist"),
     Bad("source is a folder with no papers", "source", _empty_dir, SourceError,
-        r"has no \.txt, \.md or \.jsonl files"),
+        r"has no \.txt, \.md, \.jsonl, \.bib, \.ris, \.json or \.pdf files"),
     Bad("source folder with a symlink loop", "source", _symlink_loop, SourceError,
-        r"has no \.txt, \.md or \.jsonl files"),
+        r"has no \.txt, \.md, \.jsonl, \.bib, \.ris, \.json or \.pdf files"),
     Bad("source is a FIFO", "source", _fifo, SourceError, "neither a file nor a folder"),
     Bad("source path inside a file", "source", _inside_a_file, SourceError, "does not exist"),
     Bad("source unreadable by root (/proc/self/mem)", "source", lambda t: Path("/proc/self/mem"),
@@ -510,3 +534,69 @@ def test_bad_input(case, index_copy, tmp_path, monkeypatch, capsys, caplog, fake
         assert _snapshot(index_copy.index_dir) == files_before
         assert len(store.load_index(index_copy.index_dir, index_copy).papers) == live_before[1]
     assert SECRET not in caplog.text
+
+
+# ---------------------------------------------------------------- the HTTP doors (API, /mcp, upload)
+# The real served app over the seed index, with an API key (tests/test_api.py's fixture).
+import test_api  # noqa: E402
+
+KEY = test_api.KEY
+api_app = test_api.api_app  # the module-scoped fixture, used here by name
+
+_CHAT = {"model": "askpapers", "messages": [{"role": "user", "content": QUESTION}]}
+_AUTH = {"authorization": f"Bearer {KEY}"}
+HTTP_CASES = [
+    ("wrong API key", "/v1/chat/completions", {"authorization": "Bearer nope"}, _CHAT, 401,
+     "invalid_api_key"),
+    ("no API key", "/v1/chat/completions", {}, _CHAT, 401, "invalid_api_key"),
+    ("wrong API key at /mcp", "/mcp", {"authorization": "Bearer nope",
+                                       "accept": "application/json, text/event-stream"},
+     {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, 401, "invalid_api_key"),
+    ("bad model", "/v1/chat/completions", _AUTH, {**_CHAT, "model": "gpt-4o"}, 404,
+     "model_not_found"),
+    ("model not a string", "/v1/chat/completions", _AUTH, {**_CHAT, "model": ["askpapers"]}, 404,
+     "model_not_found"),
+    ("empty messages", "/v1/chat/completions", _AUTH, {**_CHAT, "messages": []}, 400,
+     "invalid_messages"),
+    ("messages not a list", "/v1/chat/completions", _AUTH, {**_CHAT, "messages": "hi"}, 400,
+     "invalid_messages"),
+    ("body not JSON", "/v1/chat/completions", _AUTH, b"{not json", 400, "invalid_json"),
+    ("empty question at /api/ask", "/api/ask", _AUTH, {"question": " "}, 400, "invalid_question"),
+]
+
+
+@pytest.mark.parametrize("name, path, headers, body, status, code", HTTP_CASES,
+                         ids=[c[0] for c in HTTP_CASES])
+def test_bad_http_request(api_app, name, path, headers, body, status, code):
+    import httpx
+
+    url, settings = api_app
+    before = _snapshot(settings.index_dir)
+    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+    r = httpx.post(url + path, headers=headers, timeout=60, **kwargs)
+    assert r.status_code == status and set(r.json()) == {"error"}
+    assert r.json()["error"]["code"] == code and "FID" not in r.text
+    assert _snapshot(settings.index_dir) == before
+
+
+def test_upload_over_100_mb_is_refused_and_the_index_untouched(api_app):
+    import httpx
+
+    url, settings = api_app
+    before = _snapshot(settings.index_dir)
+    big = b"@misc{x, title = {T}, abstract = {A}}\n" + b"%" * (100 * 2**20)
+    r = httpx.post(f"{url}/gradio_api/upload", files={"files": ("big.bib", big)}, timeout=120)
+    assert r.status_code == 413, r.text[:300]
+    assert _snapshot(settings.index_dir) == before
+
+
+def test_library_refuses_a_file_over_100_mb(tmp_path, index_copy):
+    from ui.upload import MAX_UPLOAD_BYTES, add_papers
+
+    big = tmp_path / "big.bib"
+    with big.open("wb") as f:
+        f.truncate(MAX_UPLOAD_BYTES + 1)  # sparse: no 100 MB written
+    live = _live(index_copy)
+    with pytest.raises(SourceError, match="larger than 100 MB"):
+        add_papers(index_copy, [(big, "big.bib")])
+    assert _live(index_copy) == live and not (index_copy.home / "uploads").exists()

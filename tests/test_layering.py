@@ -35,7 +35,8 @@ def import_cycles(graph) -> list[list[str]]:
 
 
 def test_no_module_imports_itself_back():
-    graph = grimp.build_graph("rag", "index", "ui")
+    # Imports under `if TYPE_CHECKING:` never run (as in the import-linter settings).
+    graph = grimp.build_graph("rag", "index", "ui", exclude_type_checking_imports=True)
     assert "rag.store" in graph.modules and "index.staging" in graph.modules
     assert import_cycles(graph) == []
 

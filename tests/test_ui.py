@@ -144,7 +144,7 @@ def test_cli_serve_prints_the_refusal(seed_settings, monkeypatch, capsys):
 
 
 def test_auth_is_read_from_text_or_file(tmp_path):
-    from ui.app import check_exposure, parse_auth
+    from ui.exposure import check_exposure, parse_auth
 
     secret = tmp_path / "auth.txt"
     secret.write_text("\nalice:s3cret:x\n")

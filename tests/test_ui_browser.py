@@ -113,3 +113,33 @@ def test_local_model_streams_incrementally(page, seed_settings, small_gguf, tmp_
         growing = sorted({n for n in lengths if n > 0})
         assert "Could not answer" not in page.locator(LAST_BOT).inner_text()
         assert len(growing) >= 4, f"the answer arrived in too few steps: {growing}"
+
+
+def test_upload_papers_ask_them_and_export_bibtex(page, index_copy, tmp_path):
+    """Upload a .bib from the page, watch the index grow, ask about the new paper, follow
+    its link in the sources panel and download the cited papers as BibTeX."""
+    from test_bib_readers import BIB
+
+    from rag import store
+
+    before = store.read_manifest(store.current_build(index_copy.index_dir))["counts"]["papers"]
+    bib = tmp_path / "library.bib"
+    bib.write_text(BIB, encoding="utf-8")
+    with served_app(tmp_path / "home", index_copy.index_dir,
+                    ASKPAPERS_HOME=str(index_copy.home)) as (url, _):
+        page.goto(url)
+        page.get_by_text("Settings and index").click()
+        page.locator("#ap-upload input[type=file]").set_input_files(str(bib))
+        # The status may sit in a closed panel (the page's load event closes it): attached.
+        page.locator("#ap-status").get_by_text(f"{before + 2} papers").wait_for(
+            state="attached", timeout=300_000)
+        _ask(page, "What FID does Lantern sampling reach on ImageNet?")
+        link = page.locator("#ap-sources .ap-current a.ap-link").first
+        link.wait_for(timeout=60_000)
+        assert link.get_attribute("href") == "https://doi.org/10.1234/lantern.2024"
+        assert link.get_attribute("rel") == "noopener noreferrer nofollow"
+        with page.expect_download() as download:
+            page.locator("#ap-bibtex").click()
+        text = Path(download.value.path()).read_text(encoding="utf-8")
+        assert text.startswith("@article{lovelace2024lantern,") and "10.1234/lantern.2024" in text
+        assert page.outside == [], f"the page fetched from the network: {page.outside}"

@@ -5,11 +5,9 @@ network. Library errors become one readable chat line; a traceback never reaches
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import threading
-from pathlib import Path
 
 # Must be set before gradio is imported: it reads the flag at import time.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -19,62 +17,17 @@ import gradio as gr  # noqa: E402
 from rag.config import MODES, Settings  # noqa: E402
 from rag.errors import AskPapersError, ConfigError  # noqa: E402
 from rag.filters import year_filter  # noqa: E402
-from ui import guard, render  # noqa: E402
+from ui import export, guard, render, upload  # noqa: E402
+from ui.exposure import check_exposure, is_loopback  # noqa: E402
 from ui.feedback import VoteLimit, record_feedback  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 QUEUE_MAX_SIZE = 64  # beyond this, new requests are told the queue is full
 DEFAULT_CONCURRENCY = 4
+MAX_UPLOAD = "100mb"  # the largest file a browser may upload (papers to add)
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "sans-serif"]
 MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "monospace"]
-
-
-# ---------------------------------------------------------------- exposure and auth
-
-def is_loopback(host: str) -> bool:
-    """True when `host` only accepts connections from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def parse_auth(auth: str) -> tuple[str, str]:
-    """("user", "pass") from "USER:PASS" or from a file whose first line is USER:PASS.
-
-    Raises ConfigError when neither form is given (the password is never echoed).
-    """
-    text = auth
-    path = Path(auth).expanduser()
-    if path.is_file():
-        try:
-            text = next((ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()
-                         if ln.strip()), "")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"Cannot read the auth file {path}: {e}") from None
-    user, sep, password = text.partition(":")
-    if not sep or not user.strip() or not password:
-        raise ConfigError("--auth needs USER:PASS, or the path of a file holding USER:PASS.")
-    return user.strip(), password
-
-
-def check_exposure(host: str, auth: str | None, share: bool) -> tuple[str, str] | None:
-    """The credentials to require, or None for a loopback-only app.
-
-    Raises ConfigError when the app would be reachable from elsewhere without auth.
-    """
-    if auth:
-        return parse_auth(auth)
-    if share:
-        raise ConfigError("--share publishes the app on a public link; add --auth USER:PASS "
-                          "(or a file holding it) to protect it.")
-    if not is_loopback(host):
-        raise ConfigError(f"Serving on {host} makes the app reachable from other machines; "
-                          "add --auth USER:PASS (or a file holding it), or use --host 127.0.0.1.")
-    return None
 
 
 # ---------------------------------------------------------------- corpus-derived UI data
@@ -299,16 +252,21 @@ def build_app(settings: Settings) -> gr.Blocks:
             with gr.Column(scale=2):
                 gr.Markdown("### Sources")
                 panel = gr.HTML(render.EMPTY_PANEL, elem_id="ap-sources", max_height=620)
+                bibtex = export.download_button()
                 with gr.Accordion("Settings and index", open=False) as accordion:
                     widgets = _settings_widgets(settings)
                     status_md = gr.Markdown("", elem_id="ap-status")
                     build = gr.Button("Build index", visible=False, elem_id="ap-build")
+                    files = upload.upload_box()
         corpus_outputs = [status_md, build, examples, widgets["source"], accordion]
         app.load(handlers.page_data, outputs=corpus_outputs, api_visibility="private")
-        _chat_events(handlers, settings, question, ask, turns, widgets, chatbot, panel)
-        clear.click(lambda: ([], [], render.EMPTY_PANEL), outputs=[chatbot, turns, panel],
+        _chat_events(handlers, settings, question, ask, turns, widgets, chatbot, panel).then(
+            export.bibtex_file, inputs=turns, outputs=bibtex, api_visibility="private")
+        upload.wire(files, handlers, corpus_outputs)
+        hide = gr.update(value=None, visible=False)
+        clear.click(lambda: ([], [], render.EMPTY_PANEL, hide), outputs=[chatbot, turns, panel, bibtex],
                     api_name="clear")
-        chatbot.clear(lambda: ([], render.EMPTY_PANEL), outputs=[turns, panel],
+        chatbot.clear(lambda: ([], render.EMPTY_PANEL, hide), outputs=[turns, panel, bibtex],
                       api_visibility="private")  # the chatbot's own trash button
         examples.click(lambda sample: sample[0], inputs=examples, outputs=question,
                        api_visibility="private")
@@ -319,8 +277,8 @@ def build_app(settings: Settings) -> gr.Blocks:
     return app
 
 
-def _chat_events(handlers, settings, question, ask, turns, widgets, chatbot, panel) -> None:
-    gr.on([question.submit, ask.click], handlers.chat,
+def _chat_events(handlers, settings, question, ask, turns, widgets, chatbot, panel):
+    return gr.on([question.submit, ask.click], handlers.chat,
           inputs=[question, turns, *widgets.values()],
           outputs=[chatbot, panel, turns, question], api_name="chat",
           concurrency_limit=1 if settings.llm.mode == "local" else DEFAULT_CONCURRENCY,
@@ -355,18 +313,28 @@ def _guarded_app(hosts: frozenset[str]):
 
 def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
            share: bool = False, *, block: bool = True,
-           allowed_hosts: list[str] | tuple[str, ...] = (), quiet: bool | None = None
-           ) -> gr.Blocks:
-    """Build, queue and launch the app; with block=False return while it serves (quietly,
-    unless quiet=False).
+           allowed_hosts: list[str] | tuple[str, ...] = (), quiet: bool | None = None,
+           api_key: str | None = None) -> gr.Blocks:
+    """Build, queue and launch the app, with the HTTP API and /mcp beside it (ui/api.py);
+    with block=False return while it serves (quietly, unless quiet=False).
 
     Requests are answered only for loopback names, `host` and `allowed_hosts` (NAME,
-    NAME:PORT or *.DOMAIN). Raises ConfigError for unprotected exposure, bad auth or a
+    NAME:PORT or *.DOMAIN). The API needs `api_key` (or ASKPAPERS_API_KEY) when set, and
+    always off loopback. Raises ConfigError for unprotected exposure, bad auth or a
     busy port.
     """
+    from ui.api import ApiKey
+    from ui.doors import add_doors
+
     credentials = check_exposure(host, auth, share)
     share_hosts = ["*.gradio.live"] if share else []  # where Gradio's share links live
     hosts = guard.allowed_hosts(host, port, [*allowed_hosts, *share_hosts])
+    server_app = _guarded_app(hosts)
+    key = ApiKey.for_server(api_key, exposed=share or not is_loopback(host))
+    if key.required and key.key is None:
+        log.warning("the API and /mcp refuse every request: the server is exposed and has "
+                    "no API key (--api-key or ASKPAPERS_API_KEY)")
+    doors_lifespan = add_doors(server_app, settings, key)
     app = build_app(settings)
     app.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=DEFAULT_CONCURRENCY)
     threading.Thread(target=_warm_up, args=(settings,), daemon=True).start()
@@ -379,14 +347,16 @@ def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: 
                    css=render.CSS, head=render.CITATION_SCRIPT,
                    quiet=not block if quiet is None else quiet,
                    footer_links=["gradio", "settings"], run_history=False,
-                   _app=_guarded_app(hosts))
+                   max_file_size=MAX_UPLOAD, app_kwargs={"lifespan": doors_lifespan},
+                   _app=server_app)
     except OSError as e:
         raise ConfigError(f"Cannot serve on {host}:{port} ({e}); pick another --port.") from None
     return app
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
-          share: bool = False, allowed_hosts: list[str] | tuple[str, ...] = ()) -> int:
+          share: bool = False, allowed_hosts: list[str] | tuple[str, ...] = (),
+          api_key: str | None = None) -> int:
     """Serve the chat app until stopped (ui/signals.py); returns 0 after SIGTERM, once the
     answers in flight are done.
 
@@ -396,4 +366,5 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: s
     from ui.signals import serve_until_stopped
 
     return serve_until_stopped(launch(settings, host=host, port=port, auth=auth, share=share,
-                                      block=False, quiet=False, allowed_hosts=allowed_hosts))
+                                      block=False, quiet=False, allowed_hosts=allowed_hosts,
+                                      api_key=api_key))

@@ -1,4 +1,4 @@
-"""The `askpapers` command: index build/info/verify, ask, eval, serve.
+"""The `askpapers` command: index build/info/verify, ask, eval, serve, mcp.
 
 The only place (with the Gradio app) that turns library errors into messages and exit codes.
 Exit codes: 0 done, the error's exit_code (rag/errors.py) for a foreseeable problem, 130
@@ -183,7 +183,13 @@ def cmd_serve(args) -> int:
               "(first run only).", file=sys.stderr)
         build_with_progress(settings)
     return serve(settings, host=args.host, port=args.port, auth=args.auth, share=args.share,
-                 allowed_hosts=args.allowed_host or [])
+                 allowed_hosts=args.allowed_host or [], api_key=args.api_key)
+
+
+def cmd_mcp(args) -> int:
+    from ui.mcp_server import run_stdio
+
+    return run_stdio(_settings(args))
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -239,9 +245,16 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--allowed-host", action="append", metavar="NAME[:PORT]",
                    help="also answer requests addressed to this host name (repeatable; "
                    "*.DOMAIN for its subdomains); loopback names and --host always are")
+    s.add_argument("--api-key", metavar="KEY",
+                   help="bearer key the HTTP API and /mcp require (default: $ASKPAPERS_API_KEY); "
+                   "without one they refuse every request off loopback")
     s.add_argument("--no-build", action="store_true", help="don't build a missing index")
     s.add_argument("--index-dir", metavar="DIR")
     s.set_defaults(func=cmd_serve)
+
+    m = sub.add_parser("mcp", help="serve the MCP tools on stdin/stdout (for MCP clients)")
+    m.add_argument("--index-dir", metavar="DIR")
+    m.set_defaults(func=cmd_mcp)
     return p
 
 

@@ -11,7 +11,7 @@ import html
 import re
 
 from rag.text import as_data
-from rag.types import Answer, Citation, Source
+from rag.types import Answer, Citation, Paper, Source
 
 # A marker as it stands after _markdown_text escaped its brackets.
 _MARKER = re.compile(r"\\\[(\d+)\\\]")
@@ -102,12 +102,23 @@ def _score_bar(source: Source) -> str:
             f'{source.keyword_score:.1f} &middot; fused {source.score:.3f}</div>')
 
 
+def paper_title(paper: Paper) -> str:
+    """The paper's title as HTML, linked to its page (an http(s) URL, its DOI or arXiv page)
+    when one is known; the link opens in a new tab and carries no referrer."""
+    title = html.escape(as_data(paper.title))
+    link = paper.link
+    if not link.startswith(("https://", "http://")):
+        return title
+    return (f'<a class="ap-link" href="{html.escape(link, quote=True)}" target="_blank" '
+            f'rel="noopener noreferrer nofollow">{title}</a>')
+
+
 def source_card(source: Source, citations: list[Citation], turn: int) -> str:
     """One paper of the panel: title, listings, score bar, abstract with quotes marked."""
     spans = [(c.start, c.end) for c in citations]
     return (f'<div class="ap-src" id="{source_id(turn, source.n)}" data-n="{source.n}">'
             f'<div class="ap-title"><span class="ap-n">[{source.n}]</span> '
-            f'{html.escape(as_data(source.paper.title))}</div>'
+            f'{paper_title(source.paper)}</div>'
             f'<div class="ap-meta">{_metadata(source)}</div>{_score_bar(source)}'
             f'<p class="ap-abstract">{highlighted_abstract(source.paper.abstract, spans)}</p></div>')
 
@@ -178,6 +189,7 @@ CSS = """
 .ap-abstract mark {background: #fde68a; color: inherit; padding: 0 1px;}
 .ap-more summary {cursor: pointer; margin: 4px 0 8px;}
 #ap-chat a.ap-cite {text-decoration: none; font-weight: 700; color: var(--color-accent);}
+.ap-title a.ap-link {color: inherit; text-decoration: underline dotted;}
 """
 
 # Clicking an [n] marker shows that answer's sources and selects paper n in the panel.
