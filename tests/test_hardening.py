@@ -507,6 +507,12 @@ class _SlowEndpoint:
         self.server.server_close()
 
 
+def _default_sigint() -> None:
+    # A runner started in the background (no job control) ignores SIGINT, and an ignored
+    # signal stays ignored across exec: give the server SIGINT as a terminal's Ctrl-C has it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _serve(index_dir: Path, home: Path, **env) -> tuple[subprocess.Popen, str, Path]:
     """`askpapers serve` on a free loopback port, started and answering; (process, URL, log)."""
     import urllib.request
@@ -521,7 +527,7 @@ def _serve(index_dir: Path, home: Path, **env) -> tuple[subprocess.Popen, str, P
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "ui.cli", "serve", "--no-build", "--port",
                                  str(port), "--index-dir", str(index_dir)], cwd=REPO, env=environ,
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=_default_sigint)
     url = f"http://127.0.0.1:{port}/"
     for _ in range(600):
         assert proc.poll() is None, log.read_text()

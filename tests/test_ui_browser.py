@@ -98,7 +98,10 @@ def _streamed_lengths(page, timeout_s: float = 120) -> list[int]:
         bot = page.locator(LAST_BOT)
         if bot.count():
             lengths.append(len(bot.inner_text()))
-            if bot.locator("a.ap-cite").count() or "Could not answer" in bot.inner_text():
+            text = bot.inner_text()
+            # Final: citations shown, an error, or a reply that no paper answers it.
+            if bot.locator("a.ap-cite").count() or "Could not answer" in text \
+                    or "don't answer this question" in text:
                 return lengths
         time.sleep(0.05)
     raise AssertionError(f"no final answer within {timeout_s} s; lengths seen {lengths[-5:]}")
