@@ -117,13 +117,3 @@ def test_dead_endpoint_is_a_typed_error(seed_settings, monkeypatch):
         ask(FID_QUESTION, mode="openai", settings=settings)
     assert "127.0.0.1" in str(err.value) and "sk-secret" not in str(err.value)
 
-
-def test_local_model_says_a_detail_the_abstract_lacks_is_not_stated(seed_settings, default_gguf):
-    """The model's check (copy the words that answer, or NONE) turns a question about an
-    indexed paper into "not stated" when its abstract lacks the detail."""
-    a = ask("What learning rate was YOLACT trained with?",
-            mode="local", settings=seed_settings.model_copy(
-                update={"llm": seed_settings.llm.model_copy(update={"model_path": default_gguf})}))
-    assert a.abstained and "does not state" in a.text, a.text
-    assert a.citations and a.citations[0].title.startswith("YOLACT")
-    _valid(a)

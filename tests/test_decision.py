@@ -154,3 +154,37 @@ def test_a_multi_paper_question_gets_one_named_line_per_paper(seed_settings):
             "YOLACT++: Better Real-time Instance Segmentation"} <= titles
     for line, c in zip(lines, a.citations):
         assert line.startswith("- ") and c.title in line and f"[{c.n}]" in line
+
+
+class ScriptedChat:
+    """A FAKE chat model (a narrow unit: the wiring of the model check): it replies `check`
+    to the check prompt and `answer` otherwise. Real models are measured in bench/."""
+
+    name = "fake"
+
+    def __init__(self, check: str, answer: str):
+        self.check, self.answer, self.prompts = check, answer, []
+
+    def stream(self, messages, *, max_tokens, stop=None):
+        self.prompts.append(messages[-1]["content"])
+        yield self.check if "reply only: NONE" in messages[-1]["content"] else self.answer
+
+    def complete(self, messages, *, max_tokens, stop=None):
+        return "".join(self.stream(messages, max_tokens=max_tokens, stop=stop))
+
+
+@pytest.mark.parametrize("check, abstained", [("NONE", True), ("[1] NONE", True),
+                                              ("29.8 mAP [1]", False)])
+def test_the_model_check_turns_none_into_not_stated(seed_settings, monkeypatch, check, abstained):
+    import rag.llm
+
+    fake = ScriptedChat(check, "YOLACT reaches 29.8 mAP on MS COCO [1].")
+    monkeypatch.setattr(rag.llm, "get_chat_model", lambda settings, mode: fake)
+    a = ask("What mask mAP does YOLACT reach on MS COCO?", mode="local", settings=seed_settings)
+    assert "Copy, word for word" in fake.prompts[0] and "what mask mAP" in fake.prompts[0]
+    assert a.abstained is abstained, a.text
+    if abstained:
+        assert "does not state what mask mAP" in a.text and len(fake.prompts) == 1
+        assert a.citations[0].title.startswith("YOLACT")
+    else:
+        assert "29.8" in a.text and len(fake.prompts) == 2
