@@ -165,9 +165,10 @@ class DecisionSettings(_Section):
         "a multi-paper question, fitted for recall (F3; `paper.threshold` is fitted for F2).",
     )
     grey: float = Field(
-        0.15, ge=0, le=0.5, description="Model modes ask the model a yes/no check when the "
-        "covered or stated probability, calibrated so its threshold sits at 0.5, lies "
-        "within this of 0.5.",
+        0.15, ge=0, le=0.5, description="Model modes let the model's check (copy the words "
+        "that answer, or NONE) decide when the covered or stated probability, calibrated so "
+        "its threshold sits at 0.5, lies within this of 0.5; single-paper answers are "
+        "checked always.",
     )
     single_papers: int = Field(3, ge=1, le=10, description="Most papers in any other answer.")
     multi_papers: int = Field(6, ge=1, le=10, description="Most papers in a multi-paper answer.")

@@ -142,7 +142,7 @@ class Verdict:
     covered: float  # P(the index has a paper on the topic)
     stated: float  # P(the top paper states the asked-for fact)
     papers: list[Source]  # the papers to answer from, best first
-    # Probabilities near a threshold: a model mode confirms them with a yes/no check.
+    # Probabilities near a threshold: a model mode confirms them with its check.
     unsure_covered: bool
     unsure_stated: bool
 

@@ -55,7 +55,7 @@ def render_sources(context: list[tuple[Source, list[str]]]) -> str:
 def messages(context: list[tuple[Source, list[str]]], question: str, tail: str,
              history: list[dict] | None = None) -> list[dict]:
     """Chat messages; the shared prefix (system, sources, question) comes first so a local
-    model can reuse its cache between the yes/no check and the answer."""
+    model can reuse its cache between the check and the answer."""
     prior = ""
     turns = [m for m in (history or []) if m.get("role") in ("user", "assistant")][-2:]
     if turns:
