@@ -167,8 +167,7 @@ class DecisionSettings(_Section):
     grey: float = Field(
         0.15, ge=0, le=0.5, description="Model modes let the model's check (copy the words "
         "that answer, or NONE) decide when the covered or stated probability, calibrated so "
-        "its threshold sits at 0.5, lies within this of 0.5; single-paper answers are "
-        "checked always.",
+        "its threshold sits at 0.5, lies within this of 0.5.",
     )
     single_papers: int = Field(3, ge=1, le=10, description="Most papers in any other answer.")
     multi_papers: int = Field(6, ge=1, le=10, description="Most papers in a multi-paper answer.")

@@ -180,7 +180,10 @@ def test_the_model_check_turns_none_into_not_stated(seed_settings, monkeypatch, 
 
     fake = ScriptedChat(check, "YOLACT reaches 29.8 mAP on MS COCO [1].")
     monkeypatch.setattr(rag.llm, "get_chat_model", lambda settings, mode: fake)
-    a = ask("What mask mAP does YOLACT reach on MS COCO?", mode="local", settings=seed_settings)
+    # grey 0.5: every question is near a threshold, so the check runs.
+    settings = seed_settings.model_copy(update={
+        "decision": seed_settings.decision.model_copy(update={"grey": 0.5})})
+    a = ask("What mask mAP does YOLACT reach on MS COCO?", mode="local", settings=settings)
     assert "Copy, word for word" in fake.prompts[0] and "what mask mAP" in fake.prompts[0]
     assert a.abstained is abstained, a.text
     if abstained:
