@@ -32,7 +32,6 @@ PAPER_SIGNALS = ("dense", "dense_gap", "coverage", "match", "match_ratio", "keyw
 # ("YOLOv7", "512x512", "GPT-4", "AdamW", "Lion", "LibriSpeech"); a sentence-initial word
 # counts only with a digit or an inner capital.
 _IDENT = re.compile(r"(?<![.?!]\s)(?<!^)\b[\w\-./*]*(?:\d|[A-Z])[\w\-./*]*")
-# A sentence-initial word is a name only when it has a digit or an inner capital ("YOLOv7").
 _FIRST_IDENT = re.compile(r"^\s*([\w\-./*]*(?:\d|(?<=\w)[A-Z])[\w\-./*]*)")
 _DIGIT = re.compile(r"\d")
 
