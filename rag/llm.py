@@ -11,7 +11,9 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
@@ -48,9 +50,12 @@ def get_chat_model(settings: Settings, mode: str) -> ChatModel:
     """
     if mode == "local":
         from rag.models import resolve_gguf
+        from rag.prompts import SYSTEM
 
-        return LlamaCppChat(resolve_gguf(settings), n_ctx=settings.llm.n_ctx,
-                            n_threads=settings.llm.n_threads)
+        llm = settings.llm
+        return LlamaCppChat(resolve_gguf(settings), n_ctx=llm.n_ctx, n_threads=llm.n_threads,
+                            n_batch=llm.n_batch, flash_attn=llm.flash_attn,
+                            prompt_lookup=llm.prompt_lookup, warm_prefix=SYSTEM)
     if mode == "openai":
         return OpenAIChat(settings)
     raise ConfigError(f"Unknown chat model mode {mode!r}; use 'local' or 'openai'.")
@@ -58,46 +63,131 @@ def get_chat_model(settings: Settings, mode: str) -> ChatModel:
 
 # --- local: llama.cpp -------------------------------------------------------------
 
-# One Llama per (file, context) per process: llama.cpp reuses the KV cache for the
+# One Llama per (file, load options) per process: llama.cpp reuses the KV cache for the
 # prompt prefix shared with the previous call only on the same object.
-_LOADED: dict[tuple[str, int], tuple[object, threading.Lock]] = {}
+_LOADED: dict[tuple, tuple[object, threading.Lock]] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-class LlamaCppChat(ChatModel):
-    """A local GGUF model run by llama.cpp, greedy (temperature 0), one generation at a time."""
+@dataclass
+class CallStats:
+    """What one local call cost: prompt tokens (of which `cached` came from the KV cache),
+    generated tokens, and seconds to the first piece and to the end."""
 
-    def __init__(self, model_path: Path, *, n_ctx: int = 4096, n_threads: int | None = None):
+    prompt_tokens: int
+    cached_tokens: int
+    gen_tokens: int = 0
+    first_s: float | None = None
+    total_s: float = 0.0
+
+
+class LlamaCppChat(ChatModel):
+    """A local GGUF model run by llama.cpp, greedy (temperature 0), one generation at a time.
+
+    The prompt is formatted with the model's own chat template and tokenized here, so each
+    call knows how many of its prompt tokens the KV cache already held (`last_call`).
+    """
+
+    def __init__(self, model_path: Path, *, n_ctx: int = 4096, n_threads: int | None = None,
+                 n_batch: int = 512, flash_attn: bool = False, prompt_lookup: int = 0,
+                 warm_prefix: str | None = None):
         self.name = f"llama.cpp:{Path(model_path).name}"
         self.n_ctx = n_ctx
-        self._llama, self._lock = _load_llama(Path(model_path), n_ctx, n_threads)
+        self._llama, self._lock = _load_llama(
+            Path(model_path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
+            n_batch=n_batch, flash_attn=flash_attn, prompt_lookup=prompt_lookup)
+        self._template = _chat_template(self._llama)
+        self.last_call: CallStats | None = None
+        if warm_prefix:
+            self.warm(warm_prefix)
+
+    def tokens(self, messages: Messages) -> list[int]:
+        """The prompt's tokens, as the chat template renders `messages`."""
+        return self._tokenize(self._template(messages=messages).prompt)
+
+    def _tokenize(self, text: str) -> list[int]:
+        # The template writes the special tokens itself, so none are added here.
+        return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def warm(self, system: str) -> None:
+        """Evaluate the prompt's fixed head (template and system prompt) once, so the first
+        question reuses it from the KV cache like every later one."""
+        marker = "\x00"
+        head = self._template(messages=[{"role": "system", "content": system},
+                                        {"role": "user", "content": marker}]).prompt
+        ids = self._tokenize(head[:head.index(marker)])
+        with self._lock:
+            if _common_prefix(self._llama, ids) < len(ids) - 1:
+                for _ in self._llama.create_completion(ids, max_tokens=1, temperature=0.0,
+                                                       stream=True):
+                    pass
 
     def stream(self, messages: Messages, *, max_tokens: int,
                stop: list[str] | None = None) -> Iterator[str]:
         """Yield text pieces; raises ModelError when the prompt does not fit or decoding fails."""
+        t0 = time.perf_counter()
+        stats = None
         with self._lock:
             try:
-                chunks = self._llama.create_chat_completion(
-                    messages=messages, max_tokens=max_tokens, stop=stop,
-                    temperature=0.0, stream=True)
+                rendered = self._template(messages=messages)
+                ids = self._tokenize(rendered.prompt)
+                stats = self.last_call = CallStats(len(ids), _common_prefix(self._llama, ids))
+                chunks = self._llama.create_completion(
+                    ids, max_tokens=max_tokens, stop=(stop or []) + rendered.stop,
+                    stopping_criteria=rendered.stopping_criteria, temperature=0.0, stream=True)
                 for chunk in chunks:
-                    piece = chunk["choices"][0]["delta"].get("content")
+                    piece = chunk["choices"][0]["text"]
                     if piece:
+                        if stats.first_s is None:
+                            stats.first_s = time.perf_counter() - t0
                         yield piece
             except (ValueError, RuntimeError) as e:
                 raise ModelError(f"The local model failed: {e}. If the prompt is too long, "
                                  f"raise ASKPAPERS_LLM__N_CTX (now {self.n_ctx}) or lower "
                                  "ASKPAPERS_RETRIEVAL__K.") from None
+            finally:
+                if stats is not None:
+                    # The last sampled token (end of text or the limit) is never evaluated.
+                    stats.gen_tokens = max(0, self._llama.n_tokens - stats.prompt_tokens + 1)
+                    stats.total_s = time.perf_counter() - t0
 
 
-def _load_llama(path: Path, n_ctx: int, n_threads: int | None) -> tuple[object, threading.Lock]:
-    """The process-wide Llama for this file and context size, loading it on first use."""
-    key = (str(path.resolve()), n_ctx)
+def _common_prefix(llama, ids: list[int]) -> int:
+    """How many leading tokens of `ids` the model's KV cache holds already."""
+    held = llama._input_ids  # llama.cpp's own record of the cached tokens
+    n = 0
+    for a, b in zip(held, ids, strict=False):
+        if a != b:
+            break
+        n += 1
+    return n
+
+
+def _chat_template(llama):
+    """The GGUF's own chat template, rendered as llama-cpp-python's chat completion does.
+
+    Raises ModelError when the file carries no template.
+    """
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llama.metadata.get("tokenizer.chat_template")
+    if not template:
+        raise ModelError("The local model file has no chat template; use a chat (instruct) "
+                         "GGUF model.")
+    eos, bos = llama.token_eos(), llama.token_bos()
+    text = lambda t: llama.detokenize([t], special=True).decode("utf-8", "replace") if t >= 0 else ""  # noqa: E731
+    return Jinja2ChatFormatter(template=template, eos_token=text(eos), bos_token=text(bos),
+                               stop_token_ids=[eos])
+
+
+def _load_llama(path: Path, **options) -> tuple[object, threading.Lock]:
+    """The process-wide Llama for this file and these load options, loaded on first use."""
+    key = (str(path.resolve()), *sorted(options.items()))
     with _LOAD_LOCK:
         if key not in _LOADED:
             if not _LOADED:
                 atexit.register(_close_all)
-            _LOADED[key] = (_new_llama(path, n_ctx, n_threads), threading.Lock())
+            _LOADED[key] = (_new_llama(path, **options), threading.Lock())
         return _LOADED[key]
 
 
@@ -108,16 +198,18 @@ def _close_all() -> None:
     _LOADED.clear()
 
 
-def _new_llama(path: Path, n_ctx: int, n_threads: int | None):
+def _new_llama(path: Path, *, prompt_lookup: int, **options):
     try:
         import llama_cpp
     except ImportError:
         raise MissingExtraError("llama-cpp-python is not installed; run `make install`.") from None
-    log.info("loading %s (n_ctx=%d)", path, n_ctx)
+    log.info("loading %s (%s, prompt_lookup=%d)", path, options, prompt_lookup)
+    if prompt_lookup:
+        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+        options["draft_model"] = LlamaPromptLookupDecoding(num_pred_tokens=prompt_lookup)
     try:
-        return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx,
-                               n_threads=n_threads or os.cpu_count(), n_batch=512,
-                               logits_all=False, verbose=False)
+        return llama_cpp.Llama(model_path=str(path), logits_all=False, verbose=False, **options)
     except ValueError:  # llama_cpp's only signal for a missing, truncated or corrupt file
         raise ModelError(f"Cannot load model {path}: the file is truncated, corrupt or not a "
                          "llama.cpp GGUF model; delete it to re-assemble, or fix "

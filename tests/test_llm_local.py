@@ -46,3 +46,25 @@ def test_factory_reuses_one_loaded_model_per_process(small_gguf, local_chat):
     assert first._llama is second._llama is local_chat._llama
     assert first.complete(ASK_OK, max_tokens=8).strip()
 
+
+
+def test_prompt_is_rendered_as_llama_cpp_chat_completion_renders_it(local_chat):
+    # The prompt is formatted and tokenized here (to count cached tokens); greedy answers
+    # must equal llama-cpp-python's own chat completion of the same messages.
+    question = [{"role": "system", "content": "You answer in one short sentence."},
+                {"role": "user", "content": "What colour is the sky on a clear day?"}]
+    ours = local_chat.complete(question, max_tokens=16)
+    theirs = local_chat._llama.create_chat_completion(messages=question, max_tokens=16,
+                                                      temperature=0.0)
+    assert ours == theirs["choices"][0]["message"]["content"]
+    assert local_chat.last_call.prompt_tokens == len(local_chat.tokens(question))
+
+
+def test_warm_prefix_puts_the_system_prompt_in_the_kv_cache(small_gguf):
+    system = "You are a careful assistant who answers about papers."
+    chat = LlamaCppChat(small_gguf, n_ctx=2048, n_threads=2, warm_prefix=system)
+    asked = [{"role": "system", "content": system}, {"role": "user", "content": "Say OK."}]
+    chat.complete(asked, max_tokens=4)
+    stats = chat.last_call
+    assert len(chat._tokenize(system)) < stats.cached_tokens < stats.prompt_tokens
+    assert stats.gen_tokens >= 1 and stats.first_s is not None and stats.total_s >= stats.first_s
