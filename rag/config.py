@@ -126,12 +126,12 @@ _COVERED = {"bias": -3.2258, "threshold": 0.4677,
                         "unseen": -4.6939,
                         "missing_ids": -1.1366,
                         "multi": 1.4229}}
-_STATED = {"bias": 2.1135, "threshold": 0.4764,
-            "weights": {"quantity": -1.1316,
-                        "ask_match": 2.3341,
-                        "quantity_ask_match": 1.4661,
-                        "missing_ids": -1.5661,
-                        "coverage": -1.1030}}
+_STATED = {"bias": 2.6033, "threshold": 0.5465,
+            "weights": {"quantity": -1.3149,
+                        "ask_match": 3.0748,
+                        "quantity_ask_match": 2.2027,
+                        "missing_ids": -1.8852,
+                        "coverage": -2.4093}}
 _MULTI_PAPER_THRESHOLD = 0.1438
 _PAPER = {"bias": -5.3000, "threshold": 0.1438,
             "weights": {"dense": -0.5788,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from rag.config import DecisionSettings, LogisticSettings
 from rag.evidence import TermWeights, coverage, paper_sentences, rank_sentences
-from rag.questions import QuestionKind
+from rag.questions import DEGREE_WORDS, QuestionKind
 from rag.text import keyword_tokens
 from rag.types import Paper, Source
 
@@ -76,10 +76,13 @@ def _folded_overlap(query: dict[str, str], text: dict[str, str], weights: TermWe
     return sum(weights.idf(query[f]) for f in query.keys() & text.keys()) / total if total else 0.0
 
 
-def ask_match(kind: QuestionKind, paper: Paper, weights: TermWeights) -> float:
+def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeights
+              ) -> float:
     """How well the paper's best sentence of the asked-for kind matches what is asked: for a
     quantity, only sentences stating a number count. 0 when no sentence carries it."""
-    ask = _folded(kind.ask)
+    # "How much does X cut memory?": the asked words ("much") carry no content, so the
+    # whole question stands for what is asked.
+    ask = {f: t for f, t in _folded(kind.ask).items() if f not in DEGREE_WORDS} or _folded(question)
     return max((_folded_overlap(ask, _folded(text), weights)
                 for _, _, text in paper_sentences(paper)
                 if not kind.quantity or _DIGIT.search(text)), default=0.0)
@@ -101,7 +104,7 @@ def question_signals(query: str, question: str, sources: list[Source], best_dens
     dense = sorted((s.dense_score for s in sources), reverse=True) + [0.0]
     by_dense = max(sources, key=lambda s: s.dense_score)
     by_keyword = max(sources, key=lambda s: s.keyword_score)
-    asked = ask_match(kind, top, weights)
+    asked = ask_match(kind, question, top, weights)
     return {
         "dense": best_dense,
         "margin": dense[0] - dense[1],

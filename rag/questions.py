@@ -31,9 +31,11 @@ _MULTI = re.compile(
 _WH = re.compile(r"\b(?:what(?:'s| is| are)?|which|how|by how)\s+(.*?)(?=\s+" + _AUX
                  + r"\b|[,?;]|$)", re.I)
 _HEAD_OF = re.compile(r"\s*(.*?)\s+(?:of|for|in|on|from)\s+(?:the|a|an|its)\b", re.I)
+# Words after "how" that ask for an amount without naming it ("how much", "how long").
+DEGREE_WORDS = frozenset("much many fast large big long small well deep often far".split())
 # An amount, a score, a size, a speed: a stating sentence must carry a number.
 _QUANTITY = re.compile(
-    r"^(?:much|many|fast|large|big|long|small|well|deep|often|far)\b|\b(?:accuracy|top-[15]|"
+    rf"^(?:{'|'.join(sorted(DEGREE_WORDS))})\b|\b(?:accuracy|top-[15]|"
     r"fid|score|perplexity|speed-?ups?|throughput|latency|size|number|rate|ratio|percentage|"
     r"error|m?ap|bleu|wer|f1|auc|iou|psnr|ssim|gain|improvement|reduction|memory|cost|"
     r"compute|flops|params?|parameters|faster|slower|smaller|larger|higher|lower|"

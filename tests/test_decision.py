@@ -14,7 +14,8 @@ import pytest
 
 from rag import ask
 from rag.config import LogisticSettings, load_settings
-from rag.decision import _calibrated, identifiers, probability
+from rag.decision import _calibrated, ask_match, identifiers, probability
+from rag.evidence import TermWeights
 from rag.evaluation import evaluate
 from rag.names import display_name, names_paper, short_name
 from rag.questions import classify
@@ -63,6 +64,17 @@ def test_short_names_come_from_the_title_head_or_an_introduced_name():
     assert short_name(fake_paper("A Study of Things", "We employ optimal transport (OT).")) is None
     assert names_paper("SCNet [1] reaches 30 dB.", spelled)
     assert not names_paper("It reaches 30 dB [1].", spelled)
+
+
+def test_a_bare_how_much_is_matched_by_the_whole_question():
+    # "How much" names no quantity: the question's own words find the stating sentence.
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    paper = fake_paper("LowBit", "We study quantization. It cuts memory by 3.5x on GPUs.")
+    question = "How much does the low-bit quantizer cut memory?"
+    assert ask_match(classify(question), question, paper, weights) > 0
+    unrelated = "How much does the low-bit quantizer raise the learning rate?"
+    assert ask_match(classify(unrelated), unrelated, paper, weights) < ask_match(
+        classify(question), question, paper, weights)
 
 
 def test_identifiers_are_the_names_a_question_gives():
