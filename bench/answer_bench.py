@@ -71,7 +71,7 @@ def run_mode(settings_for, gold, mode: str) -> tuple[dict, list[dict]]:
         for item in ask_stream(g["question"], mode=mode, settings=settings):
             if isinstance(item, Answer):
                 answer = item
-            elif first is None and item.strip():
+            elif isinstance(item, str) and first is None and item.strip():  # not the Retrieved
                 first = time.perf_counter() - t0
         totals.append(time.perf_counter() - t0)
         if not answer.abstained:

@@ -35,7 +35,7 @@ from rag import ask_stream, store  # noqa: E402
 from rag.config import REPO_SEEDS, Settings, load_settings  # noqa: E402
 from rag.evaluation import METRICS, evaluate, format_table, is_abstention  # noqa: E402
 from rag.llm import get_chat_model  # noqa: E402
-from rag.types import Answer  # noqa: E402
+from rag.types import Answer, Retrieved  # noqa: E402
 
 TUTORIAL_PROMPT = (
     "You are an assistant for question-answering tasks. Use the following pieces of "
@@ -76,10 +76,12 @@ class PlainPipeline:
         self.model = get_chat_model(settings, "local")
         self.max_tokens = settings.llm.max_tokens
 
-    def answer(self, qid: str, question: str) -> tuple[dict, float | None, float]:
-        """The prediction line, time to first token and total time (s)."""
+    def answer(self, qid: str, question: str) -> tuple[dict, float | None, float, float]:
+        """The prediction line, time to first token, total time and time to the retrieved
+        chunks (s)."""
         t0 = time.perf_counter()
         docs = self.retriever.invoke(question)
+        sources = time.perf_counter() - t0
         context = "\n\n".join(d.page_content for d in docs)
         prompt = TUTORIAL_PROMPT.format(question=question, context=context)
         first, pieces = None, []
@@ -92,20 +94,24 @@ class PlainPipeline:
         text = "".join(pieces).strip()
         pred = {"id": qid, "answer": text, "retrieved": titles, "citations": titles,
                 "abstained": is_abstention({"answer": text})}
-        return pred, first, total
+        return pred, first, total, sources
 
 
-def ask_askpapers(settings: Settings, qid: str, question: str) -> tuple[dict, float | None, float]:
-    """askpapers' prediction line, time to first text (None when it abstained) and total time."""
+def ask_askpapers(settings: Settings, qid: str, question: str
+                  ) -> tuple[dict, float | None, float, float]:
+    """askpapers' prediction line, time to first text (None when it abstained), total time
+    and time until its sources were ready (the Retrieved, before the model starts)."""
     t0 = time.perf_counter()
-    first = answer = None
+    first = answer = sources = None
     for item in ask_stream(question, mode="local", settings=settings):
-        if isinstance(item, Answer):
+        if isinstance(item, Retrieved):
+            sources = time.perf_counter() - t0
+        elif isinstance(item, Answer):
             answer = item
         elif first is None and item.strip():
             first = time.perf_counter() - t0
     total = time.perf_counter() - t0
-    return answer.to_prediction(qid), None if answer.abstained else (first or total), total
+    return answer.to_prediction(qid), None if answer.abstained else (first or total), total, sources
 
 
 def run_both(settings: Settings, plain: PlainPipeline, gold: list[dict], log_path: Path) -> list[dict]:
@@ -117,8 +123,8 @@ def run_both(settings: Settings, plain: PlainPipeline, gold: list[dict], log_pat
             rec = {"id": g["id"]}
             for name, call in (("askpapers", lambda g=g: ask_askpapers(settings, g["id"], g["question"])),
                                ("plain", lambda g=g: plain.answer(g["id"], g["question"]))):
-                pred, first, total = call()
-                rec[name] = {"pred": pred, "first_s": first, "total_s": total}
+                pred, first, total, sources = call()
+                rec[name] = {"pred": pred, "first_s": first, "total_s": total, "sources_s": sources}
             records.append(rec)
             log.write(json.dumps(rec, ensure_ascii=False) + "\n")
             log.flush()
@@ -133,17 +139,20 @@ def summary(gold: list[dict], records: list[dict], name: str) -> dict:
     gold = [g for g in gold if g["id"] in done]
     totals = [r[name]["total_s"] for r in records]
     answered = [r[name]["first_s"] for r in records if r[name]["first_s"] is not None]
+    # Records of runs before the sources-first change have no sources_s.
+    ready = [r[name]["sources_s"] for r in records if r[name].get("sources_s") is not None]
     return {"metrics": evaluate(gold, [r[name]["pred"] for r in records]),
             "answer_p50_s": round(pct(totals, .5), 3), "answer_p95_s": round(pct(totals, .95), 3),
             "answer_mean_s": round(statistics.mean(totals), 3),
             "first_token_median_s": round(statistics.median(answered), 3) if answered else None,
+            "sources_median_s": round(statistics.median(ready), 3) if ready else None,
             "answered": len(answered)}
 
 
 def side_by_side_table(ours: dict, plain: dict) -> str:
     rows = [(m, ours["metrics"]["overall"][m], plain["metrics"]["overall"][m]) for m in METRICS]
     rows += [(k, ours[k], plain[k]) for k in ("answer_p50_s", "answer_p95_s", "answer_mean_s",
-                                               "first_token_median_s")]
+                                               "first_token_median_s", "sources_median_s")]
     lines = [f"{'metric (overall)':<24}{'askpapers':>11}{'plain':>11}{'ratio':>9}", "-" * 55]
     for name, a, b in rows:
         ratio = "-" if a is None or not b else f"{a / b:.2f}"

@@ -10,20 +10,22 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rag.config import Settings
-    from rag.types import Answer
+    from rag.types import Answer, Retrieved
 
 __all__ = ["ask", "ask_stream"]
 
 
 def ask_stream(question: str, *, mode: str | None = None, k: int | None = None,
                history: list[dict] | None = None, filters: dict | None = None,
-               settings: Settings | None = None) -> Iterator[str | Answer]:
-    """Yield the answer's text as it is generated, then the full `Answer`.
+               settings: Settings | None = None) -> Iterator[Retrieved | str | Answer]:
+    """Yield one `Retrieved` (the papers found, each with its best sentence, before any
+    model runs), then the answer's text as it is generated, then the full `Answer`.
 
     `mode` is 'local', 'openai' or 'extractive' (default: settings.llm.mode); `k` the
     number of papers retrieved; `history` earlier chat turns as {"role", "content"} dicts;
     `filters` metadata filters ({"source", "year", "author", "category"}).
-    The Answer's citations carry their paper's DOI, arXiv id and page.
+    The Answer's sources are the Retrieved's; its citations, like the Retrieved's best
+    sentences, carry their paper's DOI, arXiv id and page.
     Raises the typed errors of rag.errors: QuestionError, IndexMissingError,
     IndexMismatchError, IndexCorruptError, ModelError, EndpointError, ConfigError.
     """
@@ -35,7 +37,7 @@ def ask_stream(question: str, *, mode: str | None = None, k: int | None = None,
     clean_question(question)  # refuse a bad question before loading anything heavy
     engine = get_engine(settings or load_settings())
     for item in _stream(engine, question, mode=mode, k=k, history=history, filters=filters):
-        yield item if isinstance(item, str) else item.link_citations()
+        yield item if isinstance(item, str) else item.link_citations()  # Retrieved or Answer
 
 
 def ask(question: str, *, mode: str | None = None, k: int | None = None,
@@ -45,9 +47,11 @@ def ask(question: str, *, mode: str | None = None, k: int | None = None,
 
     Same arguments and errors as `ask_stream`.
     """
+    from rag.types import Answer
+
     answer = None
     for item in ask_stream(question, mode=mode, k=k, history=history, filters=filters,
                            settings=settings):
-        if not isinstance(item, str):
+        if isinstance(item, Answer):
             answer = item
     return answer

@@ -19,11 +19,11 @@ from rag.config import MODES, Settings
 from rag.decision import Verdict, decide, identifiers
 from rag.engine import Engine
 from rag.errors import ConfigError, QuestionError
-from rag.extractive import abstention, extractive_answer, not_stated
+from rag.extractive import abstention, best_quotes, extractive_answer, not_stated
 from rag.names import named_in
 from rag.questions import QuestionKind, classify
 from rag.retrieval import Retrieval
-from rag.types import Answer, Source
+from rag.types import Answer, Retrieved, Source
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +94,9 @@ def _interleave(rankings: list[list[Source]], k: int) -> list[Source]:
 
 def ask_stream(engine: Engine, question: str, *, mode: str | None = None, k: int | None = None,
                history: list[dict] | None = None, filters: dict | None = None
-               ) -> Iterator[str | Answer]:
-    """Yield answer text as it is produced, then the full Answer.
+               ) -> Iterator[Retrieved | str | Answer]:
+    """Yield what was retrieved (one `Retrieved`, before any model runs), then the answer
+    text as it is produced, then the full Answer.
 
     Raises QuestionError, ConfigError, ModelError or EndpointError.
     """
@@ -111,6 +112,9 @@ def ask_stream(engine: Engine, question: str, *, mode: str | None = None, k: int
                      engine.weights, kind)
     timings = {"retrieve_s": time.perf_counter() - t0, "covered": round(verdict.covered, 4),
                "stated": round(verdict.stated, 4)}
+    # Every answer, abstentions included, carries ret.sources: the two always agree.
+    yield Retrieved(question, ret.sources, best_quotes(engine, ret),
+                    {"retrieve_s": timings["retrieve_s"]})
     if mode == "extractive":
         answer = _extractive(engine, question, ret, verdict, kind, timings)
         timings["total_s"] = time.perf_counter() - t0

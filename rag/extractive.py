@@ -23,6 +23,16 @@ def _quote(source: Source, ev: Evidence) -> Citation:
                     ev.start, ev.end)
 
 
+def best_quotes(engine: Engine, ret: Retrieval) -> dict[int, Citation]:
+    """Each retrieved paper's best-matching sentence, by source number (none for a paper
+    with no sentence)."""
+    quotes = {}
+    for source in ret.sources:
+        if evs := best_sentences(source, ret.query, engine):
+            quotes[source.n] = _quote(source, evs[0])
+    return quotes
+
+
 def extractive_answer(engine: Engine, ret: Retrieval, verdict: Verdict, kind: QuestionKind
                       ) -> tuple[str, list[Citation]]:
     """The best-supporting sentences of each kept paper, one line per paper, each named."""

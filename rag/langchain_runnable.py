@@ -80,7 +80,7 @@ class AskPapersRunnable(Runnable[Any, dict]):
 
     def stream(self, input: Any, config: RunnableConfig | None = None,
                **kwargs: Any) -> Iterator[str]:
-        """The answer's text pieces as they are produced."""
+        """The answer's text pieces as they are produced (not the Retrieved before them)."""
         for item in self._items(input):
             if isinstance(item, str) and item:
                 yield item

@@ -1,4 +1,5 @@
-"""The data that crosses module boundaries: papers, chunks, sources, citations, answers.
+"""The data that crosses module boundaries: papers, chunks, sources, citations, what was
+retrieved for a question, answers.
 
 Plain dataclasses so they serialise to JSON without surprises and import nothing heavy.
 """
@@ -103,6 +104,30 @@ class Citation:
     url: str = ""  # the paper's page (Paper.link)
 
 
+def link_citations(citations: list[Citation], sources: list[Source]) -> None:
+    """Give each citation its paper's DOI, arXiv id and page, from the source of its number."""
+    papers = {s.n: s.paper for s in sources}
+    for c in citations:
+        if (p := papers.get(c.n)) is not None and p.paper_id == c.paper_id:
+            c.doi, c.arxiv_id, c.url = p.doi, p.arxiv_id, p.link
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """What `ask_stream` yields first, before any model runs: the papers found for a
+    question, each with its best-matching sentence, so they can be shown at once."""
+
+    question: str
+    sources: list[Source]  # the same papers, in the same order, as the final Answer's
+    best: dict[int, Citation]  # source number -> its best sentence and that sentence's span
+    timings: dict[str, float] = field(default_factory=dict)  # retrieve_s
+
+    def link_citations(self) -> Retrieved:
+        """Give each best sentence its paper's DOI, arXiv id and page; returns self."""
+        link_citations(list(self.best.values()), self.sources)
+        return self
+
+
 @dataclass
 class Answer:
     """The result of a question: cited text, or an abstention, plus what produced it."""
@@ -135,10 +160,7 @@ class Answer:
 
     def link_citations(self) -> Answer:
         """Give each citation its paper's DOI, arXiv id and page (from the sources); returns self."""
-        papers = {s.n: s.paper for s in self.sources}
-        for c in self.citations:
-            if (p := papers.get(c.n)) is not None and p.paper_id == c.paper_id:
-                c.doi, c.arxiv_id, c.url = p.doi, p.arxiv_id, p.link
+        link_citations(self.citations, self.sources)
         return self
 
     def to_bibtex(self) -> str:

@@ -11,7 +11,8 @@ from rag.citations import MarkerFilter, check_citations, keep_valid_markers, mar
 from rag.engine import get_engine
 from rag.errors import ConfigError
 from rag.evidence import TermWeights
-from rag.types import Answer, Paper, Source
+from rag.text import as_data
+from rag.types import Answer, Paper, Retrieved, Source
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev.jsonl"
 
@@ -43,11 +44,33 @@ def test_extractive_answer_cites_the_right_paper_with_a_real_quote(seed_settings
     assert set(marker_numbers(a.text)) <= {s.n for s in a.sources}
 
 
-def test_stream_yields_text_then_the_answer(seed_settings):
+def test_stream_yields_the_sources_then_text_then_the_answer(seed_settings):
     items = list(ask_stream("Which loss replaces Pseudo-Huber in latent consistency training?",
                             mode="extractive", settings=seed_settings))
-    assert all(isinstance(i, str) for i in items[:-1]) and isinstance(items[-1], Answer)
-    assert "".join(items[:-1]) == items[-1].text and "Cauchy" in items[-1].text
+    found, pieces, answer = items[0], items[1:-1], items[-1]
+    assert isinstance(found, Retrieved) and isinstance(answer, Answer)
+    assert pieces and all(isinstance(i, str) for i in pieces)
+    assert "".join(pieces) == answer.text and "Cauchy" in answer.text
+    assert_same_sources(found, answer)
+
+
+def assert_same_sources(found: Retrieved, answer: Answer) -> None:
+    """The Retrieved lists the Answer's papers in its order, each with a real best sentence."""
+    assert [s.paper.paper_id for s in found.sources] == [s.paper.paper_id for s in answer.sources]
+    assert [s.n for s in found.sources] == [s.n for s in answer.sources]
+    assert found.question == answer.question and found.timings["retrieve_s"] > 0
+    assert set(found.best) == {s.n for s in found.sources}  # every seed abstract has sentences
+    for s in found.sources:
+        best = found.best[s.n]
+        assert best.paper_id == s.paper.paper_id and best.url == s.paper.link
+        assert as_data(s.paper.abstract[best.start:best.end]) == best.quote
+
+
+def test_an_abstention_also_streams_its_sources_first(seed_settings):
+    items = list(ask_stream("Which paper gives a recipe for sourdough bread fermentation times?",
+                            mode="extractive", settings=seed_settings))
+    assert [type(i) for i in items] == [Retrieved, str, Answer] and items[-1].abstained
+    assert_same_sources(items[0], items[-1])
 
 
 @pytest.mark.parametrize("question", [

@@ -13,7 +13,7 @@ from rag import ask, ask_stream
 from rag.citations import marker_numbers
 from rag.config import load_settings
 from rag.errors import EndpointError
-from rag.types import Answer
+from rag.types import Answer, Retrieved
 
 pytestmark = pytest.mark.slow
 
@@ -92,12 +92,38 @@ def test_injected_abstract_changes_nothing(corpora, default_gguf, mode):
     _valid(injected)
 
 
+def test_local_mode_yields_the_sources_before_the_model_is_used(seed_settings, small_gguf,
+                                                               monkeypatch):
+    from rag import llm
+
+    settings = seed_settings.model_copy(update={"llm": seed_settings.llm.model_copy(
+        update={"model_path": small_gguf, "local_model": "0.5b"})})
+    models_asked_for = []
+
+    def spy(*args, **kwargs):  # the real model, with a note that it was asked for
+        models_asked_for.append(args[1])
+        return real(*args, **kwargs)
+
+    real = llm.get_chat_model
+    monkeypatch.setattr(llm, "get_chat_model", spy)
+    stream = ask_stream(FID_QUESTION, mode="local", settings=settings)
+    found = next(stream)
+    assert isinstance(found, Retrieved) and found.sources and models_asked_for == []
+    rest = list(stream)
+    pieces, answer = rest[:-1], rest[-1]
+    assert models_asked_for == ["local"] and isinstance(answer, Answer)
+    assert pieces and all(isinstance(p, str) for p in pieces)
+    assert [s.paper.paper_id for s in found.sources] == [s.paper.paper_id for s in answer.sources]
+    assert set(found.best) == {s.n for s in found.sources}
+
+
 def test_openai_mode_streams_from_a_real_server(seed_settings, openai_server):
     settings = seed_settings.model_copy(update={"llm": seed_settings.llm.model_copy(
         update={"openai_base_url": openai_server, "openai_model": "qwen-0.5b"})})
     items = list(ask_stream(FID_QUESTION, mode="openai", settings=settings))
-    pieces, answer = items[:-1], items[-1]
-    assert isinstance(answer, Answer) and not answer.abstained
+    found, pieces, answer = items[0], items[1:-1], items[-1]
+    assert isinstance(found, Retrieved) and isinstance(answer, Answer) and not answer.abstained
+    assert [s.paper.paper_id for s in found.sources] == [s.paper.paper_id for s in answer.sources]
     assert len(pieces) > 1 and all(isinstance(p, str) for p in pieces)
     assert answer.citations
     _valid(answer)

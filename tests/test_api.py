@@ -47,8 +47,9 @@ def _abstract(settings, paper_id: str) -> str:
     return papers[paper_id].abstract
 
 
-def _check_citations(citations: list[dict], settings) -> None:
-    assert citations, "an answered question carries citations"
+def _check_quoted(citations: list[dict], settings) -> None:
+    """Citations (or streamed sources): each quote is its span of the paper's abstract."""
+    assert citations, "an answered question carries citations; a search finds papers"
     for c in citations:
         assert set(c) >= {"n", "paper_id", "title", "quote", "span", "url"}
         start, end = c["span"]
@@ -64,7 +65,7 @@ def test_openai_client_gets_cited_text_and_structured_citations(api_app):
     text = done.choices[0].message.content
     extra = done.model_extra
     assert "[1]" in text and extra["abstained"] is False
-    _check_citations(extra["citations"], settings)
+    _check_quoted(extra["citations"], settings)
     assert {f"[{c['n']}]" for c in extra["citations"]} <= set(
         m for m in ("[1]", "[2]", "[3]", "[4]", "[5]") if m in text)
 
@@ -83,7 +84,41 @@ def test_openai_client_streams_the_same_answer_with_citations_last(api_app):
         model="askpapers", messages=[{"role": "user", "content": QUESTION}])
     assert whole.choices[0].message.content == text
     assert last.model_extra["citations"] == whole.model_extra["citations"]
-    _check_citations(last.model_extra["citations"], settings)
+    _check_quoted(last.model_extra["citations"], settings)
+
+
+def test_a_stream_sends_the_sources_before_any_text(api_app):
+    url, settings = api_app
+    chunks = list(_openai(url).chat.completions.create(
+        model="askpapers-extractive", stream=True, messages=[{"role": "user", "content": QUESTION}]))
+    with_sources = [i for i, c in enumerate(chunks) if "sources" in (c.model_extra or {})]
+    with_text = [i for i, c in enumerate(chunks) if c.choices[0].delta.content]
+    assert len(with_sources) == 1 and with_text and with_sources[0] < with_text[0]
+    sources = chunks[with_sources[0]].model_extra["sources"]
+    whole = httpx.post(f"{url}/api/ask", headers={"authorization": f"Bearer {KEY}"}, timeout=120,
+                       json={"question": QUESTION, "mode": "extractive"}).json()
+    assert [s["paper_id"] for s in sources] == [s["paper"]["paper_id"] for s in whole["sources"]]
+    _check_quoted(sources, settings)
+
+
+def test_raw_sse_has_a_sources_event_with_an_empty_delta_before_the_text(api_app):
+    url, _ = api_app
+    with httpx.stream("POST", f"{url}/v1/chat/completions", timeout=120,
+                      headers={"authorization": f"Bearer {KEY}"},
+                      json={"model": "askpapers-extractive", "stream": True,
+                            "messages": [{"role": "user", "content": QUESTION}]}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = [line.removeprefix("data: ") for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    kinds = []
+    for event in map(json.loads, events[:-1]):
+        delta = event["choices"][0]["delta"]
+        if "sources" in event:
+            assert delta == {} and event["object"] == "chat.completion.chunk"
+            kinds.append("sources")
+        elif delta.get("content"):
+            kinds.append("text")
+    assert kinds[0] == "sources" and "text" in kinds and kinds.count("sources") == 1
 
 
 def test_off_topic_question_abstains_without_citations(api_app):
@@ -259,7 +294,7 @@ def test_mcp_tools_over_streamable_http(api_app):
     assert all(p["best_sentence"] in as_data(_abstract(settings, p["paper_id"])) for p in papers)
     got = _json(answer)
     assert got["abstained"] is False and "[1]" in got["answer"]
-    _check_citations(got["citations"], settings)
+    _check_quoted(got["citations"], settings)
     one = _json(paper)
     assert one["title"] == "Diffusion Models Beat GANs on Image Synthesis"
     assert one["bibtex"].startswith("@misc{") and one["abstract"]

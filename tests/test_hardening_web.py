@@ -313,6 +313,24 @@ def test_only_the_answerers_markers_become_citations(hostile):
     assert "<img" not in checked.citations[0].quote and "](" not in checked.citations[0].quote
 
 
+def test_the_papers_found_before_the_answer_stay_data(hostile):
+    from rag import ask_stream
+    from rag.types import Retrieved
+    from ui import render
+    from ui.api import sources_json
+
+    found = next(ask_stream(QUESTION, mode="extractive", settings=hostile))
+    assert isinstance(found, Retrieved)
+    poisoned = next(s for s in found.sources if s.paper.title == POISONED_TITLE)
+    assert "<img" in poisoned.paper.abstract and "<img" not in found.best[poisoned.n].quote
+    panel = render.sources_panel([(0, found)])
+    assert panel.count('class="ap-src"') == len(found.sources) and "<mark>" in panel
+    assert "<img" not in panel and "<script" not in panel and "Sampling [3]" not in panel
+    assert "javascript:" not in panel.lower()
+    for source in sources_json(found):
+        assert not MARKER.search(source["quote"]) and "<img" not in source["quote"]
+
+
 def test_model_text_cannot_add_images_or_links_to_the_chat():
     from rag.types import Answer
     from ui import render

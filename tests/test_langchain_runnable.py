@@ -28,7 +28,12 @@ def test_invoke_returns_the_answer_as_a_dict_and_composes(runnable):
     assert both["question"] == QUESTION and both["answer"]["text"] == answer["text"]
 
 
-def test_stream_yields_the_text_pieces(runnable):
+def test_stream_yields_the_text_pieces(runnable, seed_settings):
+    from rag import ask_stream
+    from rag.types import Retrieved
+
+    first = next(ask_stream(QUESTION, mode="extractive", settings=seed_settings))
+    assert isinstance(first, Retrieved)  # what the runnable's stream must leave out
     pieces = list(runnable.stream(QUESTION))
     assert pieces and all(isinstance(p, str) for p in pieces)
     assert "".join(pieces) == runnable.invoke(QUESTION)["text"]

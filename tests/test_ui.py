@@ -180,6 +180,26 @@ def test_feedback_is_appended_without_secrets(seed_settings, tmp_path, monkeypat
     assert "sk-never-written" not in "".join(lines)
 
 
+def test_chat_shows_the_papers_found_before_the_answer(seed_settings, tmp_path):
+    from rag.config import load_settings
+    from ui import render
+    from ui.app import ChatApp
+
+    settings = load_settings(home=tmp_path, index={"dir": seed_settings.index_dir})
+    steps = list(ChatApp(settings).chat(QUESTION, [], "extractive", 5, "", None, "", ""))
+    panels = [(i, panel) for i, (_, panel, _, _) in enumerate(steps) if isinstance(panel, str)]
+    texts = [i for i, (chat, _, _, _) in enumerate(steps) if isinstance(chat, list)
+             and chat[-1]["content"] != render.streaming_markdown("")]
+    (_, waiting), (found_at, found), (last_at, final) = panels
+    assert waiting == render.WAITING_PANEL and found_at < texts[0] and last_at == len(steps) - 1
+    assert "Papers found for:" in found and found.count('class="ap-src"') == 5
+    assert found.count("<mark>") == 5  # each paper's best sentence
+    assert "Sources for:" in final and 'id="src-0-1"' in final
+    turn = steps[-1][2][-1]
+    assert [s.paper.paper_id for s in turn["retrieved"].sources] == \
+        [s.paper.paper_id for s in turn["answer"].sources]
+
+
 def test_missing_index_is_reported_not_crashed(tmp_path):
     from rag.config import load_settings
     from ui.app import ChatApp

@@ -18,6 +18,7 @@ SCREENSHOT_TO = "REFRESH_SCREENSHOT_TO"  # not ASKPAPERS_*: conftest clears thos
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 LAST_BOT = "#ap-chat .message-row.bot-row >> nth=-1"
+OFF_TOPIC = "Which paper gives a recipe for sourdough bread fermentation times?"
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +117,32 @@ def test_local_model_streams_incrementally(page, seed_settings, small_gguf, tmp_
         growing = sorted({n for n in lengths if n > 0})
         assert "Could not answer" not in page.locator(LAST_BOT).inner_text()
         assert len(growing) >= 4, f"the answer arrived in too few steps: {growing}"
+
+
+def test_sources_show_while_the_local_answer_is_written(page, seed_settings, small_gguf, tmp_path):
+    """Enter -> the first paper in the sources panel, with the local model: the papers show
+    before the answer is done. The time is printed, not asserted (bench/ui_latency.py)."""
+    env = {"ASKPAPERS_LLM__MODEL_PATH": str(small_gguf), "ASKPAPERS_LLM__LOCAL_MODEL": "0.5b"}
+    with served_app(tmp_path / "home", seed_settings.index_dir, mode="local", **env) as (url, _):
+        page.goto(url)
+        _ask(page, OFF_TOPIC)  # loads the index and embedder; abstains without the model
+        _streamed_lengths(page, timeout_s=600)
+        box, panel = page.locator("#ap-question textarea"), page.locator("#ap-sources")
+        box.fill(QUESTION)
+        t0 = time.monotonic()
+        box.press("Enter")
+        panel.locator(".ap-turn[data-turn='1'] .ap-src").first.wait_for(state="visible",
+                                                                        timeout=600_000)
+        sources_s = time.monotonic() - t0
+        shown_then = panel.locator(".ap-current").inner_text()
+        cited_then = page.locator("#ap-chat a.ap-cite").count()
+        _streamed_lengths(page, timeout_s=600)  # a crowded machine writes slowly
+        done_s = time.monotonic() - t0
+        print(f"\nlocal 0.5B: question sent -> sources visible {sources_s:.2f} s, "
+              f"-> answer done {done_s:.2f} s")
+        assert "Papers found for:" in shown_then and cited_then == 0  # the answer was not done
+        assert "Sources for:" in panel.locator(".ap-current").inner_text()  # then its own panel
+        assert "Could not answer" not in page.locator(LAST_BOT).inner_text()
 
 
 def test_upload_papers_ask_them_and_export_bibtex(page, index_copy, tmp_path):

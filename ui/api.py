@@ -3,7 +3,8 @@
 - `POST /v1/chat/completions`: OpenAI-compatible, streamed (SSE) or not. `model` picks the
   answer mode (`askpapers` = the configured one, `askpapers-local`, ...); earlier messages
   are the follow-up history. The text keeps its [n] markers; the extra fields `citations`
-  and `abstained` carry the structure (the streamed form sends them in its last chunk).
+  and `abstained` carry the structure (the streamed form sends them in its last chunk,
+  and the retrieved papers, `sources`, in a chunk of their own before any text).
 - `GET /v1/models`, `GET /v1/models/{id}`, and `POST /api/ask` (the Answer as JSON).
 
 Errors are OpenAI-style error objects. A bearer key (`--api-key` or ASKPAPERS_API_KEY) is
@@ -39,7 +40,7 @@ from rag.errors import (
     QuestionError,
     VectorStoreError,
 )
-from rag.types import Answer
+from rag.types import Answer, Retrieved
 from ui.render import scrub_paths
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,19 @@ def citations_json(answer: Answer) -> list[dict]:
             for c in answer.citations]
 
 
+def sources_json(retrieved: Retrieved) -> list[dict]:
+    """The retrieved papers, best first: n, paper id, title, links, scores, and the best
+    sentence (`quote`, its `span` in the abstract; "" and null for a paper with none)."""
+    out = []
+    for s in retrieved.sources:
+        best = retrieved.best.get(s.n)
+        out.append({"n": s.n, "paper_id": s.paper.paper_id, "title": s.paper.title,
+                    "url": s.paper.link, "doi": s.paper.doi, "arxiv_id": s.paper.arxiv_id,
+                    "score": s.score, "quote": best.quote if best else "",
+                    "span": [best.start, best.end] if best else None})
+    return out
+
+
 def completion_json(answer: Answer, req: AskRequest) -> dict:
     """A chat.completion object for a finished answer, with citations and abstained."""
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
@@ -242,9 +256,10 @@ def _sse(obj) -> bytes:
 
 
 async def stream_chunks(first, items: Iterator, req: AskRequest) -> AsyncIterator[bytes]:
-    """SSE chat.completion.chunk events: the text pieces, then a last chunk carrying
-    citations, abstained and `text` (the checked answer, which may differ from the pieces
-    when the citation check removed a marker)."""
+    """SSE chat.completion.chunk events: a chunk with an empty delta carrying `sources`
+    (as soon as retrieval ends), the text pieces, then a last chunk carrying citations,
+    abstained and `text` (the checked answer, which may differ from the pieces when the
+    citation check removed a marker)."""
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": req.model}
 
@@ -256,7 +271,9 @@ async def stream_chunks(first, items: Iterator, req: AskRequest) -> AsyncIterato
     item, rest = first, iterate_in_threadpool(items)
     try:
         while True:
-            if isinstance(item, str):
+            if isinstance(item, Retrieved):
+                yield chunk({}, sources=sources_json(item))
+            elif isinstance(item, str):
                 if item:
                     yield chunk({"content": item})
             else:
@@ -319,7 +336,7 @@ def make_router(settings: Settings, key: ApiKey) -> APIRouter:
             if not req.stream:
                 return JSONResponse(completion_json(await run_in_threadpool(_ask, req, settings), req))
             items = _run(req, settings)
-            first = await run_in_threadpool(_next, items)  # errors before any text: a status
+            first = await run_in_threadpool(_next, items)  # errors before the sources: a status
             return StreamingResponse(stream_chunks(first, items, req),
                                      media_type="text/event-stream",
                                      headers={"cache-control": "no-cache", "x-accel-buffering": "no"})

@@ -17,6 +17,7 @@ import gradio as gr  # noqa: E402
 from rag.config import MODES, Settings  # noqa: E402
 from rag.errors import AskPapersError, ConfigError  # noqa: E402
 from rag.filters import year_filter  # noqa: E402
+from rag.types import Retrieved  # noqa: E402
 from ui import export, guard, render, upload  # noqa: E402
 from ui.exposure import check_exposure, is_loopback  # noqa: E402
 from ui.feedback import VoteLimit, record_feedback  # noqa: E402
@@ -87,8 +88,10 @@ def chat_messages(turns: list[dict]) -> list[dict]:
 
 
 def panel_html(turns: list[dict]) -> str:
-    """The sources panel for every answered turn, the latest one showing."""
-    return render.sources_panel([(i, t["answer"]) for i, t in enumerate(turns) if t["answer"]])
+    """The sources panel for every turn with sources, the latest one showing: an answer's,
+    else the papers found for it (while it is written, or when it failed)."""
+    return render.sources_panel([(i, t["answer"] or t.get("retrieved")) for i, t in enumerate(turns)
+                                 if t["answer"] or t.get("retrieved")])
 
 
 def make_filters(source, year, author, category) -> dict:
@@ -109,12 +112,14 @@ class ChatApp:
         self._corpus: tuple = ("", [], [])  # (status it was read for, examples, listings)
 
     def chat(self, question, turns, mode, k, source, year, author, category):
-        """Stream an answer into the chat, then show its sources; errors become a chat line."""
+        """Show the papers found as soon as retrieval ends, stream the answer into the chat,
+        then show its sources; errors become a chat line."""
         turns = list(turns or [])
         if not (question or "").strip():
             yield gr.skip(), gr.skip(), turns, gr.skip()
             return
-        turn = {"question": question.strip(), "text": "", "answer": None, "error": None}
+        turn = {"question": question.strip(), "text": "", "retrieved": None, "answer": None,
+                "error": None}
         history = _history(turns)
         turns.append(turn)
         yield chat_messages(turns), render.WAITING_PANEL, turns, ""
@@ -124,6 +129,9 @@ class ChatApp:
                 if isinstance(item, str):
                     turn["text"] += item
                     yield chat_messages(turns), gr.skip(), turns, gr.skip()
+                elif isinstance(item, Retrieved):
+                    turn["retrieved"] = item
+                    yield gr.skip(), panel_html(turns), turns, gr.skip()
                 else:
                     turn["answer"] = item  # its text replaces the stream: citations were checked
         except AskPapersError as e:

@@ -126,6 +126,7 @@ def _answer_rows(rows, args, settings, out) -> list[dict]:
 
 def cmd_ask(args) -> int:
     from rag import ask_stream
+    from rag.types import Answer
 
     settings = _settings(args)
     if args.batch:
@@ -144,7 +145,7 @@ def cmd_ask(args) -> int:
         if isinstance(item, str):
             if not args.json:
                 print(item, end="", flush=True)
-        else:
+        elif isinstance(item, Answer):  # not the Retrieved: the cited papers are listed below
             answer = item
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=1))

@@ -1,4 +1,5 @@
-"""HTML and Markdown for the chat app: answers with linked [n] markers, the sources panel.
+"""HTML and Markdown for the chat app: answers with linked [n] markers, the sources panel
+(the papers found, as soon as retrieval ends; then the answer's sources with its quotes).
 
 Pure functions of `rag.types` values, so they are testable without a browser. Every piece
 of corpus or model text is HTML-escaped before it is placed in markup; corpus text also
@@ -11,7 +12,7 @@ import html
 import re
 
 from rag.text import as_data
-from rag.types import Answer, Citation, Paper, Source
+from rag.types import Answer, Citation, Paper, Retrieved, Source
 
 # A marker as it stands after _markdown_text escaped its brackets.
 _MARKER = re.compile(r"\\\[(\d+)\\\]")
@@ -123,7 +124,8 @@ def source_card(source: Source, citations: list[Citation], turn: int) -> str:
             f'<p class="ap-abstract">{highlighted_abstract(source.paper.abstract, spans)}</p></div>')
 
 
-def _turn_panel(answer: Answer, turn: int, current: bool) -> str:
+def _answer_body(answer: Answer, turn: int) -> str:
+    """The cited papers with their quotes marked, then the others folded away."""
     by_n: dict[int, list[Citation]] = {}
     for c in answer.citations:
         by_n.setdefault(c.n, []).append(c)
@@ -137,16 +139,30 @@ def _turn_panel(answer: Answer, turn: int, current: bool) -> str:
         body += (f'<details class="ap-more"{" open" if not cited and answer.abstained else ""}>'
                  f'<summary>{label} ({len(others)})</summary>'
                  + "".join(source_card(s, [], turn) for s in others) + "</details>")
+    return head + body
+
+
+def _retrieved_body(retrieved: Retrieved, turn: int) -> str:
+    """Every paper found, each with its best sentence marked, while the answer is written."""
+    head = f'<div class="ap-q">Papers found for: {html.escape(retrieved.question)}</div>'
+    best = retrieved.best
+    return head + "".join(source_card(s, [best[s.n]] if s.n in best else [], turn)
+                          for s in retrieved.sources)
+
+
+def _turn_panel(found: Answer | Retrieved, turn: int, current: bool) -> str:
+    body = _retrieved_body(found, turn) if isinstance(found, Retrieved) else _answer_body(found, turn)
     css = "ap-turn ap-current" if current else "ap-turn"
-    return f'<div class="{css}" data-turn="{turn}">{head}{body}</div>'
+    return f'<div class="{css}" data-turn="{turn}">{body}</div>'
 
 
-def sources_panel(answers: list[tuple[int, Answer]]) -> str:
-    """The panel for every answered turn; only the latest shows until a citation picks another."""
-    if not answers:
+def sources_panel(turns: list[tuple[int, Answer | Retrieved]]) -> str:
+    """The panel for every turn with sources (an answer's, or the papers found for one still
+    being written); only the latest shows until a citation picks another."""
+    if not turns:
         return EMPTY_PANEL
-    last = answers[-1][0]
-    return "".join(_turn_panel(a, turn, turn == last) for turn, a in answers)
+    last = turns[-1][0]
+    return "".join(_turn_panel(found, turn, turn == last) for turn, found in turns)
 
 
 def index_status(info: dict) -> str:
