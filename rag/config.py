@@ -189,10 +189,8 @@ class LLMSettings(_Section):
     n_ctx: int = Field(4096, ge=512, description="llama.cpp context window.")
     n_threads: int | None = Field(None, description="llama.cpp threads; default: all cores.")
     n_batch: int = Field(512, ge=8, description="llama.cpp prompt batch size (tokens per step).")
-    flash_attn: bool = Field(False, description="llama.cpp flash attention.")
-    prompt_lookup: int = Field(
-        0, ge=0, le=16, description="Draft tokens guessed from the prompt per step "
-        "(prompt-lookup decoding; it makes llama.cpp keep every token's logits); 0: off.")
+    flash_attn: bool = Field(
+        True, description="llama.cpp flash attention (measured a little faster here).")
     max_tokens: int = Field(200, ge=16, description="Longest answer, in tokens.")
     openai_base_url: str = Field(
         "https://api.openai.com/v1", description="OpenAI-compatible endpoint for mode=openai."

@@ -54,8 +54,7 @@ def get_chat_model(settings: Settings, mode: str) -> ChatModel:
 
         llm = settings.llm
         return LlamaCppChat(resolve_gguf(settings), n_ctx=llm.n_ctx, n_threads=llm.n_threads,
-                            n_batch=llm.n_batch, flash_attn=llm.flash_attn,
-                            prompt_lookup=llm.prompt_lookup, warm_prefix=SYSTEM)
+                            n_batch=llm.n_batch, flash_attn=llm.flash_attn, warm_prefix=SYSTEM)
     if mode == "openai":
         return OpenAIChat(settings)
     raise ConfigError(f"Unknown chat model mode {mode!r}; use 'local' or 'openai'.")
@@ -89,13 +88,12 @@ class LlamaCppChat(ChatModel):
     """
 
     def __init__(self, model_path: Path, *, n_ctx: int = 4096, n_threads: int | None = None,
-                 n_batch: int = 512, flash_attn: bool = False, prompt_lookup: int = 0,
-                 warm_prefix: str | None = None):
+                 n_batch: int = 512, flash_attn: bool = True, warm_prefix: str | None = None):
         self.name = f"llama.cpp:{Path(model_path).name}"
         self.n_ctx = n_ctx
         self._llama, self._lock = _load_llama(
             Path(model_path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
-            n_batch=n_batch, flash_attn=flash_attn, prompt_lookup=prompt_lookup)
+            n_batch=n_batch, flash_attn=flash_attn)
         self._template = _chat_template(self._llama)
         self.last_call: CallStats | None = None
         if warm_prefix:
@@ -198,16 +196,15 @@ def _close_all() -> None:
     _LOADED.clear()
 
 
-def _new_llama(path: Path, *, prompt_lookup: int, **options):
+def _new_llama(path: Path, **options):
     try:
         import llama_cpp
     except ImportError:
         raise MissingExtraError("llama-cpp-python is not installed; run `make install`.") from None
-    log.info("loading %s (%s, prompt_lookup=%d)", path, options, prompt_lookup)
-    if prompt_lookup:
-        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
-
-        options["draft_model"] = LlamaPromptLookupDecoding(num_pred_tokens=prompt_lookup)
+    log.info("loading %s (%s)", path, options)
+    # Prompt-lookup decoding (llama_cpp.llama_speculative) was measured and left out: it
+    # makes llama.cpp keep every token's logits, which slowed the first token by ~30% and
+    # the whole answer too (README, "Faster local answers").
     try:
         return llama_cpp.Llama(model_path=str(path), logits_all=False, verbose=False, **options)
     except ValueError:  # llama_cpp's only signal for a missing, truncated or corrupt file

@@ -15,8 +15,8 @@ import pytest
 from rag import ask
 from rag.config import LogisticSettings, load_settings
 from rag.decision import _calibrated, ask_match, identifiers, probability
-from rag.evidence import TermWeights
 from rag.evaluation import evaluate
+from rag.evidence import TermWeights
 from rag.names import display_name, names_paper, short_name
 from rag.questions import classify
 from rag.types import Paper

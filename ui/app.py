@@ -296,11 +296,16 @@ def _chat_events(handlers, settings, question, ask, turns, widgets, chatbot, pan
 # ---------------------------------------------------------------- serving
 
 def _warm_up(settings: Settings) -> None:
-    """Load the index and embedder in the background so the first question is fast."""
+    """Load the index, the embedder and (in local mode) the model in the background so the
+    first question is fast."""
     try:
         from rag.engine import get_engine
 
         get_engine(settings)
+        if settings.llm.mode == "local":  # load the model and its prompt head before a question
+            from rag.llm import get_chat_model
+
+            get_chat_model(settings, "local")
     except AskPapersError as e:
         log.info("warm-up skipped: %s", e)
     except Exception:  # noqa: BLE001 - a failed warm-up must not stop the server
