@@ -51,6 +51,7 @@ bench: install $(SCALE)
 	HF_HUB_OFFLINE=1 $(PY) bench/answer_bench.py
 	HF_HUB_OFFLINE=1 $(PY) bench/scale.py
 	HF_HUB_OFFLINE=1 $(PY) bench/side_by_side.py
+	HF_HUB_OFFLINE=1 $(PY) bench/latency.py
 	HF_HUB_OFFLINE=1 $(PY) bench/api_bench.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bib_ingest_bench.py
 

@@ -4,7 +4,8 @@ llama.cpp model object.
 
 Reported per pipeline, split into single-paper and multi-paper questions:
 - sources visible: question sent -> the retrieved sources handed to the caller (askpapers'
-  stream delivers them before the model starts; the tutorial shows none before its answer);
+  stream delivers them before the model starts; the tutorial chain returns them with its
+  answer, so its figure is the whole answer's);
 - first model token and whole answer, p50/p90 (answers the model wrote; abstentions and
   "not stated" replies made in code are counted apart);
 - prompt tokens per question (all, and those not already in the KV cache) and generation
@@ -81,9 +82,10 @@ def time_askpapers(question: str, mode: str, settings, qid: str = "") -> dict:
 
 
 def time_tutorial(plain: PlainPipeline, qid: str, question: str) -> dict:
-    _, first, total = plain.answer(qid, question)
+    _, first, total, _retrieved = plain.answer(qid, question)
     stats = plain.model.last_call
-    return {"sources_s": None, "first_s": first, "total_s": total, "model": True,
+    # The tutorial chain returns its context with the answer: nothing shows before it.
+    return {"sources_s": total, "first_s": first, "total_s": total, "model": True,
             "prompt_tokens": stats.prompt_tokens,
             "new_prompt_tokens": stats.prompt_tokens - stats.cached_tokens,
             "gen_tokens": stats.gen_tokens,
