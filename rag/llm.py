@@ -50,11 +50,11 @@ def get_chat_model(settings: Settings, mode: str) -> ChatModel:
     """
     if mode == "local":
         from rag.models import resolve_gguf
-        from rag.prompts import SYSTEM
+        from rag.prompts import HEAD
 
         llm = settings.llm
         return LlamaCppChat(resolve_gguf(settings), n_ctx=llm.n_ctx, n_threads=llm.n_threads,
-                            n_batch=llm.n_batch, flash_attn=llm.flash_attn, warm_prefix=SYSTEM)
+                            n_batch=llm.n_batch, flash_attn=llm.flash_attn, warm_head=HEAD)
     if mode == "openai":
         return OpenAIChat(settings)
     raise ConfigError(f"Unknown chat model mode {mode!r}; use 'local' or 'openai'.")
@@ -88,7 +88,7 @@ class LlamaCppChat(ChatModel):
     """
 
     def __init__(self, model_path: Path, *, n_ctx: int = 4096, n_threads: int | None = None,
-                 n_batch: int = 512, flash_attn: bool = True, warm_prefix: str | None = None):
+                 n_batch: int = 512, flash_attn: bool = True, warm_head: Messages | None = None):
         self.name = f"llama.cpp:{Path(model_path).name}"
         self.n_ctx = n_ctx
         self._llama, self._lock = _load_llama(
@@ -96,8 +96,8 @@ class LlamaCppChat(ChatModel):
             n_batch=n_batch, flash_attn=flash_attn)
         self._template = _chat_template(self._llama)
         self.last_call: CallStats | None = None
-        if warm_prefix:
-            self.warm(warm_prefix)
+        if warm_head:
+            self.warm(warm_head)
 
     def tokens(self, messages: Messages) -> list[int]:
         """The prompt's tokens, as the chat template renders `messages`."""
@@ -107,13 +107,15 @@ class LlamaCppChat(ChatModel):
         # The template writes the special tokens itself, so none are added here.
         return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
-    def warm(self, system: str) -> None:
-        """Evaluate the prompt's fixed head (template and system prompt) once, so the first
-        question reuses it from the KV cache like every later one."""
+    def warm(self, head: Messages) -> None:
+        """Evaluate a fixed prompt head once (`head` rendered up to the end of its last
+        message's text), so the first question reuses it from the KV cache like every later
+        one; nothing is done when the cache holds it already."""
         marker = "\x00"
-        head = self._template(messages=[{"role": "system", "content": system},
-                                        {"role": "user", "content": marker}]).prompt
-        ids = self._tokenize(head[:head.index(marker)])
+        *first, last = head
+        text = self._template(messages=[*first, {**last, "content": last["content"] + marker}]
+                              ).prompt
+        ids = self._tokenize(text[:text.index(marker)])
         with self._lock:
             if _common_prefix(self._llama, ids) < len(ids) - 1:
                 for _ in self._llama.create_completion(ids, max_tokens=1, temperature=0.0,

@@ -62,7 +62,9 @@ def test_prompt_is_rendered_as_llama_cpp_chat_completion_renders_it(local_chat):
 
 def test_warm_prefix_puts_the_system_prompt_in_the_kv_cache(small_gguf):
     system = "You are a careful assistant who answers about papers."
-    chat = LlamaCppChat(small_gguf, n_ctx=2048, n_threads=2, warm_prefix=system)
+    chat = LlamaCppChat(small_gguf, n_ctx=2048, n_threads=2,
+                        warm_head=[{"role": "system", "content": system},
+                                   {"role": "user", "content": ""}])
     asked = [{"role": "system", "content": system}, {"role": "user", "content": "Say OK."}]
     chat.complete(asked, max_tokens=4)
     stats = chat.last_call
