@@ -64,7 +64,7 @@ def get_chat_model(settings: Settings, mode: str) -> ChatModel:
 
 # One Llama per (file, load options) per process: llama.cpp reuses the KV cache for the
 # prompt prefix shared with the previous call only on the same object.
-_LOADED: dict[tuple, tuple[object, threading.Lock]] = {}
+_LOADED: dict[tuple, tuple[object, threading.Lock, object]] = {}
 _LOAD_LOCK = threading.Lock()
 
 
@@ -91,10 +91,9 @@ class LlamaCppChat(ChatModel):
                  n_batch: int = 512, flash_attn: bool = True, warm_head: Messages | None = None):
         self.name = f"llama.cpp:{Path(model_path).name}"
         self.n_ctx = n_ctx
-        self._llama, self._lock = _load_llama(
+        self._llama, self._lock, self._template = _load_llama(
             Path(model_path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
             n_batch=n_batch, flash_attn=flash_attn)
-        self._template = _chat_template(self._llama)
         self.last_call: CallStats | None = None
         if warm_head:
             self.warm(warm_head)
@@ -180,20 +179,22 @@ def _chat_template(llama):
                                stop_token_ids=[eos])
 
 
-def _load_llama(path: Path, **options) -> tuple[object, threading.Lock]:
-    """The process-wide Llama for this file and these load options, loaded on first use."""
+def _load_llama(path: Path, **options) -> tuple[object, threading.Lock, object]:
+    """The process-wide Llama for this file and these load options, its lock and its chat
+    template, loaded (and the template compiled) on first use."""
     key = (str(path.resolve()), *sorted(options.items()))
     with _LOAD_LOCK:
         if key not in _LOADED:
             if not _LOADED:
                 atexit.register(_close_all)
-            _LOADED[key] = (_new_llama(path, **options), threading.Lock())
+            llama = _new_llama(path, **options)
+            _LOADED[key] = (llama, threading.Lock(), _chat_template(llama))
         return _LOADED[key]
 
 
 def _close_all() -> None:
     # Closed before interpreter shutdown: llama_cpp's own __del__ then fails noisily.
-    for llama, _ in _LOADED.values():
+    for llama, _, _ in _LOADED.values():
         llama.close()
     _LOADED.clear()
 
