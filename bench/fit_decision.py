@@ -35,7 +35,8 @@ from rag.questions import classify  # noqa: E402
 EVAL = REPO.parent / "shared" / "eval"
 # Which signals each decision sees (few, to fit on ~140 questions without overfitting).
 COVERED = ("dense", "coverage", "unseen", "missing_ids", "multi")
-STATED = ("quantity", "ask_match", "quantity_ask_match", "missing_ids", "coverage")
+STATED = ("quantity", "ask_match", "quantity_ask_match", "missing_ids", "coverage",
+          "ask_missing")
 PAPER = PAPER_SIGNALS
 # Cost of a false abstention relative to a missed one when choosing a threshold.
 FALSE_ABSTENTION_COST = 6.0
@@ -57,6 +58,7 @@ def collect(settings) -> list[dict]:
             gold = {_norm_title(t) for t in g.get("gold_titles") or []}
             rows.append({
                 "id": g["id"], "type": g["type"], "set": name, "multi": kind.multi,
+                "question": g["question"],
                 "signals": question_signals(ret.query, g["question"], ret.sources,
                                             ret.best_dense, engine.weights, kind),
                 "papers": [{**sig, "gold": _norm_title(s.paper.title) in gold}

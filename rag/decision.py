@@ -4,7 +4,8 @@ Every signal is measured per question without a model call: how close the best c
 how far ahead the top paper is, how much of the question's vocabulary the top paper
 holds, whether dense and keyword search agree, how much of the question the corpus has
 never seen, whether the identifiers it names ("YOLOv7", "512x512") are in the top paper,
-and whether any sentence carries the kind of fact asked for (a number for "how many").
+whether any sentence carries the kind of fact asked for (a number for "how many"), and
+how much of what is asked the top paper never mentions.
 Three logistic regressions, fitted offline by `bench/fit_decision.py` and stored as plain
 numbers in the config (`decision.*`), turn them into probabilities:
 
@@ -20,12 +21,13 @@ from dataclasses import dataclass
 
 from rag.config import DecisionSettings, LogisticSettings
 from rag.evidence import TermWeights, coverage, paper_sentences, rank_sentences
-from rag.questions import DEGREE_WORDS, QuestionKind
+from rag.questions import DEGREE_WORDS, PAPER_WORDS, QuestionKind
 from rag.text import keyword_tokens
 from rag.types import Paper, Source
 
 QUESTION_SIGNALS = ("dense", "margin", "coverage", "match", "keyword", "agree", "unseen",
-                    "missing_ids", "multi", "quantity", "ask_match", "quantity_ask_match")
+                    "missing_ids", "multi", "quantity", "ask_match", "quantity_ask_match",
+                    "ask_missing")
 PAPER_SIGNALS = ("dense", "dense_gap", "coverage", "match", "match_ratio", "keyword", "rank",
                  "multi")
 # Names a question gives: tokens with a digit or a capital after the first character
@@ -76,16 +78,29 @@ def _folded_overlap(query: dict[str, str], text: dict[str, str], weights: TermWe
     return sum(weights.idf(query[f]) for f in query.keys() & text.keys()) / total if total else 0.0
 
 
+def _asked_words(kind: QuestionKind, question: str, drop: frozenset[str]) -> dict[str, str]:
+    """The folded words naming what is asked, without those in `drop`; when nothing is left
+    ("How much does X cut memory?"), the whole question stands for what is asked."""
+    return {f: t for f, t in _folded(kind.ask).items() if f not in drop} or _folded(question)
+
+
 def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeights
               ) -> float:
     """How well the paper's best sentence of the asked-for kind matches what is asked: for a
     quantity, only sentences stating a number count. 0 when no sentence carries it."""
-    # "How much does X cut memory?": the asked words ("much") carry no content, so the
-    # whole question stands for what is asked.
-    ask = {f: t for f, t in _folded(kind.ask).items() if f not in DEGREE_WORDS} or _folded(question)
+    ask = _asked_words(kind, question, DEGREE_WORDS)
     return max((_folded_overlap(ask, _folded(text), weights)
                 for _, _, text in paper_sentences(paper)
                 if not kind.quantity or _DIGIT.search(text)), default=0.0)
+
+
+def ask_missing(kind: QuestionKind, question: str, paper: Paper, weights: TermWeights
+                ) -> float:
+    """IDF share of the asked words found nowhere in the paper's title or abstract ("block
+    size", "WikiText-103 perplexity"): a detail the abstract never mentions is not stated.
+    Words for a paper itself ("which method ...") name no detail and are left out."""
+    ask = _asked_words(kind, question, DEGREE_WORDS | PAPER_WORDS)
+    return 1.0 - _folded_overlap(ask, _folded(f"{paper.title} {paper.abstract}"), weights)
 
 
 def best_match(query: str, paper: Paper, weights: TermWeights) -> float:
@@ -118,6 +133,7 @@ def question_signals(query: str, question: str, sources: list[Source], best_dens
         "quantity": float(kind.quantity),
         "ask_match": asked,
         "quantity_ask_match": asked * kind.quantity,
+        "ask_missing": ask_missing(kind, question, top, weights),
     }
 
 

@@ -18,6 +18,14 @@ from rag.types import Paper
 # this bonus over its word overlap. Tuned on the dev set's context coverage.
 RESULT_BONUS = 0.1
 _RESULT = re.compile(r"\d(?:[.,]\d+)?\s*(?:%|x\b|×|times)|\d+\.\d+")
+# A number standing on its own ("1024 GPUs", "FID 3.94", "4.5x"), not part of a name
+# ("ImageNet-1K", "224x224", "YOLOv7").
+_NUMBER = re.compile(r"(?<![\w.\-])\d+(?:[.,]\d+)?(?![\w\-])|\d(?:[.,]\d+)?\s*(?:%|x\b|×|times)")
+
+
+def states_number(text: str) -> bool:
+    """Whether the text states a number, not only names with digits in them."""
+    return bool(_NUMBER.search(text))
 
 
 class TermWeights:

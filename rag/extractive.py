@@ -5,7 +5,7 @@ from __future__ import annotations
 from rag import prompts
 from rag.decision import Verdict, missing_identifiers
 from rag.engine import Engine
-from rag.evidence import Evidence, rank_sentences
+from rag.evidence import Evidence, rank_sentences, states_number
 from rag.names import display_name, names_paper
 from rag.questions import QuestionKind
 from rag.retrieval import Retrieval
@@ -16,6 +16,23 @@ from rag.types import Answer, Citation, Source
 def best_sentences(source: Source, query: str, engine: Engine) -> list[Evidence]:
     """The paper's sentences, best match to the query first."""
     return rank_sentences(source.paper, query, engine.weights)
+
+
+def _with_number(picked: list[Evidence], ranked: list[Evidence], kind: QuestionKind
+                 ) -> list[Evidence]:
+    """The picked sentences in abstract order; when the question asks for a quantity and
+    none of them states a number, the best-ranked sentence that does is added."""
+    if kind.quantity and not any(states_number(ev.text) for ev in picked):
+        picked = picked + [ev for ev in ranked if ev not in picked and states_number(ev.text)][:1]
+    return sorted(picked, key=lambda ev: ev.start)
+
+
+def key_sentences(source: Source, query: str, engine: Engine, kind: QuestionKind, n: int
+                  ) -> list[Evidence]:
+    """The paper's `n` best sentences (and a number for a quantity question), in abstract
+    order."""
+    evs = best_sentences(source, query, engine)
+    return _with_number(evs[:n], evs, kind)
 
 
 def _quote(source: Source, ev: Evidence) -> Citation:
@@ -42,8 +59,8 @@ def extractive_answer(engine: Engine, ret: Retrieval, verdict: Verdict, kind: Qu
         if not evs:
             continue
         n_more = 1 if i == 0 and not kind.multi else 0
-        picked = [evs[0]] + [ev for ev in evs[1:1 + n_more] if ev.score >= 0.6 * evs[0].score]
-        picked.sort(key=lambda ev: ev.start)
+        picked = _with_number(
+            [evs[0]] + [ev for ev in evs[1:1 + n_more] if ev.score >= 0.6 * evs[0].score], evs, kind)
         bullet = "- " if kind.multi else ""
         lines.append(f"{bullet}{display_name(source.paper)} [{source.n}]: "
                      + as_data(" ".join(ev.text for ev in picked)))

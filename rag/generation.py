@@ -15,7 +15,7 @@ from rag.citations import MarkerFilter, check_citations
 from rag.decision import Verdict
 from rag.engine import Engine
 from rag.evidence import rank_sentences
-from rag.extractive import abstention, best_sentences, extractive_answer, name_cited, not_stated
+from rag.extractive import abstention, best_sentences, extractive_answer, key_sentences, name_cited, not_stated
 from rag.names import display_name
 from rag.questions import QuestionKind
 from rag.retrieval import Retrieval
@@ -32,15 +32,15 @@ CHECK_TOKENS = 6  # enough for "[1] NONE"
 _NOTHING = re.compile(rf"^\W*(?:\[\d+\]\W*)?{prompts.NONE}\b", re.I)
 
 
-def build_context(engine: Engine, ret: Retrieval, papers: list[Source], per_paper: int | None = None
-                  ) -> list[tuple[Source, list[str]]]:
-    """The few best sentences of each kept paper, in abstract order; prompt tokens are the
-    cost of time to first token."""
+def build_context(engine: Engine, ret: Retrieval, papers: list[Source], kind: QuestionKind,
+                  per_paper: int | None = None) -> list[tuple[Source, list[str]]]:
+    """The few best sentences of each kept paper (and a number for a quantity question), in
+    abstract order; prompt tokens are the cost of time to first token."""
     cfg = engine.settings.retrieval
     context = []
     for i, source in enumerate(papers):
         n = per_paper or (cfg.sentences_first if i == 0 else cfg.sentences_other)
-        picked = sorted(best_sentences(source, ret.query, engine)[:n], key=lambda ev: ev.start)
+        picked = key_sentences(source, ret.query, engine, kind, n)
         if picked:
             context.append((source, [ev.text for ev in picked]))
     return context
@@ -70,12 +70,12 @@ def generate(engine: Engine, question: str, ret: Retrieval, verdict: Verdict, ki
         return
     model = get_chat_model(engine.settings, mode)
     per_paper = 2 if kind.multi else None
-    context = build_context(engine, ret, verdict.papers, per_paper)
-    # Near a threshold (decision.grey) the model's check decides. Checking every answer
-    # would catch more details an abstract lacks, but the 0.5B model then also says NONE
-    # to answerable questions; not done until the held-out local bench says it pays.
-    # The check stays a call of its own (sharing the answer's cached prompt prefix): an
-    # answer prompt that may open with NONE made the 1.5B model say NONE to 11 of 24
+    context = build_context(engine, ret, verdict.papers, kind, per_paper)
+    # Near a threshold (decision.grey) the model's check decides. For the local 1.5B model
+    # no grey width paid held out (bench/model_check.py: asked of every question, it said
+    # NONE to 20% of the single-paper ones and only 65% of the not-stated), so by default
+    # it is off. The check is a call of its own, sharing the answer's cached prompt prefix:
+    # an answer prompt that may open with NONE made the 1.5B model say NONE to 11 of 24
     # answerable questions (issue 15 measurement, README "Faster local answers").
     if verdict.unsure_covered or verdict.unsure_stated:
         found_nothing = _model_finds_nothing(model, context, question, kind, history, timings)

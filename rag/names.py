@@ -74,9 +74,11 @@ def display_name(paper: Paper) -> str:
 
 
 def named_in(question_names: set[str], paper: Paper) -> bool:
-    """True when one of the names a question gives is the paper's short name."""
+    """True when one of the names a question gives is the paper's short name, or that name
+    without a "++" ("YOLACT" for YOLACT++, which extends it)."""
     short = short_name(paper)
-    return bool(short) and fold(short) in {fold(n) for n in question_names}
+    names = {fold(n) for n in question_names}
+    return bool(short) and (fold(short) in names or fold(short).rstrip("+") in names)
 
 
 def names_paper(text: str, paper: Paper) -> bool:

@@ -33,6 +33,9 @@ _WH = re.compile(r"\b(?:what(?:'s| is| are)?|which|how|by how)\s+(.*?)(?=\s+" + 
 _HEAD_OF = re.compile(r"\s*(.*?)\s+(?:of|for|in|on|from)\s+(?:the|a|an|its)\b", re.I)
 # Words after "how" that ask for an amount without naming it ("how much", "how long").
 DEGREE_WORDS = frozenset("much many fast large big long small well deep often far".split())
+# Words for a paper itself ("which paper ...", "any work ..."), plural-folded: they name no
+# detail an abstract could state.
+PAPER_WORDS = frozenset("paper work method approach study model".split())
 # An amount, a score, a size, a speed: a stating sentence must carry a number.
 _QUANTITY = re.compile(
     rf"^(?:{'|'.join(sorted(DEGREE_WORDS))})\b|\b(?:accuracy|top-[15]|"
