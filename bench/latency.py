@@ -179,6 +179,8 @@ def main() -> None:
     ap.add_argument("--folds", type=Path, help="decision_fit.json: answer each question with "
                     "the decision fitted without it")
     ap.add_argument("--out", type=Path, default=REPO / "bench/results/latency.json")
+    ap.add_argument("--contention-only", action="store_true",
+                    help="only time extractive answers while a local generation runs")
     args = ap.parse_args()
 
     settings = load_settings(home=args.home)
@@ -191,6 +193,15 @@ def main() -> None:
     multi = {g["id"]: classify(g["question"]).multi for g in gold}
 
     model = get_chat_model(settings, "local")  # load the model (and warm its prompt head) untimed
+    if args.contention_only:
+        time_askpapers("warm up the embedder and index", "extractive", settings)
+        loads = os.getloadavg()[0]
+        result = extractive_while_generating(settings, gold)
+        result["load_average"] = [loads, os.getloadavg()[0]]
+        print("extractive while a generation runs:", result)
+        args.out.write_text(json.dumps({"provenance": provenance(settings),
+                                        "extractive_while_generating": result}, indent=1) + "\n")
+        return
     # The pipelines take turns on one model, so each would find the other's prompt in the
     # KV cache; each pipeline's fixed prompt head is put back, untimed, before its turn, as
     # it stays cached when a pipeline has the model to itself.
