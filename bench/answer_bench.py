@@ -83,6 +83,15 @@ def run_mode(settings_for, gold, mode: str) -> tuple[dict, list[dict]]:
     return speed, preds
 
 
+def by_file(gold: list[dict], preds: list[dict]) -> dict[str, dict]:
+    """The metrics of each gold file on its own (gold rows carry their file in "_file")."""
+    out = {}
+    for name in dict.fromkeys(g["_file"] for g in gold):
+        pairs = [(g, p) for g, p in zip(gold, preds) if g["_file"] == name]
+        out[name] = evaluate([g for g, _ in pairs], [p for _, p in pairs])
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--modes", default="extractive,local")
@@ -98,7 +107,7 @@ def main() -> int:
     if store.current_build(settings.index_dir) is None:
         from index.build import build_index
         build_index(settings)
-    gold = [json.loads(line) for path in args.gold.split(",")
+    gold = [{**json.loads(line), "_file": Path(path).name} for path in args.gold.split(",")
             for line in open(path, encoding="utf-8") if line.strip()]
     fit = json.loads(Path(args.folds).read_text()) if args.folds else None
     settings_for = held_out_settings(settings, fit)
@@ -108,7 +117,7 @@ def main() -> int:
         run_mode(lambda qid: settings, gold[:1], mode)  # load the model before timing
         speed, preds = run_mode(settings_for, gold, mode)
         metrics = evaluate(gold, preds)
-        result[mode] = {**speed, "metrics": metrics}
+        result[mode] = {**speed, "metrics": metrics, "by_file": by_file(gold, preds)}
         pred_dir = Path(args.out).parent / "predictions"
         pred_dir.mkdir(parents=True, exist_ok=True)
         with open(pred_dir / f"{Path(args.out).stem}_{mode}.jsonl", "w") as f:
@@ -116,6 +125,9 @@ def main() -> int:
         print(f"\n== {mode}: answer p50 {speed['answer_p50_s']} s, p95 {speed['answer_p95_s']} s, "
               f"first text (median, answered) {speed['first_text_median_s']} s")
         print(format_table(metrics))
+        for name, file_metrics in result[mode]["by_file"].items():
+            print(f"\n-- {mode}, {name} alone")
+            print(format_table(file_metrics))
     result["load_avg_end"] = os.getloadavg()
     print(f"\nretrieval p50 {result['retrieval_p50_ms']} ms, p95 {result['retrieval_p95_ms']} ms")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -193,8 +193,8 @@ def main() -> None:
     multi = {g["id"]: classify(g["question"]).multi for g in gold}
 
     model = get_chat_model(settings, "local")  # load the model (and warm its prompt head) untimed
+    time_askpapers("warm up the embedder and index", "extractive", settings)
     if args.contention_only:
-        time_askpapers("warm up the embedder and index", "extractive", settings)
         loads = os.getloadavg()[0]
         result = extractive_while_generating(settings, gold)
         result["load_average"] = [loads, os.getloadavg()[0]]
@@ -206,7 +206,6 @@ def main() -> None:
     # KV cache; each pipeline's fixed prompt head is put back, untimed, before its turn, as
     # it stays cached when a pipeline has the model to itself.
     tutorial_head = [{"role": "user", "content": TUTORIAL_PROMPT.split("{question}")[0]}]
-    time_askpapers("warm up the embedder and index", "extractive", settings)
     plain = None if args.no_tutorial else PlainPipeline(settings)
     rows: dict[str, list[dict]] = {"askpapers-local": [], "askpapers-extractive": []}
     if plain:

@@ -3,8 +3,8 @@
 Near a threshold, model modes ask the model to copy the words that answer, or say NONE
 (rag/generation.py). This script asks the local model that check once for every question
 of dev.jsonl + dev2.jsonl, on the context its answer would get, and records the replies.
-Then, for each of the five folds of bench/fit_decision.py, it picks the grey widths (one
-for "covered", one for "stated") that minimise the decision's cost on the four training
+Then, for each of the five folds of bench/fit_decision.py, it picks the grey width (the
+config's `decision.grey`) that minimises the decision's cost on the four training
 folds, with the decision fitted without the fold, and judges them on the held-out fold.
 It prints the held-out refusal rates per question type for that choice, for fixed widths,
 and for the check alone, and writes them to bench/results/model_check.json.
@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO / "bench"))
 import fit_decision as fd  # noqa: E402
 
 from rag.answer import retrieve  # noqa: E402
-from rag.config import load_settings  # noqa: E402
-from rag.decision import decide  # noqa: E402
+from rag.config import LogisticSettings, load_settings  # noqa: E402
+from rag.decision import calibrated, decide, probability, verdict  # noqa: E402
 from rag.engine import get_engine  # noqa: E402
 from rag.evaluation import UNANSWERABLE  # noqa: E402
 from rag.questions import classify  # noqa: E402
@@ -62,19 +62,11 @@ def ask_checks(settings, rows: list[dict]) -> dict[str, bool]:
     return replies
 
 
-def calibrated(model: dict, names, signals: dict) -> float:
-    p = float(fd.prob(model, np.array([signals[n] for n in names]), names))
-    t = min(max(model["threshold"], 1e-6), 1 - 1e-6)
-    return 0.5 * p / t if p < t else 0.5 + 0.5 * (p - t) / (1 - t)
-
-
-def refuses(covered: float, stated: float, multi: bool, none: bool, grey: tuple) -> bool:
-    """rag/generation.py's outcome: refuse (abstain or "not stated") or answer."""
-    unsure_c = abs(covered - 0.5) < grey[0]
-    unsure_s = not multi and abs(stated - 0.5) < grey[1] and (covered >= 0.5 or unsure_c)
-    if unsure_c or unsure_s:
-        return none
-    return covered < 0.5 or (not multi and stated < 0.5)
+def refuses(covered: float, stated: float, multi: bool, none: bool, grey: float) -> bool:
+    """rag/generation.py's outcome: refuse (abstain or "not stated") or answer; the check's
+    reply `none` decides when the verdict needs the check."""
+    v = verdict(covered, stated, [], multi, grey)
+    return none if v.needs_check else v.abstain or v.not_stated
 
 
 def rates(outcome: dict[str, bool], rows: list[dict]) -> dict[str, float]:
@@ -106,19 +98,19 @@ def main() -> int:
     state = {}
     for r in rows:
         m = models[folds[r["id"]]]
-        state[r["id"]] = (calibrated(m["covered"], fd.COVERED, r["signals"]),
-                          calibrated(m["stated"], fd.STATED, r["signals"]), r["multi"],
-                          replies[r["id"]])
+        covered, stated = (LogisticSettings(**m[name]) for name in ("covered", "stated"))
+        state[r["id"]] = (calibrated(probability(covered, r["signals"]), covered),
+                          1.0 if r["multi"] else calibrated(probability(stated, r["signals"]), stated),
+                          r["multi"], replies[r["id"]])
 
-    def outcome(grey, sel):
+    def outcome(grey: float, sel: list[dict]) -> dict[str, bool]:
         return {r["id"]: refuses(*state[r["id"]], grey) for r in sel}
 
-    fixed = {str(g): rates(outcome((g, g), rows), rows) for g in GRID}
+    fixed = {str(g): rates(outcome(g, rows), rows) for g in GRID}
     chosen, held = {}, {}
     for f in range(5):
         train = [r for r in rows if folds[r["id"]] != f]
-        chosen[f] = min(((gc, gs) for gc in GRID for gs in GRID),
-                        key=lambda g: (cost(outcome(g, train), train), g))
+        chosen[f] = min(GRID, key=lambda g: (cost(outcome(g, train), train), g))
         held.update(outcome(chosen[f], [r for r in rows if folds[r["id"]] == f]))
     result = {"questions": len(rows), "grid": GRID, "held_out_fitted_grey": rates(held, rows),
               "chosen_per_fold": {str(f): g for f, g in chosen.items()},
@@ -131,7 +123,7 @@ def main() -> int:
     for g, row in fixed.items():
         print(f"{'grey ' + g:<26}" + "".join(f"{v:>14.3f}" for v in row.values()))
     print(f"{'the check alone':<26}" + "".join(f"{v:>14.3f}" for v in result["check_alone"].values()))
-    print("widths chosen per fold (covered, stated):", result["chosen_per_fold"])
+    print("width chosen per fold:", result["chosen_per_fold"])
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     return 0
 

@@ -172,8 +172,16 @@ class Verdict:
     def not_stated(self) -> bool:
         return not self.abstain and self.stated < 0.5
 
+    @property
+    def needs_check(self) -> bool:
+        """A model mode asks its check: a probability is near its threshold, and no sure
+        one already refuses."""
+        sure_refusal = ((self.abstain and not self.unsure_covered)
+                        or (self.not_stated and not self.unsure_stated))
+        return (self.unsure_covered or self.unsure_stated) and not sure_refusal
 
-def _calibrated(p: float, model: LogisticSettings) -> float:
+
+def calibrated(p: float, model: LogisticSettings) -> float:
     """Maps the model's threshold to 0.5 (monotone), so every verdict compares with 0.5."""
     t = min(max(model.threshold, 1e-6), 1 - 1e-6)
     return 0.5 * p / t if p < t else 0.5 + 0.5 * (p - t) / (1 - t)
@@ -183,12 +191,19 @@ def decide(cfg: DecisionSettings, query: str, question: str, sources: list[Sourc
            best_dense: float, weights: TermWeights, kind: QuestionKind) -> Verdict:
     """The verdict for one retrieval: answer, abstain or "not stated", and from which papers."""
     sig = question_signals(query, question, sources, best_dense, weights, kind)
-    covered = _calibrated(probability(cfg.covered, sig), cfg.covered)
-    stated = 1.0 if kind.multi else _calibrated(probability(cfg.stated, sig), cfg.stated)
-    papers = choose_papers(cfg, query, sources, weights, kind)
-    unsure_covered = abs(covered - 0.5) < cfg.grey
+    covered = calibrated(probability(cfg.covered, sig), cfg.covered)
+    stated = 1.0 if kind.multi else calibrated(probability(cfg.stated, sig), cfg.stated)
+    return verdict(covered, stated, choose_papers(cfg, query, sources, weights, kind),
+                   kind.multi, cfg.grey)
+
+
+def verdict(covered: float, stated: float, papers: list[Source], multi: bool, grey: float
+            ) -> Verdict:
+    """The verdict for these calibrated probabilities, with the ones near 0.5 (within `grey`)
+    marked for a model mode's check."""
+    unsure_covered = abs(covered - 0.5) < grey
     # "Not stated" is only a question when the topic is (or may be) covered.
-    unsure_stated = (not kind.multi and abs(stated - 0.5) < cfg.grey
+    unsure_stated = (not multi and abs(stated - 0.5) < grey
                      and (covered >= 0.5 or unsure_covered))
     return Verdict(covered, stated, papers, unsure_covered, unsure_stated)
 
@@ -203,5 +218,5 @@ def choose_papers(cfg: DecisionSettings, query: str, sources: list[Source],
         if kind.multi else cfg.paper
     sig = paper_signals(query, sources, weights, kind)
     keep = [s for s, x in zip(sources[1:], sig[1:])
-            if _calibrated(probability(model, x), model) >= 0.5]
+            if calibrated(probability(model, x), model) >= 0.5]
     return (sources[:1] + keep)[:most]

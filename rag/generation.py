@@ -77,7 +77,7 @@ def generate(engine: Engine, question: str, ret: Retrieval, verdict: Verdict, ki
     # it is off. The check is a call of its own, sharing the answer's cached prompt prefix:
     # an answer prompt that may open with NONE made the 1.5B model say NONE to 11 of 24
     # answerable questions (issue 15 measurement, README "Faster local answers").
-    if verdict.unsure_covered or verdict.unsure_stated:
+    if verdict.needs_check:
         found_nothing = _model_finds_nothing(model, context, question, kind, history, timings)
         timings["check_s"] = time.perf_counter() - t0
         if found_nothing:

@@ -14,7 +14,7 @@ import pytest
 
 from rag import ask
 from rag.config import LogisticSettings, load_settings
-from rag.decision import _calibrated, ask_match, ask_missing, identifiers, probability
+from rag.decision import ask_match, ask_missing, calibrated, identifiers, probability
 from rag.evaluation import evaluate
 from rag.evidence import TermWeights, states_number
 from rag.names import display_name, names_paper, short_name
@@ -118,8 +118,8 @@ def test_probability_and_calibration_are_monotone_and_centred_on_the_threshold()
     model = LogisticSettings(bias=-1.0, weights={"dense": 4.0}, threshold=0.3)
     ps = [probability(model, {"dense": x / 10}) for x in range(11)]
     assert ps == sorted(ps) and all(0 < p < 1 for p in ps)
-    assert _calibrated(0.3, model) == pytest.approx(0.5)
-    assert _calibrated(0.1, model) < 0.5 < _calibrated(0.4, model)
+    assert calibrated(0.3, model) == pytest.approx(0.5)
+    assert calibrated(0.1, model) < 0.5 < calibrated(0.4, model)
 
 
 def test_the_config_holds_the_fit_of_bench_fit_decision():
