@@ -87,7 +87,7 @@ def by_file(gold: list[dict], preds: list[dict]) -> dict[str, dict]:
     """The metrics of each gold file on its own (gold rows carry their file in "_file")."""
     out = {}
     for name in dict.fromkeys(g["_file"] for g in gold):
-        pairs = [(g, p) for g, p in zip(gold, preds) if g["_file"] == name]
+        pairs = [(g, p) for g, p in zip(gold, preds, strict=True) if g["_file"] == name]
         out[name] = evaluate([g for g, _ in pairs], [p for _, p in pairs])
     return out
 
