@@ -10,6 +10,7 @@ but 127.0.0.1).
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import signal
 import socket
@@ -39,6 +40,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _cluster_ports(n: int) -> list[int]:
+    """n distinct free ports below the kernel's ephemeral range and above Ray's worker ports.
+
+    Ray's own components take ephemeral ports (port 0) as they start, so a port picked
+    there beforehand could be handed out again before Ray binds it: a CI run failed when the
+    raylet's object manager took the port chosen for the client server, and the head then
+    stopped. Below the ephemeral range the kernel never hands a port out by itself.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = list(range(20000, low))
+    random.shuffle(candidates)
+    ports = []
+    for port in candidates:
+        try:
+            with socket.socket() as s:
+                s.bind(("0.0.0.0", port))
+        except OSError:
+            continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError(f"fewer than {n} free ports between 20000 and {low}")
+
+
 def _session_pids(sids: set[int]) -> list[int]:
     """Live processes in the given sessions (each `ray start` below leads its own)."""
     pids = []
@@ -63,6 +88,15 @@ def _start_node(args: list[str], log: Path, env: dict, ready: str) -> subprocess
             raise RuntimeError(f"ray start failed:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
     return proc
+
+
+def _node_ports(ports: list[int], workers: tuple[int, int]) -> list[str]:
+    """Every port one node opens, fixed, so no two of the nodes' servers can meet."""
+    names = ["--node-manager-port", "--object-manager-port", "--metrics-export-port",
+             "--runtime-env-agent-port", "--dashboard-agent-grpc-port",
+             "--dashboard-agent-listen-port"]
+    flags = [item for name, port in zip(names, ports, strict=True) for item in (name, str(port))]
+    return [*flags, "--min-worker-port", str(workers[0]), "--max-worker-port", str(workers[1])]
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -94,10 +128,9 @@ def ray_cluster():
     token.write_text(secrets.token_hex(32))
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
     env = {**os.environ, **auth, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": ""}
-    port = _free_port()
+    port, client, dashboard, *node_ports = _cluster_ports(15)
     address = f"{NODE_IP}:{port}"
-    common = ["--node-ip-address", NODE_IP, "--num-cpus", "1", "--disable-usage-stats",
-              "--dashboard-agent-listen-port", str(_free_port())]
+    common = ["--node-ip-address", NODE_IP, "--num-cpus", "1", "--disable-usage-stats"]
     procs: list[subprocess.Popen] = []
     with pytest.MonkeyPatch.context() as mp:
         for name, value in auth.items():
@@ -105,11 +138,16 @@ def ray_cluster():
         try:
             procs.append(_start_node(
                 ["--head", "--port", str(port), "--include-dashboard=false",
-                 "--temp-dir", str(work), "--ray-client-server-port", str(_free_port()),
-                 "--dashboard-port", str(_free_port()), *common],
+                 "--temp-dir", str(work), "--ray-client-server-port", str(client),
+                 "--dashboard-port", str(dashboard), *common,
+                 *_node_ports(node_ports[:6], (10002, 14999))],
                 work / "head.log", env, "Ray runtime started"))
-            procs.append(_start_node(["--address", address, *common], work / "worker.log",
-                                     env, "Ray runtime started"))
+            try:
+                procs.append(_start_node(
+                    ["--address", address, *common, *_node_ports(node_ports[6:], (15000, 19999))],
+                    work / "worker.log", env, "Ray runtime started"))
+            except RuntimeError as exc:  # often the head stopped: show why
+                raise RuntimeError(f"{exc}\nhead:\n{(work / 'head.log').read_text()[-3000:]}") from exc
             yield address
         finally:
             _stop(procs)
