@@ -18,6 +18,10 @@ from rag.types import Paper
 # this bonus over its word overlap. Tuned on the dev set's context coverage.
 RESULT_BONUS = 0.1
 _RESULT = re.compile(r"\d(?:[.,]\d+)?\s*(?:%|x\b|×|times)|\d+\.\d+")
+# The abstract's opening sentence, most often background ("Recently, ..."), loses this
+# much when sentences within a paper are ordered. Fitted with cross-validation by
+# bench/fit_sentences.py (answer facts of extractive answers, decision held out).
+LEAD_PENALTY = 0.1
 # A number standing on its own ("1024 GPUs", "FID 3.94", "4.5x"), not part of a name
 # ("ImageNet-1K", "224x224", "YOLOv7").
 _NUMBER = re.compile(r"(?<![\w.\-])\d+(?:[.,]\d+)?(?![\w\-])|\d(?:[.,]\d+)?\s*(?:%|x\b|×|times)")
@@ -63,7 +67,7 @@ class Evidence:
     start: int
     end: int
     text: str
-    score: float  # match plus the result bonus: orders sentences within a paper
+    score: float  # match plus the result and lead priors: orders sentences within a paper
     match: float  # word overlap alone: compares papers
 
 
@@ -77,12 +81,13 @@ def rank_sentences(paper: Paper, query: str, weights: TermWeights) -> list[Evide
     q = set(keyword_tokens(query))
     title = set(keyword_tokens(paper.title))
     out = []
-    for s, e, text in paper_sentences(paper):
+    for i, (s, e, text) in enumerate(paper_sentences(paper)):
         toks = set(keyword_tokens(text))
         # The title is context for every sentence, at half weight.
         match = overlap(q, toks, weights) + 0.5 * overlap(q - toks, title, weights)
-        # Sentences reporting results answer most questions.
-        score = match + (RESULT_BONUS if _RESULT.search(text) else 0.0)
+        # Sentences reporting results answer most questions; background ones few.
+        score = (match + (RESULT_BONUS if _RESULT.search(text) else 0.0)
+                 - (LEAD_PENALTY if i == 0 else 0.0))
         out.append(Evidence(paper.paper_id, s, e, text, score, match))
     return sorted(out, key=lambda ev: (-ev.score, ev.start))
 

@@ -12,6 +12,10 @@ from rag.retrieval import Retrieval
 from rag.text import as_data
 from rag.types import Answer, Citation, Source
 
+# Sentences per paper in a multi-paper answer's line: what the paper does and what it
+# reports. Chosen by bench/fit_sentences.py.
+MULTI_SENTENCES = 2
+
 
 def best_sentences(source: Source, query: str, engine: Engine) -> list[Evidence]:
     """The paper's sentences, best match to the query first."""
@@ -58,7 +62,7 @@ def extractive_answer(engine: Engine, ret: Retrieval, verdict: Verdict, kind: Qu
         evs = best_sentences(source, ret.query, engine)
         if not evs:
             continue
-        n_more = 1 if i == 0 and not kind.multi else 0
+        n_more = MULTI_SENTENCES - 1 if kind.multi else int(i == 0)
         picked = _with_number(
             [evs[0]] + [ev for ev in evs[1:1 + n_more] if ev.score >= 0.6 * evs[0].score], evs, kind)
         bullet = "- " if kind.multi else ""

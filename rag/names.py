@@ -13,11 +13,13 @@ from rag.types import Paper
 # A title whose part before the colon is a short name: "DSVT: Dynamic Sparse Voxel ...".
 _TITLE_HEAD = re.compile(r"^\s*([^:]{2,40}?)\s*:\s*\S")
 # A name-like token: inner capitals or digits ("DirectPred", "ViT-22B", "NEVIS'22"), or a
-# capitalised word that an introducing verb points at ("we propose Loki, ...").
+# capitalised word that an introducing verb points at ("we propose Loki, ...") or that
+# stands beside "our approach" ("our proposed approach, Loki, gains ...").
 _NAMEISH = r"[A-Z][\w'\-+.]*[A-Za-z0-9+]|[A-Z]"
 _INTRO = re.compile(
     r"\b(?i:called|dubbed|named|termed|coined|(?:we|which we) (?:propose|introduce|present|"
-    r"call|name|term|dub|develop)|(?:is|are) proposed,?)\s+"
+    r"call|name|term|dub|develop)|(?:is|are) proposed,?|our (?:proposed )?(?:approach|method|"
+    r"model|framework|technique|system|algorithm|architecture),)\s+"
     r"(?:it\s+|them\s+|as\s+)?[\"“']?(" + _NAMEISH + r")(?=[\"”']?[\s,.;:)])")
 # "we propose a Shift-Conv-based Network (SCNet)": a parenthesised name spelled from the
 # words an introducing verb points at.

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from rag import ask
+from rag import ask, evidence, extractive
 from rag.config import LogisticSettings, load_settings
 from rag.decision import ask_match, ask_missing, calibrated, identifiers, probability
 from rag.evaluation import evaluate
-from rag.evidence import TermWeights, states_number
+from rag.evidence import TermWeights, rank_sentences, states_number
 from rag.names import display_name, names_paper, short_name
 from rag.questions import classify
 from rag.types import Paper
@@ -62,6 +62,9 @@ def test_short_names_come_from_the_title_head_or_an_introduced_name():
                          "(SCNet) that uses optimal transport (OT) losses.")
     assert short_name(spelled) == "SCNet"
     assert short_name(fake_paper("A Study of Things", "We employ optimal transport (OT).")) is None
+    beside = fake_paper("Geometry-Aware Adaptation", "Our proposed approach, Loki, gains 29%.")
+    assert short_name(beside) == "Loki"
+    assert short_name(fake_paper("A Study", "Our method, which is simple, gains 2%.")) is None
     assert names_paper("SCNet [1] reaches 30 dB.", spelled)
     assert not names_paper("It reaches 30 dB [1].", spelled)
 
@@ -132,6 +135,19 @@ def test_the_config_holds_the_fit_of_bench_fit_decision():
         assert model.weights == pytest.approx(fit[name]["weights"], abs=1e-4)
         assert all(math.isfinite(w) for w in model.weights.values())
     assert cfg.multi_paper_threshold == pytest.approx(fit["multi_paper_threshold"], abs=1e-4)
+
+
+def test_the_sentence_priors_are_the_fit_of_bench_fit_sentences():
+    fit = json.loads((REPO / "bench" / "results" / "sentence_fit.json").read_text())["all"]
+    assert evidence.LEAD_PENALTY == fit["LEAD_PENALTY"]
+    assert extractive.MULTI_SENTENCES == fit["MULTI_SENTENCES"]
+
+
+def test_the_opening_sentence_yields_to_an_equal_later_one():
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    paper = fake_paper("Pruning", "Pruning shrinks networks. We show pruning shrinks networks.")
+    ranked = rank_sentences(paper, "pruning shrinks networks", weights)
+    assert ranked[0].start > 0 and ranked[0].match == ranked[1].match
 
 
 def test_evaluation_scores_not_stated_as_score_py_does():
