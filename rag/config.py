@@ -195,6 +195,11 @@ class LLMSettings(_Section):
     flash_attn: bool = Field(
         True, description="llama.cpp flash attention (measured a little faster here).")
     max_tokens: int = Field(200, ge=16, description="Longest answer, in tokens.")
+    multi_lines: Literal["quotes", "model"] = Field(
+        "quotes", description="A multi-paper answer's line per paper in the model modes: "
+        "'quotes' gives the paper's best sentences, cited, with no model call (held out, the "
+        "1.5B model's own lines kept fewer facts: bench/results/README.md); 'model' has the "
+        "model write each line from those sentences.")
     openai_base_url: str = Field(
         "https://api.openai.com/v1", description="OpenAI-compatible endpoint for mode=openai."
     )

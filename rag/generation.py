@@ -1,6 +1,6 @@
 """Model answers (local llama.cpp or a hosted endpoint): near a decision's threshold a
-short check that the sources give what is asked, then one cited answer, or one line per
-paper for multi-paper questions."""
+short check that the sources give what is asked, then one cited answer; a multi-paper
+question gets one line per paper, quoting it (the default) or written by the model."""
 from __future__ import annotations
 
 import logging
@@ -68,6 +68,10 @@ def generate(engine: Engine, question: str, ret: Retrieval, verdict: Verdict, ki
     if verdict.not_stated and not verdict.unsure_stated:
         yield from _final(not_stated(engine, question, ret, kind, mode, timings))
         return
+    quotes = kind.multi and engine.settings.llm.multi_lines == "quotes"
+    if quotes and not verdict.needs_check:
+        yield from _final(_quoted_lines(engine, question, ret, verdict, kind, mode, timings, t0))
+        return
     model = get_chat_model(engine.settings, mode)
     per_paper = 2 if kind.multi else None
     context = build_context(engine, ret, verdict.papers, kind, per_paper)
@@ -83,7 +87,9 @@ def generate(engine: Engine, question: str, ret: Retrieval, verdict: Verdict, ki
         if found_nothing:
             yield from _final(_refused(engine, question, ret, verdict, kind, mode, timings))
             return
-    if kind.multi:
+    if quotes:
+        yield from _final(_quoted_lines(engine, question, ret, verdict, kind, mode, timings, t0))
+    elif kind.multi:
         yield from _paper_lines(engine, model, question, ret, context, mode, timings, t0)
     else:
         yield from _one_answer(engine, model, question, ret, verdict, kind, mode, history,
@@ -129,6 +135,14 @@ def count_call(model, timings: dict) -> None:
                        ("gen_tokens", stats.gen_tokens),
                        ("gen_s", stats.total_s - (stats.first_s or stats.total_s))):
         timings[key] = round(timings.get(key, 0) + value, 4)
+
+
+def _quoted_lines(engine, question, ret, verdict, kind, mode, timings, t0) -> Answer:
+    """A multi-paper answer whose lines quote each kept paper (`llm.multi_lines` "quotes"):
+    the extractive lines, in a model mode, with no model call."""
+    text, cites = extractive_answer(engine, ret, verdict, kind)
+    timings["total_s"] = time.perf_counter() - t0
+    return Answer(question, text, cites, ret.sources, False, mode, "", timings)
 
 
 def _one_answer(engine, model, question, ret, verdict, kind, mode, history, context, timings, t0

@@ -193,9 +193,12 @@ def test_a_detail_the_abstract_does_not_give_is_not_stated(seed_settings):
     assert paper.abstract[a.citations[0].start:a.citations[0].end] == a.citations[0].quote
 
 
+MULTI_QUESTION = ("Which papers do real-time instance segmentation with prototype masks, and "
+                  "how do they differ?")
+
+
 def test_a_multi_paper_question_gets_one_named_line_per_paper(seed_settings):
-    a = ask("Which papers do real-time instance segmentation with prototype masks, and how "
-            "do they differ?", mode="extractive", settings=seed_settings)
+    a = ask(MULTI_QUESTION, mode="extractive", settings=seed_settings)
     lines = a.text.splitlines()
     assert not a.abstained and len(lines) == len(a.citations) >= 2
     titles = {c.title for c in a.citations}
@@ -220,6 +223,32 @@ class ScriptedChat:
 
     def complete(self, messages, *, max_tokens, stop=None):
         return "".join(self.stream(messages, max_tokens=max_tokens, stop=stop))
+
+
+def test_a_model_mode_quotes_each_paper_of_a_multi_paper_answer(seed_settings, monkeypatch):
+    import rag.llm
+
+    def no_model(settings, mode):
+        raise AssertionError("a quoted multi-paper answer loads no model")
+    monkeypatch.setattr(rag.llm, "get_chat_model", no_model)
+    local = ask(MULTI_QUESTION, mode="local", settings=seed_settings)
+    quoted = ask(MULTI_QUESTION, mode="extractive", settings=seed_settings)
+    assert local.mode == "local" and not local.abstained
+    assert local.text == quoted.text and local.citations == quoted.citations
+
+
+def test_multi_lines_model_has_the_model_write_each_line(seed_settings, monkeypatch):
+    import rag.llm
+
+    fake = ScriptedChat("", "It reaches 29.8 mAP on MS COCO with prototype masks [1].")
+    monkeypatch.setattr(rag.llm, "get_chat_model", lambda settings, mode: fake)
+    settings = seed_settings.model_copy(update={
+        "llm": seed_settings.llm.model_copy(update={"multi_lines": "model"})})
+    a = ask(MULTI_QUESTION, mode="local", settings=settings)
+    lines = a.text.splitlines()
+    assert len(fake.prompts) == len(lines) == len(a.citations) >= 2
+    assert all(line.startswith("- ") and f"[{c.n}]" in line
+               for line, c in zip(lines, a.citations, strict=True))
 
 
 @pytest.mark.parametrize("check, abstained", [("NONE", True), ("[1] NONE", True),
