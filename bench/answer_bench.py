@@ -4,9 +4,12 @@
 Usage: python bench/answer_bench.py [--modes extractive,local] [--home DIR]
            [--gold ../shared/eval/dev.jsonl,../shared/eval/dev2.jsonl] [--out FILE]
            [--folds bench/results/decision_fit.json]
+           [--sentence-folds bench/results/sentence_fit.json]
 With --folds, each question is answered with the decision fitted without its fold
-(bench/fit_decision.py), so every figure is held out. Builds the seed index under --home
-first if none is there. Predictions go to bench/results/predictions/ (not committed).
+(bench/fit_decision.py); with --sentence-folds too, also with the sentence priors picked
+without it (bench/fit_sentences.py), so every figure is held out. Builds the seed index
+under --home first if none is there. Predictions go to bench/results/predictions/ (not
+committed).
 """
 from __future__ import annotations
 
@@ -61,6 +64,21 @@ def held_out_settings(settings, fit: dict | None):
     return lambda qid: per_fold[str(fit["folds"][qid])]
 
 
+def set_sentence_priors(setting: dict) -> None:
+    """Sets the sentence priors `bench/fit_sentences.py` fits (module constants)."""
+    from rag import evidence, extractive
+    evidence.LEAD_PENALTY = setting["LEAD_PENALTY"]
+    extractive.MULTI_SENTENCES = setting["MULTI_SENTENCES"]
+
+
+def held_out_priors(settings_for, fit: dict, sentence_fit: dict):
+    """`settings_for` that also sets the sentence priors picked without the question's fold."""
+    def settings_and_priors(qid: str):
+        set_sentence_priors(sentence_fit["fold_picks"][str(fit["folds"][qid])])
+        return settings_for(qid)
+    return settings_and_priors
+
+
 def run_mode(settings_for, gold, mode: str) -> tuple[dict, list[dict]]:
     preds, totals, firsts = [], [], []
     for g in gold:
@@ -101,6 +119,9 @@ def main() -> int:
                     help="comma-separated gold files")
     ap.add_argument("--folds", help="decision_fit.json of bench/fit_decision.py: answer each "
                     "question with the decision fitted without it")
+    ap.add_argument("--sentence-folds", help="sentence_fit.json of bench/fit_sentences.py "
+                    "(needs --folds, same folds): the sentence priors picked without the "
+                    "question's fold, too")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "answer.json"))
     args = ap.parse_args()
     settings = load_settings(home=Path(args.home or tempfile.mkdtemp(prefix="askpapers-bench-")))
@@ -111,7 +132,13 @@ def main() -> int:
             for line in open(path, encoding="utf-8") if line.strip()]
     fit = json.loads(Path(args.folds).read_text()) if args.folds else None
     settings_for = held_out_settings(settings, fit)
+    if args.sentence_folds:
+        if fit is None:
+            ap.error("--sentence-folds needs --folds")
+        settings_for = held_out_priors(settings_for, fit,
+                                       json.loads(Path(args.sentence_folds).read_text()))
     result = {"questions": len(gold), "gold": args.gold, "held_out_folds": bool(fit),
+              "held_out_sentence_priors": bool(args.sentence_folds),
               "commit": _commit(), "load_avg": os.getloadavg(), **bench_retrieval(settings, gold)}
     for mode in args.modes.split(","):
         run_mode(lambda qid: settings, gold[:1], mode)  # load the model before timing

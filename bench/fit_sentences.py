@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import answer_bench  # noqa: E402
 from provenance import provenance  # noqa: E402  (bench/provenance.py)
 
-from rag import answer, evidence, extractive  # noqa: E402
+from rag import answer  # noqa: E402
 from rag.config import load_settings  # noqa: E402
 from rag.evaluation import score_one  # noqa: E402
 
@@ -37,11 +37,6 @@ from rag.evaluation import score_one  # noqa: E402
 # more facts, and the answer grows by a third.
 GRID = {"LEAD_PENALTY": (0.0, 0.05, 0.1, 0.15), "MULTI_SENTENCES": (1, 2)}
 ANSWERABLE = ("single", "which-paper", "multi")
-
-
-def set_priors(setting: dict) -> None:
-    evidence.LEAD_PENALTY = setting["LEAD_PENALTY"]
-    extractive.MULTI_SENTENCES = setting["MULTI_SENTENCES"]
 
 
 def retrieve_once():
@@ -83,7 +78,7 @@ def main() -> int:
     grid = [dict(zip(GRID, values, strict=True)) for values in itertools.product(*GRID.values())]
     scores = []
     for setting in grid:
-        set_priors(setting)
+        answer_bench.set_sentence_priors(setting)
         _, preds = answer_bench.run_mode(settings_for, gold, "extractive")
         scores.append({g["id"]: {**score_one(g, p), "type": g["type"]}
                        for g, p in zip(gold, preds, strict=True)})

@@ -19,7 +19,7 @@ from rag.config import MODES, Settings
 from rag.decision import Verdict, decide, identifiers
 from rag.engine import Engine
 from rag.errors import ConfigError, QuestionError
-from rag.extractive import abstention, best_quotes, extractive_answer, not_stated
+from rag.extractive import abstention, best_quotes, not_stated, quoted_answer
 from rag.names import named_in
 from rag.questions import QuestionKind, classify
 from rag.retrieval import Retrieval
@@ -132,5 +132,4 @@ def _extractive(engine: Engine, question: str, ret: Retrieval, verdict: Verdict,
         return abstention(question, ret, "extractive", timings)
     if verdict.not_stated:
         return not_stated(engine, question, ret, kind, "extractive", timings)
-    text, cites = extractive_answer(engine, ret, verdict, kind)
-    return Answer(question, text, cites, ret.sources, False, "extractive", "", timings)
+    return quoted_answer(engine, question, ret, verdict, kind, "extractive", timings)

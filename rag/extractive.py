@@ -72,6 +72,13 @@ def extractive_answer(engine: Engine, ret: Retrieval, verdict: Verdict, kind: Qu
     return "\n".join(lines), cites
 
 
+def quoted_answer(engine: Engine, question: str, ret: Retrieval, verdict: Verdict,
+                  kind: QuestionKind, mode: str, timings: dict, prompt: str = "") -> Answer:
+    """The answer made of the kept papers' own sentences (`extractive_answer`)."""
+    text, cites = extractive_answer(engine, ret, verdict, kind)
+    return Answer(question, text, cites, ret.sources, False, mode, prompt, timings)
+
+
 def name_cited(text: str, citations: list[Citation], sources: list[Source]) -> str:
     """The answer with every cited paper named: a lead naming those the text does not."""
     by_n = {s.n: s for s in sources}

@@ -15,7 +15,7 @@ from rag.citations import MarkerFilter, check_citations
 from rag.decision import Verdict
 from rag.engine import Engine
 from rag.evidence import rank_sentences
-from rag.extractive import abstention, best_sentences, extractive_answer, key_sentences, name_cited, not_stated
+from rag.extractive import abstention, best_sentences, key_sentences, name_cited, not_stated, quoted_answer
 from rag.names import display_name
 from rag.questions import QuestionKind
 from rag.retrieval import Retrieval
@@ -140,9 +140,8 @@ def count_call(model, timings: dict) -> None:
 def _quoted_lines(engine, question, ret, verdict, kind, mode, timings, t0) -> Answer:
     """A multi-paper answer whose lines quote each kept paper (`llm.multi_lines` "quotes"):
     the extractive lines, in a model mode, with no model call."""
-    text, cites = extractive_answer(engine, ret, verdict, kind)
     timings["total_s"] = time.perf_counter() - t0
-    return Answer(question, text, cites, ret.sources, False, mode, "", timings)
+    return quoted_answer(engine, question, ret, verdict, kind, mode, timings)
 
 
 def _one_answer(engine, model, question, ret, verdict, kind, mode, history, context, timings, t0
@@ -165,8 +164,7 @@ def _one_answer(engine, model, question, ret, verdict, kind, mode, history, cont
         answer = _refused(engine, question, ret, verdict, kind, mode, timings, prompt)
     else:
         # The model's text could not be tied to any source: quote the sources instead.
-        quoted, cites = extractive_answer(engine, ret, verdict, kind)
-        answer = Answer(question, quoted, cites, ret.sources, False, mode, prompt, timings)
+        answer = quoted_answer(engine, question, ret, verdict, kind, mode, timings, prompt)
     answer.model_output = text
     yield answer
 
