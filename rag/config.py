@@ -120,29 +120,29 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of dev.jsonl + dev2.jsonl; its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -3.2258, "threshold": 0.4677,
-            "weights": {"dense": 8.2384,
-                        "coverage": 3.6223,
-                        "unseen": -4.6939,
-                        "missing_ids": -1.1366,
-                        "multi": 1.4229}}
-_STATED = {"bias": 4.3245, "threshold": 0.5061,
-           "weights": {"quantity": -1.4189,
-                       "ask_match": 2.1733,
-                       "quantity_ask_match": 2.2384,
-                       "missing_ids": -1.7941,
-                       "coverage": -3.4799,
-                       "ask_missing": -1.6243}}
-_MULTI_PAPER_THRESHOLD = 0.1438
-_PAPER = {"bias": -5.3000, "threshold": 0.1438,
-          "weights": {"dense": -0.5788,
-                      "dense_gap": -9.1701,
-                      "coverage": 7.4186,
-                      "match": -2.7974,
-                      "match_ratio": 5.5922,
-                      "keyword": -1.8765,
-                      "rank": -2.0050,
-                      "multi": 2.0531}}
+_COVERED = {"bias": -3.2152, "threshold": 0.4687,
+            "weights": {"dense": 8.2178,
+                        "coverage": 3.6169,
+                        "unseen": -4.6944,
+                        "missing_ids": -1.1333,
+                        "multi": 1.4208}}
+_STATED = {"bias": 4.3043, "threshold": 0.5060,
+           "weights": {"quantity": -1.4209,
+                       "ask_match": 2.1566,
+                       "quantity_ask_match": 2.2118,
+                       "missing_ids": -1.7782,
+                       "coverage": -3.4524,
+                       "ask_missing": -1.6151}}
+_MULTI_PAPER_THRESHOLD = 0.1422
+_PAPER = {"bias": -5.1471, "threshold": 0.1422,
+          "weights": {"dense": -0.8614,
+                      "dense_gap": -9.1543,
+                      "coverage": 7.4092,
+                      "match": -3.2356,
+                      "match_ratio": 5.5896,
+                      "keyword": -1.5073,
+                      "rank": -1.9985,
+                      "multi": 2.1028}}
 
 
 class DecisionSettings(_Section):

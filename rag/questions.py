@@ -24,7 +24,10 @@ _MULTI = re.compile(
     rf"about|using|to)\b"
     rf"|\b(?:{_PLURAL_THINGS})\b[^?]*\b(?:their|each|differ|compare|both)\b"
     r"|\bhow do (?:the|these|they)\b[^?]*\b(?:differ|compare)\b"
-    r"|\b(?:differ|differences? between|each of)\b",
+    r"|\b(?:differ|differences? between|each of)\b"
+    # An order to compare ("Compare the mask mAP of X with its improved version") sets
+    # two or more works side by side; "How does X compare with Y?" may ask about one.
+    r"|^\s*(?:please\s+)?(?:compare|contrast)\b",
     re.I)
 # The part of a question that names what is asked: "what <ImageNet top-1 accuracy> does ...",
 # "how many <GPUs>, ...", "...: <accuracy and params>?", "<WikiText-103 perplexity> of the ...".

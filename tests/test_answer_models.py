@@ -2,10 +2,10 @@
 server on loopback; prompt injection in an abstract; a dead endpoint. All slow."""
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from index.build import build_index
 from index.readers import read_sources
@@ -129,16 +129,10 @@ def test_openai_mode_streams_from_a_real_server(seed_settings, openai_server):
     _valid(answer)
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_dead_endpoint_is_a_typed_error(seed_settings, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-for-test")
     settings = seed_settings.model_copy(update={"llm": seed_settings.llm.model_copy(
-        update={"openai_base_url": f"http://127.0.0.1:{_closed_port()}/v1", "timeout_s": 5})})
+        update={"openai_base_url": f"http://127.0.0.1:{free_port()}/v1", "timeout_s": 5})})
     with pytest.raises(EndpointError) as err:
         ask(FID_QUESTION, mode="openai", settings=settings)
     assert "127.0.0.1" in str(err.value) and "sk-secret" not in str(err.value)

@@ -19,13 +19,13 @@ import json
 import logging
 import os
 import re
-import socket
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 from test_bib_readers import blank_pdf, encrypted_pdf
 
 from rag import ask, integrity, models, store
@@ -245,9 +245,7 @@ def _model_file(data: bytes | None) -> Callable:
 def _endpoint(behaviour: str) -> Callable:
     def make(t: Trial) -> None:
         if behaviour == "refused":
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+            url = f"http://127.0.0.1:{free_port()}/v1"
         else:
             url = t.endpoint(behaviour)
         t.env.update({"ASKPAPERS_LLM__OPENAI_BASE_URL": url, "ASKPAPERS_LLM__TIMEOUT_S": "1",

@@ -34,6 +34,8 @@ def fake_paper(title: str, abstract: str) -> Paper:
     ("Which papers speed up diffusion sampling, and how do they differ?", True),
     ("papers on pruning large language models?", True),
     ("How do the corpus's graph transformers compare?", True),
+    ("Compare the top-1 accuracy of the original network with its second version.", True),
+    ("How does the sparse model compare with dense baselines on ImageNet?", False),
     ("What top-1 accuracy does the tiny model reach on ImageNet?", False),
     ("Which GPU were the consistency models in latent space trained on?", False),
     ("Which paper proposes prototype masks for instance segmentation?", False),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port
 
 from index.build import build_index
 from index.readers import ReadReport, iter_papers, read_sources
@@ -517,9 +518,7 @@ def _serve(index_dir: Path, home: Path, **env) -> tuple[subprocess.Popen, str, P
     """`askpapers serve` on a free loopback port, started and answering; (process, URL, log)."""
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     home.mkdir(parents=True)
     log = home / "serve.log"
     environ = {k: v for k, v in os.environ.items() if not k.upper().startswith("ASKPAPERS_")}

@@ -1,7 +1,7 @@
 """The hosted path: a real llama_cpp.server on loopback; the key never leaks from failures."""
-import socket
 
 import pytest
+from conftest import free_port
 
 from rag.config import load_settings
 from rag.errors import ConfigError, EndpointError
@@ -10,12 +10,6 @@ from rag.llm import OpenAIChat, get_chat_model
 ASK_OK = [{"role": "system", "content": "You are terse."},
           {"role": "user", "content": "Reply with the word OK"}]
 SECRET = "sk-secret-test"
-
-
-def _unused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _chat(base_url: str, timeout_s: float = 60.0) -> OpenAIChat:
@@ -62,7 +56,7 @@ def test_key_echoed_by_the_server_is_scrubbed(fake_endpoint, monkeypatch):
 def test_refused_port_error_does_not_carry_the_key(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     with pytest.raises(EndpointError, match="connection refused") as err:
-        _chat(f"http://127.0.0.1:{_unused_port()}/v1").complete(ASK_OK, max_tokens=4)
+        _chat(f"http://127.0.0.1:{free_port()}/v1").complete(ASK_OK, max_tokens=4)
     assert SECRET not in str(err.value)
 
 

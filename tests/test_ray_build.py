@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port
 
 from index.build import build_index
 from rag import store
@@ -32,12 +33,6 @@ REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO / "seeds"
 ONE_PAGE = SEEDS / "001_cd12900632336ae9.txt"
 NODE_IP = "127.0.0.2"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cluster_ports(n: int) -> list[int]:
@@ -232,7 +227,7 @@ def test_unreachable_ray_address_is_a_typed_error_and_keeps_the_index(index_copy
     live = store.current_build(index_copy.index_dir)
     before = sorted(p.name for p in index_copy.index_dir.rglob("*"))
     with pytest.raises(ClusterError, match=r"No Ray cluster answers at 127\.0\.0\.1:\d+.*ray start"):
-        build_index(index_copy, [SEEDS], full=True, ray_address=f"127.0.0.1:{_free_port()}")
+        build_index(index_copy, [SEEDS], full=True, ray_address=f"127.0.0.1:{free_port()}")
     with pytest.raises(ClusterError, match="not host:port"):
         build_index(index_copy, [SEEDS], ray_address="no-port-here")
     assert store.current_build(index_copy.index_dir) == live

@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,17 +11,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from rag.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 QUESTION = "what FID does classifier guidance reach?"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_until_served(proc, url: str, log: Path, timeout_s: float = 180) -> None:
@@ -44,7 +38,7 @@ def served_app(home: Path, index_dir: Path | None = None, mode: str = "extractiv
                args: tuple[str, ...] = (), **env):
     """`python -m ui` on a free loopback port; yields (base URL, home). Extra serve flags in
     `args`, extra env as keywords."""
-    port = _free_port()
+    port = free_port()
     home.mkdir(parents=True, exist_ok=True)
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ASKPAPERS_")}
     environ.update({"ASKPAPERS_HOME": str(home), "ASKPAPERS_LLM__MODE": mode,
@@ -114,7 +108,7 @@ def test_follow_up_keeps_history_per_session(app_url):
 
 
 def test_library_error_becomes_a_chat_line_and_app_keeps_working(tmp_path, seed_settings):
-    closed = f"http://127.0.0.1:{_free_port()}/v1"
+    closed = f"http://127.0.0.1:{free_port()}/v1"
     with served_app(tmp_path / "home", seed_settings.index_dir, mode="extractive",
                     ASKPAPERS_LLM__OPENAI_BASE_URL=closed, OPENAI_API_KEY="sk-test") as (url, _):
         client = _client(url)
@@ -129,16 +123,16 @@ def test_serve_refuses_public_host_without_auth(seed_settings):
     from ui.app import serve
 
     with pytest.raises(ConfigError, match=r"0\.0\.0\.0.*--auth USER:PASS"):
-        serve(seed_settings, host="0.0.0.0", port=_free_port())
+        serve(seed_settings, host="0.0.0.0", port=free_port())
     with pytest.raises(ConfigError, match="--share.*--auth"):
-        serve(seed_settings, share=True, port=_free_port())
+        serve(seed_settings, share=True, port=free_port())
 
 
 def test_cli_serve_prints_the_refusal(seed_settings, monkeypatch, capsys):
     from ui.cli import main
 
     monkeypatch.setenv("ASKPAPERS_HOME", str(seed_settings.home))
-    code = main(["serve", "--host", "0.0.0.0", "--port", str(_free_port()), "--no-build"])
+    code = main(["serve", "--host", "0.0.0.0", "--port", str(free_port()), "--no-build"])
     err = capsys.readouterr().err
     assert code == 2 and "askpapers: error: Serving on 0.0.0.0" in err and "Traceback" not in err
 

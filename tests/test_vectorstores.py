@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port
 
 from index.build import build_index
 from index.staging import new_stage
@@ -311,11 +312,7 @@ def test_a_collection_left_by_a_killed_build_is_dropped_by_the_next_build(tmp_pa
 
 @needs_milvus
 def test_a_dead_server_says_what_to_check():
-    import socket
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens on it
     backend = milvus_store.MilvusBackend(f"http://127.0.0.1:{port}")
     with pytest.raises(VectorStoreError, match=r"Cannot reach Milvus at http://127\.0\.0\.1:\d+.*server is running"):
         backend.open(Path("/nowhere/builds/b"), {"backend": "milvus", "uri": backend.uri,
