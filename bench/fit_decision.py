@@ -217,12 +217,10 @@ def main() -> int:
     repeats = [report(rows, cross_validate(rows, assign_folds(rows, args.folds, str(i)),
                                            args.folds, args.cost)[1])
                for i in range(1, args.repeats)]
-    spread = {t: {k: [held_out[t][k]] + [r[t][k] for r in repeats] for k in ("refused",)}
-              for t in held_out}
+    spread = {t: [held_out[t]["refused"]] + [r[t]["refused"] for r in repeats] for t in held_out}
     print(f"\nRefused, held out, over {args.repeats} fold assignments (the first is the one "
           "above): mean [min-max]")
-    for t, row in spread.items():
-        v = row["refused"]
+    for t, v in spread.items():
         print(f"{t:<13} {np.mean(v):.3f} [{min(v):.3f}-{max(v):.3f}]")
     final = fit_all(rows, args.cost)
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
@@ -230,7 +228,7 @@ def main() -> int:
     result = {"commit": commit, "questions": len(rows), "signals": {
         "covered": COVERED, "stated": STATED, "paper": PAPER},
         "false_abstention_cost": args.cost, "held_out": held_out,
-        "refused_over_fold_assignments": {t: row["refused"] for t, row in spread.items()},
+        "refused_over_fold_assignments": spread,
         "folds": {qid: f for qid, f in folds.items()},
         "fold_settings": {str(f): m for f, m in per_fold.items()}, "all": final}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

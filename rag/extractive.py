@@ -54,9 +54,10 @@ def best_quotes(engine: Engine, ret: Retrieval) -> dict[int, Citation]:
     return quotes
 
 
-def extractive_answer(engine: Engine, ret: Retrieval, verdict: Verdict, kind: QuestionKind
-                      ) -> tuple[str, list[Citation]]:
-    """The best-supporting sentences of each kept paper, one line per paper, each named."""
+def quoted_answer(engine: Engine, question: str, ret: Retrieval, verdict: Verdict,
+                  kind: QuestionKind, mode: str, timings: dict, prompt: str = "") -> Answer:
+    """The answer made of the kept papers' own best-supporting sentences, one line per
+    paper, each named and cited."""
     lines, cites = [], []
     for i, source in enumerate(verdict.papers):
         evs = best_sentences(source, ret.query, engine)
@@ -69,14 +70,7 @@ def extractive_answer(engine: Engine, ret: Retrieval, verdict: Verdict, kind: Qu
         lines.append(f"{bullet}{display_name(source.paper)} [{source.n}]: "
                      + as_data(" ".join(ev.text for ev in picked)))
         cites.append(_quote(source, picked[0]))
-    return "\n".join(lines), cites
-
-
-def quoted_answer(engine: Engine, question: str, ret: Retrieval, verdict: Verdict,
-                  kind: QuestionKind, mode: str, timings: dict, prompt: str = "") -> Answer:
-    """The answer made of the kept papers' own sentences (`extractive_answer`)."""
-    text, cites = extractive_answer(engine, ret, verdict, kind)
-    return Answer(question, text, cites, ret.sources, False, mode, prompt, timings)
+    return Answer(question, "\n".join(lines), cites, ret.sources, False, mode, prompt, timings)
 
 
 def name_cited(text: str, citations: list[Citation], sources: list[Source]) -> str:
