@@ -13,13 +13,21 @@ Reported per pipeline, split into single-paper and multi-paper questions:
 - extractive p50 while a local generation runs in another thread of the same process;
 - ratios against the tutorial pipeline, and the machine's load average while it ran (each
   pipeline's fixed prompt head is put back in the KV cache, untimed, before its turn);
+- askpapers local twice per question: "askpapers-local" as the question comes (the
+  bench starts with no saved paper states, so a top paper's first question reads its
+  abstract and saves its state, rag.paper_states), then "askpapers-local-saved", the same
+  question again with the KV cache cut back to the system prompt, so the top paper's head
+  comes from its saved state as it does for any question after the first about a paper
+  (or for every question after `askpapers index warm`);
 - the answers' quality (score.py metrics by question type), so a speed-up that costs quality
   shows in the same run. With --folds each question is answered with the decision fitted
-  without its fold (bench/fit_decision.py), so the quality figures are held out.
+  without its fold (bench/fit_decision.py), and with --sentence-folds also with the
+  sentence priors picked without it (bench/fit_sentences.py): the quality figures are then
+  held out.
 
 Usage: python bench/latency.py [--gold ../shared/eval/dev.jsonl,../shared/eval/dev2.jsonl]
            [--limit N] [--home DIR] [--no-tutorial] [--folds bench/results/decision_fit.json]
-           [--out bench/results/latency.json]
+           [--sentence-folds bench/results/sentence_fit.json] [--out bench/results/latency.json]
 --limit N takes N questions spread evenly over the files (every k-th), for a quick look.
 Builds the seed index under --home first if none is there.
 """
@@ -28,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import threading
@@ -36,7 +45,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from answer_bench import held_out_settings  # noqa: E402  (bench/answer_bench.py)
+from answer_bench import held_out_priors, held_out_settings  # noqa: E402  (bench/answer_bench.py)
 from provenance import provenance  # noqa: E402  (bench/provenance.py)
 from side_by_side import TUTORIAL_PROMPT, PlainPipeline, pct  # noqa: E402
 
@@ -143,14 +152,14 @@ def table(summary: dict) -> str:
         v = d.get(key)
         return "-" if v is None else f"{v[q]:.2f}" if isinstance(v, dict) else f"{v}"
 
-    head = (f"{'pipeline / questions':<32}{'n':>4}{'model':>6}{'sources':>9}{'first p50':>10}"
+    head = (f"{'pipeline / questions':<38}{'n':>4}{'model':>6}{'sources':>9}{'first p50':>10}"
             f"{'p90':>7}{'whole p50':>10}{'p90':>7}{'prompt':>8}{'new':>6}{'gen t/s':>8}")
     lines = [head, "-" * len(head)]
     for name, parts in summary["pipelines"].items():
         for part, d in parts.items():
             whole = "model_total_s" if "model_total_s" in d else "total_s"
             lines.append(
-                f"{name + ' / ' + part:<32}{d['n']:>4}{d['model_answered']:>6}"
+                f"{name + ' / ' + part:<38}{d['n']:>4}{d['model_answered']:>6}"
                 f"{cell(d, 'sources_s'):>9}{cell(d, 'first_s'):>10}{cell(d, 'first_s', 'p90'):>7}"
                 f"{cell(d, whole):>10}{cell(d, whole, 'p90'):>7}"
                 f"{d.get('prompt_tokens_mean', '-'):>8}{d.get('new_prompt_tokens_mean', '-'):>6}"
@@ -159,14 +168,16 @@ def table(summary: dict) -> str:
 
 
 def ratios(summary: dict) -> dict:
-    ours, plain = summary["pipelines"]["askpapers-local"], summary["pipelines"].get("tutorial")
+    """p50 of each askpapers local pipeline over the tutorial's, on all questions."""
+    plain = summary["pipelines"].get("tutorial")
     if not plain:
         return {}
     out = {}
-    for key in ("first_s", "total_s"):
-        a, b = ours["all"].get(key), plain["all"].get(key)
-        if a and b:
-            out[key + "_p50"] = round(a["p50"] / b["p50"], 2)
+    for name in ("askpapers-local", "askpapers-local-saved"):
+        for key in ("first_s", "total_s"):
+            a, b = summary["pipelines"][name]["all"].get(key), plain["all"].get(key)
+            if a and b:
+                out[f"{name} {key}_p50"] = round(a["p50"] / b["p50"], 2)
     return out
 
 
@@ -178,18 +189,26 @@ def main() -> None:
     ap.add_argument("--no-tutorial", action="store_true")
     ap.add_argument("--folds", type=Path, help="decision_fit.json: answer each question with "
                     "the decision fitted without it")
+    ap.add_argument("--sentence-folds", type=Path, help="sentence_fit.json (needs --folds): "
+                    "the sentence priors picked without the question's fold, too")
     ap.add_argument("--out", type=Path, default=REPO / "bench/results/latency.json")
     ap.add_argument("--contention-only", action="store_true",
                     help="only time extractive answers while a local generation runs")
     args = ap.parse_args()
 
     settings = load_settings(home=args.home)
+    shutil.rmtree(settings.home / "states", ignore_errors=True)  # start with no saved states
     if store.current_build(settings.index_dir) is None:
         from index.build import build_index
         build_index(settings)
     gold = load_gold(args.gold, args.limit)
-    settings_for = held_out_settings(settings, json.loads(args.folds.read_text())
-                                     if args.folds else None)
+    fit = json.loads(args.folds.read_text()) if args.folds else None
+    settings_for = held_out_settings(settings, fit)
+    if args.sentence_folds:
+        if fit is None:
+            ap.error("--sentence-folds needs --folds")
+        settings_for = held_out_priors(settings_for, fit,
+                                       json.loads(args.sentence_folds.read_text()))
     multi = {g["id"]: classify(g["question"]).multi for g in gold}
 
     model = get_chat_model(settings, "local")  # load the model (and warm its prompt head) untimed
@@ -207,7 +226,8 @@ def main() -> None:
     # it stays cached when a pipeline has the model to itself.
     tutorial_head = [{"role": "user", "content": TUTORIAL_PROMPT.split("{question}")[0]}]
     plain = None if args.no_tutorial else PlainPipeline(settings)
-    rows: dict[str, list[dict]] = {"askpapers-local": [], "askpapers-extractive": []}
+    rows: dict[str, list[dict]] = {"askpapers-local": [], "askpapers-local-saved": [],
+                                   "askpapers-extractive": []}
     if plain:
         rows["tutorial"] = []
     loads = []
@@ -217,14 +237,16 @@ def main() -> None:
                 model.warm(tutorial_head)
                 r = time_tutorial(plain, g["id"], g["question"])
             else:
-                model.warm(HEAD)
+                model.warm(HEAD, cut=name.endswith("-saved"))
                 r = time_askpapers(g["question"], name.split("-")[1], settings_for(g["id"]),
                                    g["id"])
             rows[name].append({"id": g["id"], "multi": multi[g["id"]], **r})
         loads.append(os.getloadavg()[0])
-        r = rows["askpapers-local"][-1]
+        r, saved = rows["askpapers-local"][-1], rows["askpapers-local-saved"][-1]
         print(f"[{i}/{len(gold)}] {g['id']}: local first {r['first_s'] or 0:.2f} s, "
-              f"whole {r['total_s']:.2f} s, new prompt {r.get('new_prompt_tokens', '-')}", flush=True)
+              f"whole {r['total_s']:.2f} s, new prompt {r.get('new_prompt_tokens', '-')}; "
+              f"saved first {saved['first_s'] or 0:.2f} s, whole {saved['total_s']:.2f} s, "
+              f"new prompt {saved.get('new_prompt_tokens', '-')}", flush=True)
 
     summary = {"pipelines": {
         name: {"all": summarise(rs), "single": summarise([r for r in rs if not r["multi"]]),
@@ -232,14 +254,17 @@ def main() -> None:
         for name, rs in rows.items()}}
     summary["ratios_vs_tutorial"] = ratios(summary)
     quality = {name: evaluate(gold, [r.pop("pred") for r in rows[name]])
-               for name in ("askpapers-local", "askpapers-extractive")}
+               for name in ("askpapers-local", "askpapers-local-saved", "askpapers-extractive")}
     summary["quality"] = quality
-    summary["held_out"] = bool(args.folds)
+    summary["held_out"] = {"decision": bool(args.folds),
+                           "sentence_priors": bool(args.sentence_folds)}
     summary["extractive_while_generating"] = extractive_while_generating(settings, gold)
     summary["load_average_during"] = {"min": min(loads), "mean": round(statistics.mean(loads), 2),
                                       "max": max(loads)}
     for name, metrics in quality.items():
-        print(f"\n== quality, {name}{' (held out)' if args.folds else ''}")
+        held = (" (held out)" if args.sentence_folds else " (decision held out)"
+                if args.folds else "")
+        print(f"\n== quality, {name}{held}")
         print(format_table(metrics))
     print()
     print(table(summary))

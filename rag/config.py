@@ -106,7 +106,10 @@ class RetrievalSettings(_Section):
     keyword_weight: float = Field(
         1.0, ge=0, description="Weight of the BM25 ranking against the dense one in fusion."
     )
-    sentences_first: int = Field(4, ge=1, description="Sentences sent from the top paper.")
+    sentences_first: int = Field(
+        0, ge=0, description="Sentences sent to a model from the top paper; 0: its whole "
+        "abstract, the same for every question about it, so a local model reads it once "
+        "(llm.paper_states_mb).")
     sentences_other: int = Field(2, ge=1, description="Sentences sent from each other paper.")
 
 
@@ -195,6 +198,10 @@ class LLMSettings(_Section):
     flash_attn: bool = Field(
         True, description="llama.cpp flash attention (measured a little faster here).")
     max_tokens: int = Field(200, ge=16, description="Longest answer, in tokens.")
+    paper_states_mb: int = Field(
+        4096, ge=0, description="Disk kept for the local model's saved state of each paper "
+        "it has read (<home>/states, ~11 MB a paper; least recently used go first); a "
+        "question about a saved paper reads only the question. 0: off.")
     multi_lines: Literal["quotes", "model"] = Field(
         "quotes", description="A multi-paper answer's line per paper in the model modes: "
         "'quotes' gives the paper's best sentences, cited, with no model call (held out, the "

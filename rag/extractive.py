@@ -31,10 +31,10 @@ def _with_number(picked: list[Evidence], ranked: list[Evidence], kind: QuestionK
     return sorted(picked, key=lambda ev: ev.start)
 
 
-def key_sentences(source: Source, query: str, engine: Engine, kind: QuestionKind, n: int
-                  ) -> list[Evidence]:
-    """The paper's `n` best sentences (and a number for a quantity question), in abstract
-    order."""
+def key_sentences(source: Source, query: str, engine: Engine, kind: QuestionKind,
+                  n: int | None) -> list[Evidence]:
+    """The paper's `n` best sentences (all of them for None; and a number for a quantity
+    question), in abstract order."""
     evs = best_sentences(source, query, engine)
     return _with_number(evs[:n], evs, kind)
 

@@ -14,13 +14,14 @@ from rag import prompts
 from rag.citations import MarkerFilter, check_citations
 from rag.decision import Verdict
 from rag.engine import Engine
-from rag.evidence import rank_sentences
+from rag.errors import ConfigError
+from rag.evidence import paper_sentences, rank_sentences
 from rag.extractive import abstention, best_sentences, key_sentences, name_cited, not_stated, quoted_answer
 from rag.names import display_name
 from rag.questions import QuestionKind
 from rag.retrieval import Retrieval
 from rag.text import as_data
-from rag.types import Answer, Citation, Source
+from rag.types import Answer, Citation, Paper, Source
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +36,30 @@ _NOTHING = re.compile(rf"^\W*(?:\[\d+\]\W*)?{prompts.NONE}\b", re.I)
 def build_context(engine: Engine, ret: Retrieval, papers: list[Source], kind: QuestionKind,
                   per_paper: int | None = None) -> list[tuple[Source, list[str]]]:
     """The few best sentences of each kept paper (and a number for a quantity question), in
-    abstract order; prompt tokens are the cost of time to first token."""
+    abstract order; the top paper's whole abstract when `sentences_first` is 0. Uncached
+    prompt tokens are the cost of time to first token."""
     cfg = engine.settings.retrieval
     context = []
     for i, source in enumerate(papers):
-        n = per_paper or (cfg.sentences_first if i == 0 else cfg.sentences_other)
+        n = per_paper or (cfg.sentences_first if i == 0 else cfg.sentences_other) or None
         picked = key_sentences(source, ret.query, engine, kind, n)
         if picked:
             context.append((source, [ev.text for ev in picked]))
     return context
 
 
+def _fixed(engine: Engine, context) -> int:
+    """The prompt's fixed head (see `prompts.fixed_head`): only the whole abstract of the
+    top paper is the same from question to question."""
+    return 0 if engine.settings.retrieval.sentences_first else prompts.fixed_head(context)
+
+
 def _model_finds_nothing(model, context, question, kind: QuestionKind, history,
-                         timings: dict) -> bool:
+                         timings: dict, fixed: int) -> bool:
     """The check: asked to copy the words that answer, the model replies NONE. Only the
     reply's first tokens are needed, and they reuse the answer's cached prompt prefix."""
     msgs = prompts.messages(context, question, prompts.check_tail(kind.asked), history)
-    reply = model.complete(msgs, max_tokens=CHECK_TOKENS)
+    reply = model.complete(msgs, max_tokens=CHECK_TOKENS, fixed=fixed)
     log.debug("check: %r", reply)
     count_call(model, timings)
     return not reply.strip() or bool(_NOTHING.match(reply))
@@ -82,7 +90,8 @@ def generate(engine: Engine, question: str, ret: Retrieval, verdict: Verdict, ki
     # an answer prompt that may open with NONE made the 1.5B model say NONE to 11 of 24
     # answerable questions (issue 15 measurement, README "Faster local answers").
     if verdict.needs_check:
-        found_nothing = _model_finds_nothing(model, context, question, kind, history, timings)
+        found_nothing = _model_finds_nothing(model, context, question, kind, history,
+                                             timings, _fixed(engine, context))
         timings["check_s"] = time.perf_counter() - t0
         if found_nothing:
             yield from _final(_refused(engine, question, ret, verdict, kind, mode, timings))
@@ -110,10 +119,10 @@ def _refused(engine, question, ret, verdict, kind, mode, timings, prompt="") -> 
 
 
 def _stream(model, msgs, max_tokens: int, valid: set[int], timings: dict, t0: float,
-            raw: list[str]) -> Iterator[str]:
+            raw: list[str], fixed: int = 0) -> Iterator[str]:
     """Stream model text with invalid markers held back; stop a model repeating itself."""
     live = MarkerFilter(valid)
-    for piece in model.stream(msgs, max_tokens=max_tokens):
+    for piece in model.stream(msgs, max_tokens=max_tokens, fixed=fixed):
         timings.setdefault("first_token_s", time.perf_counter() - t0)
         raw.append(piece)
         if shown := live.feed(piece):
@@ -151,7 +160,7 @@ def _one_answer(engine, model, question, ret, verdict, kind, mode, history, cont
     prompt = prompts.render_prompt(msgs)
     raw: list[str] = []
     yield from _stream(model, msgs, engine.settings.llm.max_tokens, {s.n for s in given},
-                       timings, t0, raw)
+                       timings, t0, raw, _fixed(engine, context))
     timings["total_s"] = time.perf_counter() - t0
     text = "".join(raw)
     checked = check_citations(text, given, engine.weights, claim_support(engine))
@@ -213,3 +222,47 @@ def claim_support(engine: Engine) -> Callable[[str, Source], float]:
 
     return support
 
+
+
+def paper_head(paper: Paper) -> tuple[list[dict], int]:
+    """The answer prompt of a question whose top paper is `paper`, and the length of its
+    fixed head: what `save_paper_states` reads, the same tokens an answer's prompt starts
+    with (with `retrieval.sentences_first` 0)."""
+    context = [(Source(1, paper, 0.0, 0.0, 0.0), [t for _, _, t in paper_sentences(paper)])]
+    return prompts.messages(context, "", prompts.ANSWER_TAIL), prompts.fixed_head(context)
+
+
+def save_paper_states(engine: Engine, *, limit: int | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> dict:
+    """Read each indexed paper's prompt head once with the local model and save its state
+    (rag.paper_states), so a question about it reads only the question. Papers already
+    saved are skipped; it stops when the states folder reaches its budget.
+
+    Raises ConfigError when paper states are off; ModelError as the local model does.
+    """
+    from rag.llm import get_chat_model
+
+    if engine.settings.retrieval.sentences_first:
+        raise ConfigError("Saved paper states need the whole abstract in the prompt; unset "
+                          "ASKPAPERS_RETRIEVAL__SENTENCES_FIRST (0).")
+    model = get_chat_model(engine.settings, "local")
+    if getattr(model, "states", None) is None:
+        raise ConfigError("Paper states are off; set ASKPAPERS_LLM__PAPER_STATES_MB.")
+    papers = [p for p in engine.index.papers.values() if p.abstract.strip()][:limit]
+    done = {"papers": len(papers), "saved": 0, "already": 0, "tokens": 0, "full": False}
+    t0 = time.perf_counter()
+    for i, paper in enumerate(papers, 1):
+        msgs, fixed = paper_head(paper)
+        if model.has_state(msgs, fixed):
+            done["already"] += 1
+        elif model.states.trim() >= model.states.budget:
+            done["full"] = True
+            break
+        else:
+            done["tokens"] += model.prefill(msgs, fixed)
+            done["saved"] += 1
+        if progress:
+            progress(i, len(papers))
+    done["seconds"] = round(time.perf_counter() - t0, 1)
+    done["bytes"] = model.states.trim()
+    return done

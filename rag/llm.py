@@ -32,14 +32,16 @@ class ChatModel(Protocol):
     name: str
 
     def stream(self, messages: Messages, *, max_tokens: int,
-               stop: list[str] | None = None) -> Iterator[str]:
-        """Yield the answer's text pieces as they are generated."""
+               stop: list[str] | None = None, fixed: int = 0) -> Iterator[str]:
+        """Yield the answer's text pieces as they are generated. The first `fixed`
+        characters of the last message are the same in many prompts (a paper's head): a
+        model that can keep its state for them does."""
         ...
 
     def complete(self, messages: Messages, *, max_tokens: int,
-                 stop: list[str] | None = None) -> str:
+                 stop: list[str] | None = None, fixed: int = 0) -> str:
         """The whole answer as one string (the joined stream)."""
-        return "".join(self.stream(messages, max_tokens=max_tokens, stop=stop))
+        return "".join(self.stream(messages, max_tokens=max_tokens, stop=stop, fixed=fixed))
 
 
 def get_chat_model(settings: Settings, mode: str) -> ChatModel:
@@ -53,8 +55,17 @@ def get_chat_model(settings: Settings, mode: str) -> ChatModel:
         from rag.prompts import HEAD
 
         llm = settings.llm
-        return LlamaCppChat(resolve_gguf(settings), n_ctx=llm.n_ctx, n_threads=llm.n_threads,
-                            n_batch=llm.n_batch, flash_attn=llm.flash_attn, warm_head=HEAD)
+        path = resolve_gguf(settings)
+        states = None
+        if llm.paper_states_mb:
+            from rag.paper_states import PaperStates, model_identity
+
+            states = PaperStates(settings.home.expanduser() / "states",
+                                 model_identity(path, flash_attn=llm.flash_attn),
+                                 llm.paper_states_mb * 2**20)
+        return LlamaCppChat(path, n_ctx=llm.n_ctx, n_threads=llm.n_threads,
+                            n_batch=llm.n_batch, flash_attn=llm.flash_attn, warm_head=HEAD,
+                            states=states)
     if mode == "openai":
         return OpenAIChat(settings)
     raise ConfigError(f"Unknown chat model mode {mode!r}; use 'local' or 'openai'.")
@@ -85,12 +96,16 @@ class LlamaCppChat(ChatModel):
 
     The prompt is formatted with the model's own chat template and tokenized here, so each
     call knows how many of its prompt tokens the KV cache already held (`last_call`).
+    With `states`, a prompt's fixed head (system prompt and top paper) is read from its
+    saved state, or read and saved (rag.paper_states).
     """
 
     def __init__(self, model_path: Path, *, n_ctx: int = 4096, n_threads: int | None = None,
-                 n_batch: int = 512, flash_attn: bool = True, warm_head: Messages | None = None):
+                 n_batch: int = 512, flash_attn: bool = True, warm_head: Messages | None = None,
+                 states=None):
         self.name = f"llama.cpp:{Path(model_path).name}"
         self.n_ctx = n_ctx
+        self.states = states
         self._llama, self._lock, self._template = _load_llama(
             Path(model_path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
             n_batch=n_batch, flash_attn=flash_attn)
@@ -106,23 +121,56 @@ class LlamaCppChat(ChatModel):
         # The template writes the special tokens itself, so none are added here.
         return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
-    def warm(self, head: Messages) -> None:
-        """Evaluate a fixed prompt head once (`head` rendered up to the end of its last
-        message's text), so the first question reuses it from the KV cache like every later
-        one; nothing is done when the cache holds it already."""
+    def _head_ids(self, messages: Messages, chars: int) -> list[int]:
+        """The tokens of `messages` rendered up to `chars` characters into the last
+        message's text, less the last token (which may merge with what follows)."""
         marker = "\x00"
-        *first, last = head
-        text = self._template(messages=[*first, {**last, "content": last["content"] + marker}]
-                              ).prompt
-        ids = self._tokenize(text[:text.index(marker)])
+        *first, last = messages
+        content = last["content"][:chars] + marker
+        text = self._template(messages=[*first, {**last, "content": content}]).prompt
+        return self._tokenize(text[:text.index(marker)])[:-1]
+
+    def warm(self, head: Messages, *, cut: bool = False) -> None:
+        """Make the KV cache hold a fixed prompt head (`head` rendered up to the end of its
+        last message's text), so the first question reuses it like every later one; the
+        head is evaluated only when the cache lacks it. `cut`: forget what follows it."""
+        ids = self._head_ids(head, len(head[-1]["content"]))
         with self._lock:
-            if _common_prefix(self._llama, ids) < len(ids) - 1:
-                for _ in self._llama.create_completion(ids, max_tokens=1, temperature=0.0,
-                                                       stream=True):
-                    pass
+            held = _common_prefix(self._llama, ids)
+            if held < len(ids) or cut:
+                self._llama.n_tokens = held  # the next evaluation drops the cache beyond
+            if held < len(ids):
+                self._llama.eval(ids[held:])
+
+    def prefill(self, messages: Messages, fixed: int) -> int:
+        """Make the KV cache hold the head of `messages` (its first `fixed` characters of
+        the last message): loaded from its saved state, or read and saved. The tokens read;
+        raises ModelError when the head does not fit the context."""
+        with self._lock:
+            head = self._head_ids(messages, fixed)
+            if len(head) >= self.n_ctx:
+                raise ModelError(f"A prompt head of {len(head)} tokens does not fit the local "
+                                 f"model's context; raise ASKPAPERS_LLM__N_CTX (now {self.n_ctx}).")
+            return self._prefill(head)
+
+    def has_state(self, messages: Messages, fixed: int) -> bool:
+        """Whether the head of `messages` has a saved state."""
+        return self.states is not None and self.states.has(self._head_ids(messages, fixed))
+
+    def _prefill(self, head: list[int]) -> int:
+        llama = self._llama
+        held = _common_prefix(llama, head)
+        if held == len(head) or (self.states and self.states.load(llama, head)):
+            return 0
+        held = _common_prefix(llama, head)
+        llama.n_tokens = held  # eval drops the cache beyond n_tokens
+        llama.eval(head[held:])
+        if self.states:
+            self.states.save(llama, head)
+        return len(head) - held
 
     def stream(self, messages: Messages, *, max_tokens: int,
-               stop: list[str] | None = None) -> Iterator[str]:
+               stop: list[str] | None = None, fixed: int = 0) -> Iterator[str]:
         """Yield text pieces; raises ModelError when the prompt does not fit or decoding fails."""
         t0 = time.perf_counter()
         stats = None
@@ -130,7 +178,13 @@ class LlamaCppChat(ChatModel):
             try:
                 rendered = self._template(messages=messages)
                 ids = self._tokenize(rendered.prompt)
-                stats = self.last_call = CallStats(len(ids), _common_prefix(self._llama, ids))
+                read = 0
+                if self.states is not None and fixed:
+                    head = self._head_ids(messages, fixed)
+                    if ids[:len(head)] == head:
+                        read = self._prefill(head)
+                stats = self.last_call = CallStats(
+                    len(ids), _common_prefix(self._llama, ids) - read)
                 chunks = self._llama.create_completion(
                     ids, max_tokens=max_tokens, stop=(stop or []) + rendered.stop,
                     stopping_criteria=rendered.stopping_criteria, temperature=0.0, stream=True)
@@ -239,8 +293,9 @@ class OpenAIChat(ChatModel):
         self._openai_host = (urlparse(llm.openai_base_url).hostname or "").endswith("openai.com")
 
     def stream(self, messages: Messages, *, max_tokens: int,
-               stop: list[str] | None = None) -> Iterator[str]:
-        """Yield text pieces; raises EndpointError for any failure of the endpoint."""
+               stop: list[str] | None = None, fixed: int = 0) -> Iterator[str]:
+        """Yield text pieces; raises EndpointError for any failure of the endpoint. (The
+        endpoint's own prompt cache, if any, sees `fixed` heads as shared prefixes.)"""
         length = ({"max_tokens": max_tokens} if self._openai_host
                   else {"extra_body": {"max_tokens": max_tokens}})
         pieces = finished = 0

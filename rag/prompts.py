@@ -56,6 +56,13 @@ def render_sources(context: list[tuple[Source, list[str]]]) -> str:
     return "\n\n".join(blocks)
 
 
+def fixed_head(context: list[tuple[Source, list[str]]]) -> int:
+    """How many characters of the user message `messages` makes from `context` are its
+    first paper's block: the same for every question whose top paper it is when the block
+    is the whole abstract (what a local model keeps a saved state for)."""
+    return len(SOURCES_OPEN) + len(render_sources(context[:1]))
+
+
 def messages(context: list[tuple[Source, list[str]]], question: str, tail: str,
              history: list[dict] | None = None) -> list[dict]:
     """Chat messages; the shared prefix (system, sources, question) comes first so a local

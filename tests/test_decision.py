@@ -219,11 +219,11 @@ class ScriptedChat:
     def __init__(self, check: str, answer: str):
         self.check, self.answer, self.prompts = check, answer, []
 
-    def stream(self, messages, *, max_tokens, stop=None):
+    def stream(self, messages, *, max_tokens, stop=None, fixed=0):
         self.prompts.append(messages[-1]["content"])
         yield self.check if "reply only: NONE" in messages[-1]["content"] else self.answer
 
-    def complete(self, messages, *, max_tokens, stop=None):
+    def complete(self, messages, *, max_tokens, stop=None, fixed=0):
         return "".join(self.stream(messages, max_tokens=max_tokens, stop=stop))
 
 

@@ -89,6 +89,32 @@ def cmd_index_verify(args) -> int:
     return 0
 
 
+def cmd_index_warm(args) -> int:
+    from tqdm import tqdm
+
+    from rag.engine import get_engine
+    from rag.generation import save_paper_states
+
+    settings = _settings(args)
+    bar = tqdm(desc="reading papers", unit="paper", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        r = save_paper_states(get_engine(settings), limit=args.limit, progress=progress)
+    finally:
+        bar.close()
+    print(f"Saved the local model's state of {r['saved']} papers ({r['tokens']} tokens read "
+          f"in {r['seconds']:.0f} s); {r['already']} were saved already; "
+          f"{settings.home.expanduser() / 'states'} holds {r['bytes'] / 2**20:.0f} MB.")
+    if r["full"]:
+        print("Stopped at the disk budget; raise ASKPAPERS_LLM__PAPER_STATES_MB to save more.",
+              file=sys.stderr)
+    return 0
+
+
 def _read_batch(path: Path) -> list[dict]:
     from rag.errors import QuestionError
 
@@ -217,6 +243,11 @@ def make_parser() -> argparse.ArgumentParser:
     v = idx.add_parser("verify", help="check every index file against its manifest, in full")
     v.add_argument("--index-dir", metavar="DIR")
     v.set_defaults(func=cmd_index_verify)
+    w = idx.add_parser("warm", help="read each paper once with the local model and save its "
+                       "state, so questions about it start in about a second")
+    w.add_argument("--index-dir", metavar="DIR")
+    w.add_argument("--limit", type=int, metavar="N", help="only the first N papers")
+    w.set_defaults(func=cmd_index_warm)
 
     a = sub.add_parser("ask", help="answer a question with citations")
     a.add_argument("question", nargs="?")

@@ -1,0 +1,174 @@
+"""Saved KV states of each paper's prompt head (rag.paper_states): the file format and its
+checks on their own, then the real 0.5B model reading a head once and loading it after."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rag.config import load_settings
+from rag.llm import LlamaCppChat
+from rag.paper_states import MAGIC, SUFFIX, PaperStates
+
+IDS = [11, 22, 33]
+
+
+def _states(tmp_path, budget=2**30, model="model-a") -> PaperStates:
+    return PaperStates(tmp_path / "states", model, budget)
+
+
+def test_a_written_state_reads_back(tmp_path):
+    states = _states(tmp_path)
+    assert states.read(IDS) is None and not states.has(IDS)
+    assert states.write(IDS, b"payload bytes")
+    assert states.has(IDS)
+    assert states.read(IDS) == b"payload bytes"
+    assert states.read(IDS + [44]) is None  # another head is another file
+
+
+def test_a_state_of_another_model_is_not_loaded(tmp_path):
+    _states(tmp_path, model="model-a").write(IDS, b"payload")
+    other = _states(tmp_path, model="model-b")
+    assert other.read(IDS) is None
+    # Even under the other model's name for the same head, the header says model-a.
+    os.replace(tmp_path / "states" / (_states(tmp_path).key(IDS) + SUFFIX),
+               tmp_path / "states" / (other.key(IDS) + SUFFIX))
+    assert other.read(IDS) is None
+
+
+@pytest.mark.parametrize("damage", ["flip a payload byte", "truncate", "not a state",
+                                    "header not json"])
+def test_a_damaged_state_file_is_not_loaded(tmp_path, damage):
+    states = _states(tmp_path)
+    states.write(IDS, b"x" * 1000)
+    path = tmp_path / "states" / (states.key(IDS) + SUFFIX)
+    data = bytearray(path.read_bytes())
+    if damage == "flip a payload byte":
+        data[-10] ^= 0xFF
+    elif damage == "truncate":
+        data = data[:-1]
+    elif damage == "not a state":
+        data = b"#!/bin/sh\n" + data
+    else:
+        data = MAGIC + b"{not json\n" + b"x" * 1000
+    path.write_bytes(bytes(data))
+    assert states.read(IDS) is None
+
+
+def test_a_symlinked_state_is_not_followed(tmp_path):
+    states = _states(tmp_path)
+    elsewhere = _states(tmp_path / "elsewhere")
+    elsewhere.write(IDS, b"payload")
+    (tmp_path / "states").mkdir()
+    (tmp_path / "states" / (states.key(IDS) + SUFFIX)).symlink_to(
+        tmp_path / "elsewhere" / "states" / (states.key(IDS) + SUFFIX))
+    assert states.read(IDS) is None
+
+
+def test_the_least_recently_used_states_go_first_beyond_the_budget(tmp_path):
+    states = _states(tmp_path, budget=2500)
+    heads = [[i] for i in range(4)]
+    for i, ids in enumerate(heads):
+        states.write(ids, b"x" * 1000)
+        path = tmp_path / "states" / (states.key(ids) + SUFFIX)
+        os.utime(path, ns=(10**18 + i, 10**18 + i))  # written in this order
+    os.utime(tmp_path / "states" / (states.key(heads[0]) + SUFFIX))  # then head 0 was used
+    kept = states.trim()
+    assert kept <= 2500
+    assert [states.has(ids) for ids in heads] == [True, False, False, True]
+
+
+def test_an_unwritable_folder_only_loses_the_state(tmp_path):
+    (tmp_path / "states").write_text("a file where the folder should be")
+    states = _states(tmp_path)
+    assert states.write(IDS, b"payload") is False
+    assert states.read(IDS) is None
+
+
+# ---------------------------------------------------------------- the real model
+
+HEAD_TEXT = ("Sources:\n<<<\n[1] A paper\nWe propose a method that trains quickly. "
+             "It reaches 91.2% accuracy on the benchmark with 3 GPUs. ")
+QUESTIONS = ["What accuracy does it reach?", "How many GPUs does it use?"]
+
+
+def _messages(question: str) -> list[dict]:
+    return [{"role": "system", "content": "Answer from the sources."},
+            {"role": "user", "content": f"{HEAD_TEXT}\n>>>\n\nQuestion: {question}"}]
+
+
+@pytest.mark.slow
+def test_a_head_is_read_once_then_loaded_with_the_same_answer(small_gguf, tmp_path):
+    states = _states(tmp_path, model="small")
+    chat = LlamaCppChat(small_gguf, n_ctx=2048, n_threads=2, states=states)
+    plain = LlamaCppChat(small_gguf, n_ctx=2048, n_threads=2)
+    fixed = len(HEAD_TEXT)
+    answers, new_tokens = [], []
+    for question in QUESTIONS:
+        # Nothing of the last prompt beyond the system prompt stays in the KV cache.
+        chat.warm([_messages(question)[0]], cut=True)
+        answers.append(chat.complete(_messages(question), max_tokens=12, fixed=fixed))
+        new_tokens.append(chat.last_call.prompt_tokens - chat.last_call.cached_tokens)
+    assert states.saves == 1 and states.loads == 1
+    head_tokens = len(chat._head_ids(_messages(QUESTIONS[0]), fixed))
+    assert new_tokens[0] > head_tokens - 15  # the head was read ...
+    assert new_tokens[1] < new_tokens[0] - head_tokens + 15  # ... then loaded, not read again
+    # A loaded head gives the answer a freshly read one gives.
+    chat.warm([_messages(QUESTIONS[1])[0]], cut=True)
+    states.folder.joinpath(states.key(chat._head_ids(_messages(QUESTIONS[1]), fixed))
+                           + SUFFIX).unlink()
+    assert chat.complete(_messages(QUESTIONS[1]), max_tokens=12, fixed=fixed) == answers[1]
+    assert states.saves == 2
+    # Without states, the same prompt (read in one go) gives a sensible answer too.
+    plain.warm([_messages(QUESTIONS[1])[0]], cut=True)
+    assert plain.complete(_messages(QUESTIONS[1]), max_tokens=12).strip()
+
+
+@pytest.mark.slow
+def test_a_damaged_saved_head_is_read_again_and_replaced(small_gguf, tmp_path):
+    states = _states(tmp_path, model="small")
+    chat = LlamaCppChat(small_gguf, n_ctx=2048, n_threads=2, states=states)
+    msgs, fixed = _messages(QUESTIONS[0]), len(HEAD_TEXT)
+    chat.warm([msgs[0]], cut=True)
+    expected = chat.complete(msgs, max_tokens=12, fixed=fixed)
+    (path,) = states.folder.glob("*" + SUFFIX)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    chat.warm([msgs[0]], cut=True)
+    assert chat.complete(msgs, max_tokens=12, fixed=fixed) == expected
+    assert states.loads == 0 and states.saves == 2
+    assert states.read(chat._head_ids(msgs, fixed)) is not None  # replaced by a good one
+
+
+@pytest.mark.slow
+def test_ask_and_the_warm_command_save_each_paper_once(seed_settings, small_gguf, tmp_path):
+    from rag import ask
+    from rag.llm import get_chat_model
+    from rag.prompts import HEAD
+
+    settings = load_settings(home=tmp_path / "home", index={"dir": seed_settings.index_dir},
+                             llm={"model_path": small_gguf, "n_ctx": 2048})
+    env = {**os.environ, "ASKPAPERS_HOME": str(tmp_path / "home"),
+           "ASKPAPERS_INDEX__DIR": str(seed_settings.index_dir),
+           "ASKPAPERS_LLM__MODEL_PATH": str(small_gguf), "ASKPAPERS_LLM__N_CTX": "2048"}
+    cmd = [sys.executable, "-m", "ui.cli", "index", "warm", "--limit", "2"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "state of 2 papers" in out.stdout
+    saved = sorted((tmp_path / "home" / "states").glob("*" + SUFFIX))
+    assert len(saved) == 2
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert "state of 0 papers" in again.stdout and "2 were saved already" in again.stdout
+
+    # A question about a paper: its head is read and saved the first time only; after the
+    # KV cache is cut back to the system prompt, the second time loads it from disk.
+    question = "What mask mAP does YOLACT reach on MS COCO?"
+    first = ask(question, mode="local", settings=settings)
+    get_chat_model(settings, "local").warm(HEAD, cut=True)
+    second = ask(question, mode="local", settings=settings)
+    assert first.citations and second.citations
+    assert len(list((tmp_path / "home" / "states").glob("*" + SUFFIX))) == 3
+    assert second.timings["new_prompt_tokens"] < first.timings["new_prompt_tokens"] - 100
