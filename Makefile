@@ -8,6 +8,8 @@ STAMP   := $(VENV)/.installed
 SCALE   := $(VENV)/.installed-scale
 HOST    ?= 127.0.0.1
 PORT    ?= 7860
+# make run reads each paper once in the background (`serve --warm`); `make run WARM=` does not.
+WARM    ?= 1
 
 .PHONY: install run lint test test-fast browser bench clean-venv
 
@@ -26,7 +28,7 @@ $(SCALE): $(STAMP)
 	touch $(SCALE)
 
 run: install
-	$(VENV)/bin/askpapers serve --host $(HOST) --port $(PORT)
+	$(VENV)/bin/askpapers serve --host $(HOST) --port $(PORT) $(if $(WARM),--warm)
 
 # Debian's Chromium drives the browser tests (never `playwright install`: it downloads).
 browser:

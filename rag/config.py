@@ -202,6 +202,9 @@ class LLMSettings(_Section):
         4096, ge=0, description="Disk kept for the local model's saved state of each paper "
         "it has read (<home>/states, ~11 MB a paper; least recently used go first); a "
         "question about a saved paper reads only the question. 0: off.")
+    warm_papers: bool = Field(
+        False, description="askpapers serve (local mode) reads and saves every paper's state "
+        "in the background, stopping for each question (`serve --warm`; ~8 s a paper here).")
     multi_lines: Literal["quotes", "model"] = Field(
         "quotes", description="A multi-paper answer's line per paper in the model modes: "
         "'quotes' gives the paper's best sentences, cited, with no model call (held out, the "

@@ -233,10 +233,13 @@ def paper_head(paper: Paper) -> tuple[list[dict], int]:
 
 
 def save_paper_states(engine: Engine, *, limit: int | None = None,
-                      progress: Callable[[int, int], None] | None = None) -> dict:
+                      progress: Callable[[int, int], None] | None = None,
+                      give_way: bool = False) -> dict:
     """Read each indexed paper's prompt head once with the local model and save its state
     (rag.paper_states), so a question about it reads only the question. Papers already
-    saved are skipped; it stops when the states folder reaches its budget.
+    saved are skipped; it stops when the states folder reaches its budget. `give_way`
+    (reading in the background of a server): wait until no question has wanted the model
+    for IDLE_S seconds, and stop reading a paper when one comes (it is read again later).
 
     Raises ConfigError when paper states are off; ModelError as the local model does.
     """
@@ -249,7 +252,8 @@ def save_paper_states(engine: Engine, *, limit: int | None = None,
     if getattr(model, "states", None) is None:
         raise ConfigError("Paper states are off; set ASKPAPERS_LLM__PAPER_STATES_MB.")
     papers = [p for p in engine.index.papers.values() if p.abstract.strip()][:limit]
-    done = {"papers": len(papers), "saved": 0, "already": 0, "tokens": 0, "full": False}
+    done = {"papers": len(papers), "saved": 0, "already": 0, "tokens": 0, "full": False,
+            "gave_way": 0}
     t0 = time.perf_counter()
     for i, paper in enumerate(papers, 1):
         msgs, fixed = paper_head(paper)
@@ -259,10 +263,22 @@ def save_paper_states(engine: Engine, *, limit: int | None = None,
             done["full"] = True
             break
         else:
-            done["tokens"] += model.prefill(msgs, fixed)
+            while (read := _read_head(model, msgs, fixed, give_way)) is None:
+                done["gave_way"] += 1
+            done["tokens"] += read
             done["saved"] += 1
         if progress:
             progress(i, len(papers))
     done["seconds"] = round(time.perf_counter() - t0, 1)
     done["bytes"] = model.states.trim()
     return done
+
+
+IDLE_S = 5.0  # a background reading starts this long after the last question
+
+
+def _read_head(model, msgs, fixed: int, give_way: bool) -> int | None:
+    if give_way:
+        while (idle := model.idle_s()) is None or idle < IDLE_S:
+            time.sleep(0.5)
+    return model.prefill(msgs, fixed, give_way=give_way)

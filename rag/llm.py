@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -75,8 +76,37 @@ def get_chat_model(settings: Settings, mode: str) -> ChatModel:
 
 # One Llama per (file, load options) per process: llama.cpp reuses the KV cache for the
 # prompt prefix shared with the previous call only on the same object.
-_LOADED: dict[tuple, tuple[object, threading.Lock, object]] = {}
+_LOADED: dict[tuple, tuple[object, _Turns, object]] = {}
 _LOAD_LOCK = threading.Lock()
+GIVE_WAY_TOKENS = 32  # a background reading checks for waiting questions this often (~1 s)
+
+
+class _Turns:
+    """One loaded model's lock, and how many foreground calls (questions) wait for it:
+    reading paper heads in the background (`prefill(give_way=True)`) stops for them."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.waiting = 0
+        self.last_used = 0.0  # time.monotonic() when a question last had the model
+        self._count = threading.Lock()
+
+    @contextmanager
+    def foreground(self):
+        """Hold the model for a question (its answer or its prompt head), noted as waiting
+        until it has it."""
+        with self._count:
+            self.waiting += 1
+        try:
+            self.lock.acquire()
+        finally:
+            with self._count:
+                self.waiting -= 1
+        try:
+            yield
+        finally:
+            self.last_used = time.monotonic()
+            self.lock.release()
 
 
 @dataclass
@@ -106,7 +136,7 @@ class LlamaCppChat(ChatModel):
         self.name = f"llama.cpp:{Path(model_path).name}"
         self.n_ctx = n_ctx
         self.states = states
-        self._llama, self._lock, self._template = _load_llama(
+        self._llama, self._turns, self._template = _load_llama(
             Path(model_path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
             n_batch=n_batch, flash_attn=flash_attn)
         self.last_call: CallStats | None = None
@@ -135,36 +165,47 @@ class LlamaCppChat(ChatModel):
         last message's text), so the first question reuses it like every later one; the
         head is evaluated only when the cache lacks it. `cut`: forget what follows it."""
         ids = self._head_ids(head, len(head[-1]["content"]))
-        with self._lock:
+        with self._turns.foreground():
             held = _common_prefix(self._llama, ids)
             if held < len(ids) or cut:
                 self._llama.n_tokens = held  # the next evaluation drops the cache beyond
             if held < len(ids):
                 self._llama.eval(ids[held:])
 
-    def prefill(self, messages: Messages, fixed: int) -> int:
+    def prefill(self, messages: Messages, fixed: int, *, give_way: bool = False) -> int | None:
         """Make the KV cache hold the head of `messages` (its first `fixed` characters of
-        the last message): loaded from its saved state, or read and saved. The tokens read;
-        raises ModelError when the head does not fit the context."""
-        with self._lock:
+        the last message): loaded from its saved state, or read and saved. The tokens read,
+        or None when `give_way` and a question came to wait for the model (nothing saved).
+        Raises ModelError when the head does not fit the context."""
+        with self._turns.lock:
             head = self._head_ids(messages, fixed)
             if len(head) >= self.n_ctx:
                 raise ModelError(f"A prompt head of {len(head)} tokens does not fit the local "
                                  f"model's context; raise ASKPAPERS_LLM__N_CTX (now {self.n_ctx}).")
-            return self._prefill(head)
+            return self._prefill(head, give_way)
+
+    def idle_s(self) -> float | None:
+        """Seconds since a question last had the model (None when one waits for it)."""
+        if self._turns.waiting:
+            return None
+        return time.monotonic() - self._turns.last_used
 
     def has_state(self, messages: Messages, fixed: int) -> bool:
         """Whether the head of `messages` has a saved state."""
         return self.states is not None and self.states.has(self._head_ids(messages, fixed))
 
-    def _prefill(self, head: list[int]) -> int:
+    def _prefill(self, head: list[int], give_way: bool = False) -> int | None:
         llama = self._llama
         held = _common_prefix(llama, head)
         if held == len(head) or (self.states and self.states.load(llama, head)):
             return 0
         held = _common_prefix(llama, head)
         llama.n_tokens = held  # eval drops the cache beyond n_tokens
-        llama.eval(head[held:])
+        step = GIVE_WAY_TOKENS if give_way else len(head)
+        for start in range(held, len(head), step):
+            if give_way and self._turns.waiting:
+                return None
+            llama.eval(head[start:start + step])
         if self.states:
             self.states.save(llama, head)
         return len(head) - held
@@ -174,7 +215,7 @@ class LlamaCppChat(ChatModel):
         """Yield text pieces; raises ModelError when the prompt does not fit or decoding fails."""
         t0 = time.perf_counter()
         stats = None
-        with self._lock:
+        with self._turns.foreground():
             try:
                 rendered = self._template(messages=messages)
                 ids = self._tokenize(rendered.prompt)
@@ -234,22 +275,27 @@ def _chat_template(llama):
 
 
 def _load_llama(path: Path, **options) -> tuple[object, threading.Lock, object]:
-    """The process-wide Llama for this file and these load options, its lock and its chat
-    template, loaded (and the template compiled) on first use."""
+    """The process-wide Llama for this file and these load options, its turns (lock) and
+    its chat template, loaded (and the template compiled) on first use."""
     key = (str(path.resolve()), *sorted(options.items()))
     with _LOAD_LOCK:
         if key not in _LOADED:
             if not _LOADED:
                 atexit.register(_close_all)
             llama = _new_llama(path, **options)
-            _LOADED[key] = (llama, threading.Lock(), _chat_template(llama))
+            _LOADED[key] = (llama, _Turns(), _chat_template(llama))
         return _LOADED[key]
 
 
 def _close_all() -> None:
-    # Closed before interpreter shutdown: llama_cpp's own __del__ then fails noisily.
-    for llama, _, _ in _LOADED.values():
-        llama.close()
+    # Closed before interpreter shutdown: llama_cpp's own __del__ then fails noisily. A
+    # background reading (a daemon thread) sees a call waiting, stops within a slice and
+    # waits for good; a call still running gets 10 s to end.
+    for llama, turns, _ in _LOADED.values():
+        with turns._count:
+            turns.waiting += 1
+        if turns.lock.acquire(timeout=10):
+            llama.close()
     _LOADED.clear()
 
 

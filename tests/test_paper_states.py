@@ -172,3 +172,33 @@ def test_ask_and_the_warm_command_save_each_paper_once(seed_settings, small_gguf
     assert first.citations and second.citations
     assert len(list((tmp_path / "home" / "states").glob("*" + SUFFIX))) == 3
     assert second.timings["new_prompt_tokens"] < first.timings["new_prompt_tokens"] - 100
+
+
+@pytest.mark.slow
+def test_reading_in_the_background_stops_for_a_question(seed_settings, small_gguf, tmp_path,
+                                                        monkeypatch):
+    import threading
+    import time
+
+    import rag.generation
+    from rag import ask
+    from rag.engine import get_engine
+    from rag.llm import get_chat_model
+
+    monkeypatch.setattr(rag.generation, "IDLE_S", 0.0)
+    settings = load_settings(home=tmp_path / "home", index={"dir": seed_settings.index_dir},
+                             llm={"model_path": small_gguf, "n_ctx": 2048})
+    turns = get_chat_model(settings, "local")._turns
+    result = {}
+    reader = threading.Thread(target=lambda: result.update(rag.generation.save_paper_states(
+        get_engine(settings), limit=3, give_way=True)))
+    reader.start()
+    deadline = time.monotonic() + 120
+    while not turns.lock.locked() and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the reader holds the model
+    answer = ask("What mask mAP does YOLACT reach on MS COCO?", mode="local", settings=settings)
+    reader.join(timeout=600)
+    assert answer.citations and not answer.abstained
+    assert result["gave_way"] >= 1  # it stopped reading for the question ...
+    assert result["saved"] == 3  # ... and read that paper again afterwards
+    assert len(list((tmp_path / "home" / "states").glob("*" + SUFFIX))) == 4  # + the answer's

@@ -306,6 +306,12 @@ def _warm_up(settings: Settings) -> None:
             from rag.llm import get_chat_model
 
             get_chat_model(settings, "local")
+            if settings.llm.warm_papers:
+                from rag.generation import save_paper_states
+
+                r = save_paper_states(get_engine(settings), give_way=True)
+                log.info("paper states: %d read and saved, %d were saved already (%s)",
+                         r["saved"], r["already"], "budget full" if r["full"] else "all")
     except AskPapersError as e:
         log.info("warm-up skipped: %s", e)
     except Exception:  # noqa: BLE001 - a failed warm-up must not stop the server

@@ -205,6 +205,9 @@ def cmd_serve(args) -> int:
     from ui.app import serve
 
     settings = _settings(args)
+    if args.warm:
+        settings = settings.model_copy(update={
+            "llm": settings.llm.model_copy(update={"warm_papers": True})})
     if store.current_build(settings.index_dir) is None and not args.no_build:
         print(f"No index yet at {settings.index_dir}; building it from {settings.sources} "
               "(first run only).", file=sys.stderr)
@@ -281,6 +284,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="bearer key the HTTP API and /mcp require (default: $ASKPAPERS_API_KEY); "
                    "without one they refuse every request off loopback")
     s.add_argument("--no-build", action="store_true", help="don't build a missing index")
+    s.add_argument("--warm", action="store_true", help="local mode: read each paper once in "
+                   "the background, stopping for questions, so later questions about it start "
+                   "in about a second (as `askpapers index warm`)")
     s.add_argument("--index-dir", metavar="DIR")
     s.set_defaults(func=cmd_serve)
 
