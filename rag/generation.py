@@ -223,7 +223,6 @@ def claim_support(engine: Engine) -> Callable[[str, Source], float]:
     return support
 
 
-
 def paper_head(paper: Paper) -> tuple[list[dict], int]:
     """The answer prompt of a question whose top paper is `paper`, and the length of its
     fixed head: what `save_paper_states` reads, the same tokens an answer's prompt starts

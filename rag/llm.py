@@ -274,7 +274,7 @@ def _chat_template(llama):
                                stop_token_ids=[eos])
 
 
-def _load_llama(path: Path, **options) -> tuple[object, threading.Lock, object]:
+def _load_llama(path: Path, **options) -> tuple[object, _Turns, object]:
     """The process-wide Llama for this file and these load options, its turns (lock) and
     its chat template, loaded (and the template compiled) on first use."""
     key = (str(path.resolve()), *sorted(options.items()))
