@@ -202,3 +202,29 @@ def test_reading_in_the_background_stops_for_a_question(seed_settings, small_ggu
     assert result["gave_way"] >= 1  # it stopped reading for the question ...
     assert result["saved"] == 3  # ... and read that paper again afterwards
     assert len(list((tmp_path / "home" / "states").glob("*" + SUFFIX))) == 4  # + the answer's
+
+
+@pytest.mark.parametrize("question", ["What mask mAP does YOLACT reach on MS COCO?",
+                                      "How many FLOPs does ConvNeXt need?"])
+def test_the_head_warm_reads_is_the_head_a_question_s_prompt_starts_with(seed_settings,
+                                                                         question):
+    # If the two drifted apart, `askpapers index warm` would save states no answer loads.
+    from rag import prompts
+    from rag.answer import retrieve
+    from rag.decision import decide
+    from rag.engine import get_engine
+    from rag.generation import build_context, paper_head
+    from rag.questions import classify
+
+    engine = get_engine(seed_settings)
+    kind = classify(question)
+    ret = retrieve(engine, question, kind)
+    papers = decide(seed_settings.decision, ret.query, question, ret.sources, ret.best_dense,
+                    engine.weights, kind).papers
+    context = build_context(engine, ret, papers, kind)
+    asked = prompts.messages(context, question, prompts.ANSWER_TAIL)
+    warmed, fixed = paper_head(papers[0].paper)
+    assert fixed == prompts.fixed_head(context)
+    assert asked[0] == warmed[0]
+    assert asked[-1]["content"][:fixed] == warmed[-1]["content"][:fixed]
+    assert papers[0].paper.abstract.split(".")[-2] in warmed[-1]["content"][:fixed]
