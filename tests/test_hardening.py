@@ -522,7 +522,8 @@ def _serve(index_dir: Path, home: Path, **env) -> tuple[subprocess.Popen, str, P
     home.mkdir(parents=True)
     log = home / "serve.log"
     environ = {k: v for k, v in os.environ.items() if not k.upper().startswith("ASKPAPERS_")}
-    environ.update({"ASKPAPERS_HOME": str(home), "ASKPAPERS_LLM__MODE": "extractive", **env})
+    environ.update({"ASKPAPERS_HOME": str(home), "ASKPAPERS_LLM__MODE": "extractive",
+                    "PYTHONFAULTHANDLER": "1", **env})
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "ui.cli", "serve", "--no-build", "--port",
                                  str(port), "--index-dir", str(index_dir)], cwd=REPO, env=environ,
@@ -538,13 +539,24 @@ def _serve(index_dir: Path, home: Path, **env) -> tuple[subprocess.Popen, str, P
     raise RuntimeError(f"serve did not answer at {url}:\n{log.read_text()}")
 
 
+def _exit_code(proc: subprocess.Popen, log: Path, timeout: float = 60) -> int:
+    """The server's exit code; if it does not exit in time, fail with its log and where
+    each of its threads was (faulthandler prints them on SIGABRT)."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        proc.wait(timeout=30)
+        pytest.fail(f"serve did not exit within {timeout:.0f} s:\n{log.read_text()[-8000:]}")
+
+
 @pytest.mark.slow
 def test_serve_exits_130_on_sigint_and_drains_on_sigterm(seed_settings, tmp_path):
     from gradio_client import Client
 
     proc, _, log = _serve(seed_settings.index_dir, tmp_path / "a")
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130
+    assert _exit_code(proc, log) == 130
     assert "askpapers: interrupted" in log.read_text() and "Traceback" not in log.read_text()
 
     endpoint = _SlowEndpoint()
@@ -556,7 +568,7 @@ def test_serve_exits_130_on_sigint_and_drains_on_sigterm(seed_settings, tmp_path
             "what FID does classifier guidance reach?", "openai", 5, "", None, "", "", api_name="/chat")
         assert endpoint.got.wait(timeout=120)  # the answer is now in flight
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
+        assert _exit_code(proc, log) == 0
     finally:
         endpoint.close()
     text = log.read_text()

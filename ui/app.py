@@ -384,6 +384,6 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: s
     """
     from ui.signals import serve_until_stopped
 
-    return serve_until_stopped(launch(settings, host=host, port=port, auth=auth, share=share,
-                                      block=False, quiet=False, allowed_hosts=allowed_hosts,
-                                      api_key=api_key))
+    return serve_until_stopped(lambda: launch(
+        settings, host=host, port=port, auth=auth, share=share, block=False, quiet=False,
+        allowed_hosts=allowed_hosts, api_key=api_key))

@@ -28,20 +28,36 @@ def in_flight(app) -> int:
     return running + waiting
 
 
-def serve_until_stopped(app, drain_s: float = DRAIN_S) -> int:
-    """Block while `app` (a launched gr.Blocks) serves; returns 0 after SIGTERM and a drain.
+def serve_until_stopped(start, drain_s: float = DRAIN_S) -> int:
+    """Launch the app with `start()` (returns a launched gr.Blocks) and block while it
+    serves; returns 0 after SIGTERM and a drain.
 
-    Raises KeyboardInterrupt on SIGINT, after closing the server (the CLI exits 130)."""
+    Raises KeyboardInterrupt on SIGINT, after closing the server (the CLI exits 130).
+
+    Both handlers only record the signal; the main thread acts on it. The default SIGINT
+    handler raises KeyboardInterrupt wherever the main thread happens to be, and when that
+    is a finalizer (a __del__ while Gradio starts), Python prints "Exception ignored" and
+    the Ctrl-C is lost. They are installed before `start()`, so a signal during start-up
+    stops the server as soon as it is up.
+    """
+    got: list[int] = []
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+
+    def record(signum, frame):
+        got.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        app = start()
         while not stop.wait(_POLL_S):
             pass
-    except KeyboardInterrupt:
-        app.close(verbose=False)
-        raise
+        if signal.SIGINT in got:
+            app.close(verbose=False)
+            raise KeyboardInterrupt
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     drain(app, drain_s)
     app.close(verbose=False)
     return 0
