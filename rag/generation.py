@@ -156,7 +156,7 @@ def _quoted_lines(engine, question, ret, verdict, kind, mode, timings, t0) -> An
 def _one_answer(engine, model, question, ret, verdict, kind, mode, history, context, timings, t0
                 ) -> Iterator[str | Answer]:
     given = [s for s, _ in context]
-    msgs = prompts.messages(context, question, prompts.ANSWER_TAIL, history)
+    msgs = prompts.messages(context, question, history=history)
     prompt = prompts.render_prompt(msgs)
     raw: list[str] = []
     yield from _stream(model, msgs, engine.settings.llm.max_tokens, {s.n for s in given},
@@ -228,7 +228,7 @@ def paper_head(paper: Paper) -> tuple[list[dict], int]:
     fixed head: what `save_paper_states` reads, the same tokens an answer's prompt starts
     with (with `retrieval.sentences_first` 0)."""
     context = [(Source(1, paper, 0.0, 0.0, 0.0), [t for _, _, t in paper_sentences(paper)])]
-    return prompts.messages(context, "", prompts.ANSWER_TAIL), prompts.fixed_head(context)
+    return prompts.messages(context, ""), prompts.fixed_head(context)
 
 
 def save_paper_states(engine: Engine, *, limit: int | None = None,

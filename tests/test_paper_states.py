@@ -222,7 +222,7 @@ def test_the_head_warm_reads_is_the_head_a_question_s_prompt_starts_with(seed_se
     papers = decide(seed_settings.decision, ret.query, question, ret.sources, ret.best_dense,
                     engine.weights, kind).papers
     context = build_context(engine, ret, papers, kind)
-    asked = prompts.messages(context, question, prompts.ANSWER_TAIL)
+    asked = prompts.messages(context, question)
     warmed, fixed = paper_head(papers[0].paper)
     assert fixed == prompts.fixed_head(context)
     assert asked[0] == warmed[0]
