@@ -201,9 +201,10 @@ class LLMSettings(_Section):
         True, description="llama.cpp flash attention (measured a little faster here).")
     max_tokens: int = Field(200, ge=16, description="Longest answer, in tokens.")
     paper_states_mb: int = Field(
-        4096, ge=0, description="Disk kept for the local model's saved state of each paper "
-        "it has read (<home>/states, ~11 MB a paper; least recently used go first); a "
-        "question about a saved paper reads only the question. 0: off.")
+        6144, ge=0, description="Disk kept for the local model's saved state of each paper "
+        "it has read (<home>/states, ~10.3 MB a paper with the 1.5B model, so the 478 seed "
+        "papers fit; least recently used go first); a question about a saved paper reads "
+        "only the question. 0: off.")
     warm_papers: bool = Field(
         False, description="askpapers serve (local mode) reads and saves every paper's state "
         "in the background, stopping for each question (`serve --warm`; ~8 s a paper here).")

@@ -236,7 +236,8 @@ def save_paper_states(engine: Engine, *, limit: int | None = None,
                       give_way: bool = False) -> dict:
     """Read each indexed paper's prompt head once with the local model and save its state
     (rag.paper_states), so a question about it reads only the question. Papers already
-    saved are skipped; it stops when the states folder reaches its budget. `give_way`
+    saved are skipped; it stops when the states folder reaches its budget ("full":
+    "budget") or the disk has under 2 GiB free ("full": "disk"). `give_way`
     (reading in the background of a server): wait until no question has wanted the model
     for IDLE_S seconds, and stop reading a paper when one comes (it is read again later).
 
@@ -251,7 +252,7 @@ def save_paper_states(engine: Engine, *, limit: int | None = None,
     if getattr(model, "states", None) is None:
         raise ConfigError("Paper states are off; set ASKPAPERS_LLM__PAPER_STATES_MB.")
     papers = [p for p in engine.index.papers.values() if p.abstract.strip()][:limit]
-    done = {"papers": len(papers), "saved": 0, "already": 0, "tokens": 0, "full": False,
+    done = {"papers": len(papers), "saved": 0, "already": 0, "tokens": 0, "full": "",
             "gave_way": 0}
     t0 = time.perf_counter()
     for i, paper in enumerate(papers, 1):
@@ -259,7 +260,10 @@ def save_paper_states(engine: Engine, *, limit: int | None = None,
         if model.has_state(msgs, fixed):
             done["already"] += 1
         elif model.states.trim() >= model.states.budget:
-            done["full"] = True
+            done["full"] = "budget"
+            break
+        elif model.states.disk_low():
+            done["full"] = "disk"
             break
         else:
             while (read := _read_head(model, msgs, fixed, give_way)) is None:

@@ -22,6 +22,7 @@ import ctypes
 import json
 import logging
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 MAGIC = b"askpapers-kv-state-1\n"
 SUFFIX = ".kv"
 _HEADER_MAX = 4096
+MIN_FREE_BYTES = 2 * 2**30  # `askpapers index warm` leaves at least this much disk free
 
 
 def model_identity(path: Path, **options) -> str:
@@ -63,6 +65,17 @@ class PaperStates:
 
     def _path(self, ids: list[int]) -> Path:
         return self.folder / (self.key(ids) + SUFFIX)
+
+    def disk_low(self) -> bool:
+        """Whether the disk holding the folder has less than MIN_FREE_BYTES free: reading
+        every paper stops there, whatever the budget, so states never fill the disk."""
+        where = self.folder
+        while not where.is_dir() and where != where.parent:  # the folder may not exist yet
+            where = where.parent
+        try:
+            return shutil.disk_usage(where).free < MIN_FREE_BYTES
+        except OSError:
+            return False  # an unreadable folder: each save logs its own failure
 
     def has(self, ids: list[int]) -> bool:
         """Whether a state file for `ids` exists (not yet checked)."""

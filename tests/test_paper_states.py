@@ -3,6 +3,7 @@ checks on their own, then the real 0.5B model reading a head once and loading it
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -172,6 +173,26 @@ def test_ask_and_the_warm_command_save_each_paper_once(seed_settings, small_gguf
     assert first.citations and second.citations
     assert len(list((tmp_path / "home" / "states").glob("*" + SUFFIX))) == 3
     assert second.timings["new_prompt_tokens"] < first.timings["new_prompt_tokens"] - 100
+
+
+def test_the_warm_command_stops_before_the_disk_runs_low(seed_settings, small_gguf, tmp_path,
+                                                       monkeypatch):
+    import rag.paper_states
+    from rag.engine import get_engine
+    from rag.generation import save_paper_states
+
+    settings = load_settings(home=tmp_path / "home", index={"dir": seed_settings.index_dir},
+                             llm={"model_path": small_gguf, "n_ctx": 2048})
+    states = tmp_path / "home" / "states"
+    free = shutil.disk_usage(tmp_path).free
+    # A reserve just above what is free now: the first paper's state must not be written.
+    monkeypatch.setattr(rag.paper_states, "MIN_FREE_BYTES", free + 2**30)
+    result = save_paper_states(get_engine(settings), limit=2)
+    assert result["full"] == "disk" and result["saved"] == 0
+    assert not list(states.glob("*" + SUFFIX))
+    monkeypatch.setattr(rag.paper_states, "MIN_FREE_BYTES", 0)
+    result = save_paper_states(get_engine(settings), limit=2)
+    assert result["full"] == "" and result["saved"] == 2
 
 
 @pytest.mark.slow

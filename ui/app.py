@@ -311,7 +311,7 @@ def _warm_up(settings: Settings) -> None:
 
                 r = save_paper_states(get_engine(settings), give_way=True)
                 log.info("paper states: %d read and saved, %d were saved already (%s)",
-                         r["saved"], r["already"], "budget full" if r["full"] else "all")
+                         r["saved"], r["already"], {"budget": "budget full", "disk": "disk nearly full"}.get(r["full"], "all"))
     except AskPapersError as e:
         log.info("warm-up skipped: %s", e)
     except Exception:  # noqa: BLE001 - a failed warm-up must not stop the server

@@ -109,8 +109,11 @@ def cmd_index_warm(args) -> int:
     print(f"Saved the local model's state of {r['saved']} papers ({r['tokens']} tokens read "
           f"in {r['seconds']:.0f} s); {r['already']} were saved already; "
           f"{settings.home.expanduser() / 'states'} holds {r['bytes'] / 2**20:.0f} MB.")
-    if r["full"]:
+    if r["full"] == "budget":
         print("Stopped at the disk budget; raise ASKPAPERS_LLM__PAPER_STATES_MB to save more.",
+              file=sys.stderr)
+    elif r["full"] == "disk":
+        print("Stopped with under 2 GiB of disk free; free some space to save more.",
               file=sys.stderr)
     return 0
 
