@@ -196,6 +196,51 @@ def test_the_warm_command_stops_before_the_disk_runs_low(seed_settings, small_gg
 
 
 @pytest.mark.slow
+def test_the_server_reads_papers_added_while_it_runs(seed_settings, small_gguf, tmp_path,
+                                                      monkeypatch):
+    import threading
+    import time
+
+    import rag.generation
+    import ui.app
+    from index.build import build_index
+    from index.readers import read_sources
+
+    monkeypatch.setattr(rag.generation, "IDLE_S", 0.0)
+    monkeypatch.setattr(ui.app, "WARM_POLL_S", 0.2)
+    papers = read_sources([seed_settings.sources[0]]).papers[:3]
+    folder = tmp_path / "papers"
+    folder.mkdir()
+    settings = load_settings(home=tmp_path / "home", llm={"model_path": small_gguf,
+                                                           "n_ctx": 2048})
+    states = tmp_path / "home" / "states"
+
+    def add(paper, name):
+        (folder / name).write_text(f"{paper.title}\n{paper.abstract}\n")
+        build_index(settings, [folder])
+
+    def saved(n):
+        deadline = time.monotonic() + 300
+        while len(list(states.glob("*" + SUFFIX))) < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return len(list(states.glob("*" + SUFFIX)))
+
+    add(papers[0], "a.txt")
+    add(papers[1], "b.txt")
+    stop = threading.Event()
+    reader = threading.Thread(target=ui.app._read_papers, args=(settings, stop))
+    reader.start()
+    try:
+        assert saved(2) == 2
+        add(papers[2], "c.txt")  # a new index is published while the server runs
+        assert saved(3) == 3
+    finally:
+        stop.set()
+        reader.join(timeout=60)
+    assert not reader.is_alive()
+
+
+@pytest.mark.slow
 def test_reading_in_the_background_stops_for_a_question(seed_settings, small_gguf, tmp_path,
                                                         monkeypatch):
     import threading

@@ -295,9 +295,12 @@ def _chat_events(handlers, settings, question, ask, turns, widgets, chatbot, pan
 
 # ---------------------------------------------------------------- serving
 
+WARM_POLL_S = 30.0  # how often the background reading looks for a newly published index
+
+
 def _warm_up(settings: Settings) -> None:
     """Load the index, the embedder and (in local mode) the model in the background so the
-    first question is fast."""
+    first question is fast; with `llm.warm_papers`, then read every paper (_read_papers)."""
     try:
         from rag.engine import get_engine
 
@@ -307,15 +310,36 @@ def _warm_up(settings: Settings) -> None:
 
             get_chat_model(settings, "local")
             if settings.llm.warm_papers:
-                from rag.generation import save_paper_states
-
-                r = save_paper_states(get_engine(settings), give_way=True)
-                log.info("paper states: %d read and saved, %d were saved already (%s)",
-                         r["saved"], r["already"], {"budget": "budget full", "disk": "disk nearly full"}.get(r["full"], "all"))
+                _read_papers(settings)
     except AskPapersError as e:
         log.info("warm-up skipped: %s", e)
     except Exception:  # noqa: BLE001 - a failed warm-up must not stop the server
         log.exception("warm-up failed")
+
+
+def _read_papers(settings: Settings, stop: threading.Event | None = None) -> None:
+    """Read each paper once with the local model and save its state, giving way to every
+    question; again whenever a new index is published (an upload, or `askpapers index
+    build` beside the server), so papers added later start fast too. Runs until `stop`."""
+    from rag import store
+    from rag.engine import get_engine
+    from rag.generation import save_paper_states
+
+    stop = stop or threading.Event()
+    done = None  # the build whose papers were all read (or the budget filled)
+    while not stop.is_set():
+        build = store.current_build(settings.index_dir)
+        if build != done:
+            try:
+                r = save_paper_states(get_engine(settings), give_way=True)
+            except AskPapersError as e:  # e.g. an index swapped mid-load: try at the next look
+                log.info("reading papers paused: %s", e)
+            else:
+                done = build
+                log.info("paper states: %d read and saved, %d were saved already (%s)",
+                         r["saved"], r["already"],
+                         {"budget": "budget full", "disk": "disk nearly full"}.get(r["full"], "all"))
+        stop.wait(WARM_POLL_S)
 
 
 def _guarded_app(hosts: frozenset[str]):
