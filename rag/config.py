@@ -125,29 +125,29 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of dev.jsonl + dev2.jsonl; its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -3.2152, "threshold": 0.4687,
-            "weights": {"dense": 8.2178,
-                        "coverage": 3.6169,
-                        "unseen": -4.6944,
-                        "missing_ids": -1.1333,
-                        "multi": 1.4208}}
-_STATED = {"bias": 4.3043, "threshold": 0.5060,
-           "weights": {"quantity": -1.4209,
-                       "ask_match": 2.1566,
-                       "quantity_ask_match": 2.2118,
-                       "missing_ids": -1.7782,
-                       "coverage": -3.4524,
-                       "ask_missing": -1.6151}}
-_MULTI_PAPER_THRESHOLD = 0.1422
-_PAPER = {"bias": -5.1471, "threshold": 0.1422,
-          "weights": {"dense": -0.8614,
-                      "dense_gap": -9.1543,
-                      "coverage": 7.4092,
-                      "match": -3.2356,
-                      "match_ratio": 5.5896,
-                      "keyword": -1.5073,
-                      "rank": -1.9985,
-                      "multi": 2.1028}}
+_COVERED = {"bias": -3.7735, "threshold": 0.4902,
+            "weights": {"dense": 7.7770,
+                        "coverage": 4.5427,
+                        "unseen": -4.4562,
+                        "missing_ids": -0.9559,
+                        "multi": 1.4778}}
+_STATED = {"bias": 4.5622, "threshold": 0.5329,
+           "weights": {"quantity": -1.3126,
+                       "ask_match": 2.2862,
+                       "quantity_ask_match": 1.8936,
+                       "missing_ids": -1.5862,
+                       "coverage": -3.3943,
+                       "ask_missing": -2.0059}}
+_MULTI_PAPER_THRESHOLD = 0.1310
+_PAPER = {"bias": -5.3460, "threshold": 0.1310,
+          "weights": {"dense": -2.5842,
+                      "dense_gap": -10.7485,
+                      "coverage": 10.1877,
+                      "match": -3.8847,
+                      "match_ratio": 5.4807,
+                      "keyword": -2.4885,
+                      "rank": -2.0099,
+                      "multi": 1.9249}}
 
 
 class DecisionSettings(_Section):

@@ -5,7 +5,7 @@ how far ahead the top paper is, how much of the question's vocabulary the top pa
 holds, whether dense and keyword search agree, how much of the question the corpus has
 never seen, whether the identifiers it names ("YOLOv7", "512x512") are in the top paper,
 whether any sentence carries the kind of fact asked for (a number for "how many"), and
-how much of what is asked the top paper never mentions.
+how much of what is asked the top paper never mentions. Words are matched by their stems.
 Three logistic regressions, fitted offline by `bench/fit_decision.py` and stored as plain
 numbers in the config (`decision.*`), turn them into probabilities:
 
@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from dataclasses import dataclass
 
+import Stemmer
+
 from rag.config import DecisionSettings, LogisticSettings
-from rag.evidence import TermWeights, coverage, paper_sentences, rank_sentences
+from rag.evidence import TermWeights, paper_sentences, rank_sentences
 from rag.questions import DEGREE_WORDS, PAPER_WORDS, QuestionKind
 from rag.text import keyword_tokens
 from rag.types import Paper, Source
@@ -65,15 +68,24 @@ def missing_identifiers(question: str, paper: Paper, weights: TermWeights) -> fl
     return sum(weights.idf(t) for t in ids - _paper_tokens(paper)) / total if total else 0.0
 
 
+_STEMMERS = threading.local()  # a PyStemmer object is not to be shared between threads
+
+
 def _folded(text: str) -> dict[str, str]:
-    """Content tokens with a plural "s" dropped (so "GPUs" matches "GPU"), each mapped to
-    the token as written, whose IDF weighs it."""
-    return {t[:-1] if len(t) > 3 and t.endswith("s") and not t.endswith("ss") else t: t
-            for t in keyword_tokens(text)}
+    """Content tokens by their English (Snowball) stem, so "restore" matches "restoration",
+    with a plural "s" the stemmer keeps dropped too ("GPUs", "LLMs"), each mapped to the
+    token as written, whose IDF weighs it. Held out, stems in place of only dropping a
+    plural "s" cut which-paper refusals (README, "Measured")."""
+    stemmer = getattr(_STEMMERS, "english", None)
+    if stemmer is None:
+        stemmer = _STEMMERS.english = Stemmer.Stemmer("english")
+    tokens = keyword_tokens(text)
+    return {s[:-1] if len(s) > 3 and s.endswith("s") and not s.endswith("ss") else s: t
+            for s, t in zip(stemmer.stemWords(tokens), tokens, strict=True)}
 
 
 def _folded_overlap(query: dict[str, str], text: dict[str, str], weights: TermWeights) -> float:
-    """`evidence.overlap` on plural-folded tokens."""
+    """`evidence.overlap` on stemmed tokens."""
     total = sum(weights.idf(t) for t in query.values())
     return sum(weights.idf(query[f]) for f in query.keys() & text.keys()) / total if total else 0.0
 
@@ -101,6 +113,12 @@ def ask_missing(kind: QuestionKind, question: str, paper: Paper, weights: TermWe
     Words for a paper itself ("which method ...") name no detail and are left out."""
     ask = _asked_words(kind, question, DEGREE_WORDS | PAPER_WORDS)
     return 1.0 - _folded_overlap(ask, _folded(f"{paper.title} {paper.abstract}"), weights)
+
+
+def coverage(query: str, paper: Paper, weights: TermWeights) -> float:
+    """Share of the query's IDF mass whose stems are anywhere in the paper's title and
+    abstract (`evidence.coverage` on stems)."""
+    return _folded_overlap(_folded(query), _folded(f"{paper.title} {paper.abstract}"), weights)
 
 
 def best_match(query: str, paper: Paper, weights: TermWeights) -> float:

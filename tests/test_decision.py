@@ -95,6 +95,22 @@ def test_asked_words_the_abstract_never_mentions_count_as_missing():
     assert ask_missing(classify(which), which, paper, weights) < 0.5
 
 
+def test_words_match_by_their_stems():
+    from rag.decision import coverage
+
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    paper = fake_paper("Image Prior", "Restoration of corrupted images by an untrained "
+                       "generator network, with no learning.")
+    assert coverage("restore images with untrained generators", paper, weights) == 1.0
+    assert coverage("restore images with trained discriminators", paper, weights) == 0.5
+    # A plural is still one word ("GPUs" finds "GPU"), as before stems.
+    gpus = fake_paper("Scale", "Trained on many GPU nodes in a day.")
+    question = "How many GPUs did the training take?"
+    assert ask_missing(classify(question), question, gpus, weights) == 0.0
+    other = "How many TPUs did the training take?"
+    assert ask_missing(classify(other), other, gpus, weights) == 0.5
+
+
 def test_a_number_is_a_number_not_a_name_with_digits():
     assert states_number("It trains on 1024 GPUs.") and states_number("FID 3.94 at 256.")
     assert states_number("a 4.5x speed-up") and states_number("within 1% of FP32")
