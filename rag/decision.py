@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from dataclasses import dataclass
 
-import Stemmer
-
 from rag.config import DecisionSettings, LogisticSettings
-from rag.evidence import TermWeights, paper_sentences, rank_sentences
+from rag.evidence import TermWeights, coverage, paper_sentences, rank_sentences, stem_overlap, stems
 from rag.questions import DEGREE_WORDS, PAPER_WORDS, QuestionKind
 from rag.text import keyword_tokens
 from rag.types import Paper, Source
@@ -68,32 +65,10 @@ def missing_identifiers(question: str, paper: Paper, weights: TermWeights) -> fl
     return sum(weights.idf(t) for t in ids - _paper_tokens(paper)) / total if total else 0.0
 
 
-_STEMMERS = threading.local()  # a PyStemmer object is not to be shared between threads
-
-
-def _folded(text: str) -> dict[str, str]:
-    """Content tokens by their English (Snowball) stem, so "restore" matches "restoration",
-    with a plural "s" the stemmer keeps dropped too ("GPUs", "LLMs"), each mapped to the
-    token as written, whose IDF weighs it. Held out, stems in place of only dropping a
-    plural "s" cut which-paper refusals (README, "Measured")."""
-    stemmer = getattr(_STEMMERS, "english", None)
-    if stemmer is None:
-        stemmer = _STEMMERS.english = Stemmer.Stemmer("english")
-    tokens = keyword_tokens(text)
-    return {s[:-1] if len(s) > 3 and s.endswith("s") and not s.endswith("ss") else s: t
-            for s, t in zip(stemmer.stemWords(tokens), tokens, strict=True)}
-
-
-def _folded_overlap(query: dict[str, str], text: dict[str, str], weights: TermWeights) -> float:
-    """`evidence.overlap` on stemmed tokens."""
-    total = sum(weights.idf(t) for t in query.values())
-    return sum(weights.idf(query[f]) for f in query.keys() & text.keys()) / total if total else 0.0
-
-
 def _asked_words(kind: QuestionKind, question: str, drop: frozenset[str]) -> dict[str, str]:
     """The folded words naming what is asked, without those in `drop`; when nothing is left
     ("How much does X cut memory?"), the whole question stands for what is asked."""
-    return {f: t for f, t in _folded(kind.ask).items() if f not in drop} or _folded(question)
+    return {f: t for f, t in stems(kind.ask).items() if f not in drop} or stems(question)
 
 
 def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeights
@@ -101,7 +76,7 @@ def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeig
     """How well the paper's best sentence of the asked-for kind matches what is asked: for a
     quantity, only sentences stating a number count. 0 when no sentence carries it."""
     ask = _asked_words(kind, question, DEGREE_WORDS)
-    return max((_folded_overlap(ask, _folded(text), weights)
+    return max((stem_overlap(ask, stems(text), weights)
                 for _, _, text in paper_sentences(paper)
                 if not kind.quantity or _DIGIT.search(text)), default=0.0)
 
@@ -112,13 +87,7 @@ def ask_missing(kind: QuestionKind, question: str, paper: Paper, weights: TermWe
     size", "WikiText-103 perplexity"): a detail the abstract never mentions is not stated.
     Words for a paper itself ("which method ...") name no detail and are left out."""
     ask = _asked_words(kind, question, DEGREE_WORDS | PAPER_WORDS)
-    return 1.0 - _folded_overlap(ask, _folded(f"{paper.title} {paper.abstract}"), weights)
-
-
-def coverage(query: str, paper: Paper, weights: TermWeights) -> float:
-    """Share of the query's IDF mass whose stems are anywhere in the paper's title and
-    abstract (`evidence.coverage` on stems)."""
-    return _folded_overlap(_folded(query), _folded(f"{paper.title} {paper.abstract}"), weights)
+    return 1.0 - stem_overlap(ask, stems(f"{paper.title} {paper.abstract}"), weights)
 
 
 def best_match(query: str, paper: Paper, weights: TermWeights) -> float:

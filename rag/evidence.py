@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from dataclasses import dataclass
 
 import numpy as np
+import Stemmer
 
 from rag.text import keyword_tokens, split_sentences
 from rag.types import Paper
@@ -25,6 +27,7 @@ LEAD_PENALTY = 0.1
 # A number standing on its own ("1024 GPUs", "FID 3.94", "4.5x"), not part of a name
 # ("ImageNet-1K", "224x224", "YOLOv7").
 _NUMBER = re.compile(r"(?<![\w.\-])\d+(?:[.,]\d+)?(?![\w\-])|\d(?:[.,]\d+)?\s*(?:%|x\b|×|times)")
+_STEMMERS = threading.local()  # a PyStemmer object is not to be shared between threads
 
 
 def states_number(text: str) -> bool:
@@ -92,7 +95,26 @@ def rank_sentences(paper: Paper, query: str, weights: TermWeights) -> list[Evide
     return sorted(out, key=lambda ev: (-ev.score, ev.start))
 
 
+def stems(text: str) -> dict[str, str]:
+    """Content tokens by their English (Snowball) stem, so "restore" matches "restoration",
+    with a plural "s" the stemmer keeps dropped too ("GPUs", "LLMs"), each mapped to the
+    token as written, whose IDF weighs it. Held out, the answer decision matching stems in
+    place of words with a plural "s" dropped cut which-paper refusals (README, "Measured")."""
+    stemmer = getattr(_STEMMERS, "english", None)
+    if stemmer is None:
+        stemmer = _STEMMERS.english = Stemmer.Stemmer("english")
+    tokens = keyword_tokens(text)
+    return {s[:-1] if len(s) > 3 and s.endswith("s") and not s.endswith("ss") else s: t
+            for s, t in zip(stemmer.stemWords(tokens), tokens, strict=True)}
+
+
+def stem_overlap(query: dict[str, str], text: dict[str, str], weights: TermWeights) -> float:
+    """`overlap` on stems (`stems`), each weighed by the IDF of its token as written."""
+    total = sum(weights.idf(t) for t in query.values())
+    return sum(weights.idf(query[f]) for f in query.keys() & text.keys()) / total if total else 0.0
+
+
 def coverage(query: str, paper: Paper, weights: TermWeights) -> float:
-    """Share of the query's IDF mass present anywhere in the paper's title and abstract."""
-    return overlap(set(keyword_tokens(query)),
-                   set(keyword_tokens(f"{paper.title} {paper.abstract}")), weights)
+    """Share of the query's IDF mass whose stems are anywhere in the paper's title and
+    abstract."""
+    return stem_overlap(stems(query), stems(f"{paper.title} {paper.abstract}"), weights)

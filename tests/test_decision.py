@@ -96,7 +96,7 @@ def test_asked_words_the_abstract_never_mentions_count_as_missing():
 
 
 def test_words_match_by_their_stems():
-    from rag.decision import coverage
+    from rag.evidence import coverage
 
     weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
     paper = fake_paper("Image Prior", "Restoration of corrupted images by an untrained "
