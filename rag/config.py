@@ -138,16 +138,16 @@ _STATED = {"bias": 4.5622, "threshold": 0.5329,
                        "missing_ids": -1.5862,
                        "coverage": -3.3943,
                        "ask_missing": -2.0059}}
-_MULTI_PAPER_THRESHOLD = 0.1310
-_PAPER = {"bias": -5.3460, "threshold": 0.1310,
-          "weights": {"dense": -2.5842,
-                      "dense_gap": -10.7485,
-                      "coverage": 10.1877,
-                      "match": -3.8847,
-                      "match_ratio": 5.4807,
-                      "keyword": -2.4885,
-                      "rank": -2.0099,
-                      "multi": 1.9249}}
+_MULTI_PAPER_THRESHOLD = 0.0926
+_PAPER = {"bias": -5.3200, "threshold": 0.4055,
+          "weights": {"dense": -2.6062,
+                      "dense_gap": -8.3868,
+                      "coverage": 9.9112,
+                      "match": -4.8673,
+                      "match_ratio": 6.3216,
+                      "keyword": -1.6285,
+                      "rank": -2.3108,
+                      "multi": 1.8860}}
 
 
 class DecisionSettings(_Section):

@@ -1,7 +1,8 @@
 """Lexical evidence: which sentences of a paper support a question or a claim, and how well.
 
-Scores are IDF-weighted token overlaps, with IDF from the index's own keyword index, so
-rare, specific words ("Cauchy", "GenEval", "0.72") count far more than common ones.
+Scores are IDF-weighted overlaps of word stems, with IDF from the index's own keyword
+index, so rare, specific words ("Cauchy", "GenEval", "0.72") count far more than common
+ones.
 """
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ RESULT_BONUS = 0.1
 _RESULT = re.compile(r"\d(?:[.,]\d+)?\s*(?:%|x\b|×|times)|\d+\.\d+")
 # The abstract's opening sentence, most often background ("Recently, ..."), loses this
 # much when sentences within a paper are ordered. Fitted with cross-validation by
-# bench/fit_sentences.py (answer facts of extractive answers, decision held out).
-LEAD_PENALTY = 0.1
+# bench/fit_sentences.py (answer facts of extractive answers, decision held out): 0.1 when
+# sentences were matched by words; with stems every fold picked 0 (README, "Measured").
+LEAD_PENALTY = 0.0
 # A number standing on its own ("1024 GPUs", "FID 3.94", "4.5x"), not part of a name
 # ("ImageNet-1K", "224x224", "YOLOv7").
 _NUMBER = re.compile(r"(?<![\w.\-])\d+(?:[.,]\d+)?(?![\w\-])|\d(?:[.,]\d+)?\s*(?:%|x\b|×|times)")
@@ -56,12 +58,6 @@ class TermWeights:
         return tok not in self._idf
 
 
-def overlap(query: set[str], text: set[str], weights: TermWeights) -> float:
-    """Share of the query's IDF mass found in the text, 0..1."""
-    total = sum(weights.idf(t) for t in query)
-    return sum(weights.idf(t) for t in query & text) / total if total else 0.0
-
-
 @dataclass(frozen=True)
 class Evidence:
     """One sentence of a paper's abstract and how well it matches."""
@@ -80,14 +76,16 @@ def paper_sentences(paper: Paper) -> list[tuple[int, int, str]]:
 
 
 def rank_sentences(paper: Paper, query: str, weights: TermWeights) -> list[Evidence]:
-    """The paper's sentences, best match to `query` first (ties: earlier first)."""
-    q = set(keyword_tokens(query))
-    title = set(keyword_tokens(paper.title))
+    """The paper's sentences, best match to `query` first (ties: earlier first); words
+    match by their stems (`stems`)."""
+    q = stems(query)
+    title = stems(paper.title)
     out = []
     for i, (s, e, text) in enumerate(paper_sentences(paper)):
-        toks = set(keyword_tokens(text))
+        toks = stems(text)
         # The title is context for every sentence, at half weight.
-        match = overlap(q, toks, weights) + 0.5 * overlap(q - toks, title, weights)
+        rest = {k: v for k, v in q.items() if k not in toks}
+        match = stem_overlap(q, toks, weights) + 0.5 * stem_overlap(rest, title, weights)
         # Sentences reporting results answer most questions; background ones few.
         score = (match + (RESULT_BONUS if _RESULT.search(text) else 0.0)
                  - (LEAD_PENALTY if i == 0 else 0.0))
@@ -109,7 +107,8 @@ def stems(text: str) -> dict[str, str]:
 
 
 def stem_overlap(query: dict[str, str], text: dict[str, str], weights: TermWeights) -> float:
-    """`overlap` on stems (`stems`), each weighed by the IDF of its token as written."""
+    """Share of the query's IDF mass found in the text, 0..1, on stems (`stems`), each
+    weighed by the IDF of its token as written."""
     total = sum(weights.idf(t) for t in query.values())
     return sum(weights.idf(query[f]) for f in query.keys() & text.keys()) / total if total else 0.0
 

@@ -161,9 +161,12 @@ def test_the_sentence_priors_are_the_fit_of_bench_fit_sentences():
     assert extractive.MULTI_SENTENCES == fit["MULTI_SENTENCES"]
 
 
-def test_the_opening_sentence_yields_to_an_equal_later_one():
+def test_a_lead_penalty_makes_the_opening_sentence_yield_to_an_equal_later_one(monkeypatch):
     weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
     paper = fake_paper("Pruning", "Pruning shrinks networks. We show pruning shrinks networks.")
+    monkeypatch.setattr(evidence, "LEAD_PENALTY", 0.0)  # the fitted value: ties go first-first
+    assert rank_sentences(paper, "pruning shrinks networks", weights)[0].start == 0
+    monkeypatch.setattr(evidence, "LEAD_PENALTY", 0.1)
     ranked = rank_sentences(paper, "pruning shrinks networks", weights)
     assert ranked[0].start > 0 and ranked[0].match == ranked[1].match
 
