@@ -207,7 +207,7 @@ class LLMSettings(_Section):
         "only the question. 0: off.")
     warm_papers: bool = Field(
         False, description="askpapers serve (local mode) reads and saves every paper's state "
-        "in the background, stopping for each question (`serve --warm`; ~8 s a paper here).")
+        "in the background, stopping for each question (`serve --warm`; ~3 s a paper here).")
     multi_lines: Literal["quotes", "model"] = Field(
         "quotes", description="A multi-paper answer's line per paper in the model modes: "
         "'quotes' gives the paper's best sentences, cited, with no model call (held out, the "

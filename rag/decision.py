@@ -66,7 +66,7 @@ def missing_identifiers(question: str, paper: Paper, weights: TermWeights) -> fl
 
 
 def _asked_words(kind: QuestionKind, question: str, drop: frozenset[str]) -> dict[str, str]:
-    """The folded words naming what is asked, without those in `drop`; when nothing is left
+    """The stems (`evidence.stems`) naming what is asked, without those in `drop`; when nothing is left
     ("How much does X cut memory?"), the whole question stands for what is asked."""
     return {f: t for f, t in stems(kind.ask).items() if f not in drop} or stems(question)
 

@@ -113,8 +113,10 @@ def cmd_index_warm(args) -> int:
         print("Stopped at the disk budget; raise ASKPAPERS_LLM__PAPER_STATES_MB to save more.",
               file=sys.stderr)
     elif r["full"] == "disk":
-        print("Stopped with under 2 GiB of disk free; free some space to save more.",
-              file=sys.stderr)
+        from rag.paper_states import MIN_FREE_BYTES
+
+        print(f"Stopped with under {MIN_FREE_BYTES / 2**30:g} GiB of disk free; free some "
+              "space to save more.", file=sys.stderr)
     return 0
 
 
