@@ -62,6 +62,7 @@ def collect(settings) -> list[dict]:
             gold = {_norm_title(t) for t in g.get("gold_titles") or []}
             rows.append({
                 "id": g["id"], "type": g["type"], "set": name, "multi": kind.multi,
+                "identity": kind.identity,
                 "question": g["question"],
                 "signals": question_signals(ret.query, g["question"], ret.sources,
                                             ret.best_dense, engine.weights, kind),
@@ -130,7 +131,11 @@ def fit_all(rows: list[dict], cost: float) -> dict:
     about = single | (types == "not-stated")
     stated = fit_logistic(xq(STATED)[about], single[about].astype(int), STATED)
     p = prob(stated, xq(STATED), STATED)
-    stated["threshold"] = cost_threshold(p[single], p[types == "not-stated"], cost)
+    # Its threshold is chosen where it is used: a question asking which work it is is
+    # never "not stated" (rag/decision.decide), so it does not pull the threshold down.
+    asked = ~np.array([r["identity"] for r in rows])
+    stated["threshold"] = cost_threshold(p[single & asked], p[(types == "not-stated") & asked],
+                                         cost)
     pairs = [(pp, r["multi"]) for r in rows if r["type"] not in UNANSWERABLE
              for pp in r["papers"][1:]]
     xp = np.array([[pp[n] for n in PAPER] for pp, _ in pairs])
@@ -149,7 +154,8 @@ def predict(model: dict, row: dict) -> dict:
     c = prob(model["covered"], np.array([row["signals"][n] for n in COVERED]), COVERED)
     s = prob(model["stated"], np.array([row["signals"][n] for n in STATED]), STATED)
     abstain = c < model["covered"]["threshold"]
-    not_stated = not abstain and not row["multi"] and s < model["stated"]["threshold"]
+    not_stated = (not abstain and not (row["multi"] or row["identity"])
+                  and s < model["stated"]["threshold"])
     most = 6 if row["multi"] else 3
     cut = model["multi_paper_threshold"] if row["multi"] else model["paper"]["threshold"]
     kept = [0] + [i for i, pp in enumerate(row["papers"][1:], 1) if prob(

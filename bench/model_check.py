@@ -62,10 +62,10 @@ def ask_checks(settings, rows: list[dict]) -> dict[str, bool]:
     return replies
 
 
-def refuses(covered: float, stated: float, multi: bool, none: bool, grey: float) -> bool:
+def refuses(covered: float, stated: float, asks_papers: bool, none: bool, grey: float) -> bool:
     """rag/generation.py's outcome: refuse (abstain or "not stated") or answer; the check's
     reply `none` decides when the verdict needs the check."""
-    v = verdict(covered, stated, [], multi, grey)
+    v = verdict(covered, stated, [], asks_papers, grey)
     return none if v.needs_check else v.abstain or v.not_stated
 
 
@@ -99,9 +99,10 @@ def main() -> int:
     for r in rows:
         m = models[folds[r["id"]]]
         covered, stated = (LogisticSettings(**m[name]) for name in ("covered", "stated"))
+        asks_papers = r["multi"] or r["identity"]  # as rag/decision.decide
         state[r["id"]] = (calibrated(probability(covered, r["signals"]), covered),
-                          1.0 if r["multi"] else calibrated(probability(stated, r["signals"]), stated),
-                          r["multi"], replies[r["id"]])
+                          1.0 if asks_papers else calibrated(probability(stated, r["signals"]), stated),
+                          asks_papers, replies[r["id"]])
 
     def outcome(grey: float, sel: list[dict]) -> dict[str, bool]:
         return {r["id"]: refuses(*state[r["id"]], grey) for r in sel}

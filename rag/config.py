@@ -125,29 +125,29 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of dev.jsonl + dev2.jsonl; its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -3.7735, "threshold": 0.4902,
-            "weights": {"dense": 7.7770,
-                        "coverage": 4.5427,
-                        "unseen": -4.4562,
-                        "missing_ids": -0.9559,
-                        "multi": 1.4778}}
-_STATED = {"bias": 4.5622, "threshold": 0.5329,
-           "weights": {"quantity": -1.3126,
-                       "ask_match": 2.2862,
-                       "quantity_ask_match": 1.8936,
-                       "missing_ids": -1.5862,
-                       "coverage": -3.3943,
-                       "ask_missing": -2.0059}}
-_MULTI_PAPER_THRESHOLD = 0.0926
-_PAPER = {"bias": -5.3200, "threshold": 0.4055,
-          "weights": {"dense": -2.6062,
-                      "dense_gap": -8.3868,
-                      "coverage": 9.9112,
-                      "match": -4.8673,
-                      "match_ratio": 6.3216,
-                      "keyword": -1.6285,
-                      "rank": -2.3108,
-                      "multi": 1.8860}}
+_COVERED = {"bias": -4.9581, "threshold": 0.4465,
+            "weights": {"dense": 8.8911,
+                        "coverage": 5.9412,
+                        "unseen": -3.6709,
+                        "missing_ids": -1.4630,
+                        "multi": 1.6360}}
+_STATED = {"bias": 4.3616, "threshold": 0.5271,
+           "weights": {"quantity": -1.3633,
+                       "ask_match": 2.2612,
+                       "quantity_ask_match": 1.8350,
+                       "missing_ids": -1.5802,
+                       "coverage": -3.1060,
+                       "ask_missing": -1.9255}}
+_MULTI_PAPER_THRESHOLD = 0.0986
+_PAPER = {"bias": -5.6583, "threshold": 0.1689,
+          "weights": {"dense": -2.0843,
+                      "dense_gap": -7.4548,
+                      "coverage": 9.8592,
+                      "match": -4.8938,
+                      "match_ratio": 5.8615,
+                      "keyword": -1.1345,
+                      "rank": -2.2581,
+                      "multi": 2.1024}}
 
 
 class DecisionSettings(_Section):

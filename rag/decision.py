@@ -179,18 +179,21 @@ def decide(cfg: DecisionSettings, query: str, question: str, sources: list[Sourc
     """The verdict for one retrieval: answer, abstain or "not stated", and from which papers."""
     sig = question_signals(query, question, sources, best_dense, weights, kind)
     covered = calibrated(probability(cfg.covered, sig), cfg.covered)
-    stated = 1.0 if kind.multi else calibrated(probability(cfg.stated, sig), cfg.stated)
+    # A multi-paper question, or one asking which work it is, asks for papers: they are
+    # named or the topic is not covered; "not stated" does not apply.
+    whole = kind.multi or kind.identity
+    stated = 1.0 if whole else calibrated(probability(cfg.stated, sig), cfg.stated)
     return verdict(covered, stated, choose_papers(cfg, query, sources, weights, kind),
-                   kind.multi, cfg.grey)
+                   whole, cfg.grey)
 
 
-def verdict(covered: float, stated: float, papers: list[Source], multi: bool, grey: float
-            ) -> Verdict:
+def verdict(covered: float, stated: float, papers: list[Source], asks_papers: bool,
+            grey: float) -> Verdict:
     """The verdict for these calibrated probabilities, with the ones near 0.5 (within `grey`)
-    marked for a model mode's check."""
+    marked for a model mode's check; `asks_papers`: "not stated" does not apply."""
     unsure_covered = abs(covered - 0.5) < grey
     # "Not stated" is only a question when the topic is (or may be) covered.
-    unsure_stated = (not multi and abs(stated - 0.5) < grey
+    unsure_stated = (not asks_papers and abs(stated - 0.5) < grey
                      and (covered >= 0.5 or unsure_covered))
     return Verdict(covered, stated, papers, unsure_covered, unsure_stated)
 

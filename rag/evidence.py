@@ -10,6 +10,7 @@ import math
 import re
 import threading
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 import Stemmer
@@ -35,6 +36,23 @@ _STEMMERS = threading.local()  # a PyStemmer object is not to be shared between 
 def states_number(text: str) -> bool:
     """Whether the text states a number, not only names with digits in them."""
     return bool(_NUMBER.search(text))
+
+
+# A value as written, a unit or scale letter allowed after it ("81.6%", "0.6G", "600M",
+# "4.5x", "16-bit", "1,024"), not the digits inside a name ("YOLOv7", "ResNet-50", the
+# second "512" of "512x512") nor a citation marker ("[1]"); or a small number in words.
+_VALUE = re.compile(r"(?<![\w.\-/\[])\d+(?:,\d{3})*(?:\.\d+)?(?!\])")
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve".split())}
+_WORD_VALUE = re.compile(r"\b(?:" + "|".join(_NUMBER_WORDS) + r")\b", re.I)
+
+
+def values(text: str) -> set[Decimal]:
+    """The numeric values a text writes, exactly ("1,024" and "1024" are one, "81.60" and
+    "81.6" too, "one" is 1; "1.0000000000000001" is not 1)."""
+    written = [v.replace(",", "") for v in _VALUE.findall(text)]
+    written += [_NUMBER_WORDS[w.lower()] for w in _WORD_VALUE.findall(text)]
+    return {Decimal(v).normalize() for v in written}
 
 
 class TermWeights:

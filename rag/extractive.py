@@ -73,10 +73,13 @@ def quoted_answer(engine: Engine, question: str, ret: Retrieval, verdict: Verdic
     return Answer(question, "\n".join(lines), cites, ret.sources, False, mode, prompt, timings)
 
 
-def name_cited(text: str, citations: list[Citation], sources: list[Source]) -> str:
-    """The answer with every cited paper named: a lead naming those the text does not."""
+def name_cited(text: str, citations: list[Citation], sources: list[Source], *,
+               by_title: bool = False) -> str:
+    """The answer with every cited paper named: a lead naming those the text does not
+    (`by_title`: whose title it does not give; the answer to "which paper ...?")."""
     by_n = {s.n: s for s in sources}
-    unnamed = [by_n[c.n] for c in citations if c.n in by_n and not names_paper(text, by_n[c.n].paper)]
+    unnamed = [by_n[c.n] for c in citations
+               if c.n in by_n and not names_paper(text, by_n[c.n].paper, by_title=by_title)]
     if not unnamed:
         return text
     lead = " and ".join(f"{display_name(s.paper)} [{s.n}]" for s in unnamed)

@@ -15,7 +15,7 @@ from rag.citations import MarkerFilter, check_citations
 from rag.decision import Verdict
 from rag.engine import Engine
 from rag.errors import ConfigError
-from rag.evidence import paper_sentences, rank_sentences
+from rag.evidence import paper_sentences, rank_sentences, values
 from rag.extractive import abstention, best_sentences, key_sentences, name_cited, not_stated, quoted_answer
 from rag.names import display_name
 from rag.questions import QuestionKind
@@ -105,6 +105,13 @@ def generate(engine: Engine, question: str, ret: Retrieval, verdict: Verdict, ki
                                context, timings, t0)
 
 
+def states_given_value(text: str, question: str, papers: list[Paper]) -> bool:
+    """True when the text writes a number, other than the question's own, that one of the
+    papers' titles or abstracts writes too."""
+    given = set().union(*(values(f"{p.title} {p.abstract}") for p in papers))
+    return bool((values(text) - values(question)) & given)
+
+
 def _final(answer: Answer) -> Iterator[str | Answer]:
     yield answer.text
     yield answer
@@ -113,7 +120,7 @@ def _final(answer: Answer) -> Iterator[str | Answer]:
 def _refused(engine, question, ret, verdict, kind, mode, timings, prompt="") -> Answer:
     """The model found no answer in the sources: "not stated" when the question is about
     an indexed paper, else an abstention."""
-    if verdict.covered >= 0.5 and not kind.multi:
+    if verdict.covered >= 0.5 and not (kind.multi or kind.identity):
         return not_stated(engine, question, ret, kind, mode, timings, prompt)
     return abstention(question, ret, mode, timings, prompt)
 
@@ -166,8 +173,15 @@ def _one_answer(engine, model, question, ret, verdict, kind, mode, history, cont
     checked = check_citations(text, given, engine.weights, claim_support(engine))
     if checked.dropped:
         log.info("dropped %d unsupported sentence(s)", len(checked.dropped))
-    if checked.citations:
-        answer = Answer(question, name_cited(checked.text, checked.citations, given),
+    if checked.citations and kind.quantity and not kind.identity and not states_given_value(
+            checked.text, question, [s.paper for s in given]):
+        # Asked for a number, the model gave none that its sources write: it found the
+        # value nowhere (or made one up), so the sources do not state it.
+        log.info("no number of the sources in the answer: %r", checked.text[:200])
+        answer = _refused(engine, question, ret, verdict, kind, mode, timings, prompt)
+    elif checked.citations:
+        answer = Answer(question, name_cited(checked.text, checked.citations, given,
+                                             by_title=kind.identity),
                         checked.citations, ret.sources, False, mode, prompt, timings)
     elif _REFUSAL.search(text):
         answer = _refused(engine, question, ret, verdict, kind, mode, timings, prompt)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from rag.abbreviations import spelled_from
 from rag.text import as_data, fold
 from rag.types import Paper
 
@@ -41,15 +42,6 @@ def _is_name(token: str) -> bool:
     return token not in _COMMON and len(token) >= 2
 
 
-def _spelled_from(acronym: str, words: str) -> bool:
-    """True when the acronym's capitals are, in order, initials of the words before it
-    ("Shift-Conv-based Network" -> "SCN"), the first capital from one of them."""
-    initials = "".join(w[0] for w in re.split(r"[\s\-]+", words) if w).lower()
-    caps = [c.lower() for c in acronym if c.isupper()]
-    it = iter(initials)
-    return len(caps) >= 2 and all(c in it for c in caps)
-
-
 def short_name(paper: Paper) -> str | None:
     """The paper's short name: the title's head before a colon, else a name the abstract
     introduces ("we propose X", "called X", "... (X)"); None when it defines none."""
@@ -57,7 +49,7 @@ def short_name(paper: Paper) -> str | None:
     if head:
         return head
     for m in _ACRONYM.finditer(paper.abstract):
-        if _spelled_from(m.group(2), m.group(1)):
+        if spelled_from(m.group(2), m.group(1)):
             return m.group(2)
     for m in _INTRO.finditer(paper.abstract):  # no article: "we propose DirectPred, ..."
         if _is_name(m.group(1)):
@@ -83,9 +75,10 @@ def named_in(question_names: set[str], paper: Paper) -> bool:
     return bool(short) and (fold(short) in names or fold(short).rstrip("+") in names)
 
 
-def names_paper(text: str, paper: Paper) -> bool:
-    """True when `text` already names the paper, by title or by short name."""
+def names_paper(text: str, paper: Paper, *, by_title: bool = False) -> bool:
+    """True when `text` already names the paper, by title or by short name (`by_title`:
+    by title only)."""
     folded = fold(text)
-    short = short_name(paper)
+    short = None if by_title else short_name(paper)
     return fold(" ".join(paper.title.split())) in folded or bool(
         short and re.search(r"(?<!\w)" + re.escape(fold(short)) + r"(?!\w)", folded))

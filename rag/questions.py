@@ -29,6 +29,23 @@ _MULTI = re.compile(
     # two or more works side by side; "How does X compare with Y?" may ask about one.
     r"|^\s*(?:please\s+)?(?:compare|contrast)\b",
     re.I)
+# Two versions of a work named apart ("the second version ... over the first version",
+# "v1 and v2"): each version is its own paper.
+_VERSION = re.compile(r"\b(?:v\d+|version\s*\d+|(?:first|second|third|original|earlier|"
+                      r"previous|later|newer|improved|updated)\s+version)\b", re.I)
+# Nouns for a work or the thing it proposes ("which paper", "any method", "is there a tool").
+_WORK_NOUNS = (r"(?:paper|work|research|study|method|approach|technique|model|architecture|"
+               r"system|framework|algorithm|network|tool|library|module|trick|transformer|"
+               r"backbone|estimator|paradigm|scheme|design|detector|optimizer)s?")
+# A question asking which work it is: "Which paper sorts ...", "Is there a tool that ...",
+# "I recall a generative-flow paper that ...", "method that sets ...". The work is the
+# subject: no auxiliary follows the noun ("Which model does X use?" asks a detail of X).
+_IDENTITY = re.compile(
+    rf"^\s*(?:which|what(?:'s| is| was) the|any|is there(?: an?| any)?|are there(?: any)?|"
+    rf"i (?:remember|recall)(?: an?| the)?|(?:i'm |i am )?looking for(?: an?| the)?)\s+"
+    rf"(?:[\w\-/+]+\s+){{0,3}}?{_WORK_NOUNS}\b(?!\s+{_AUX}\b)"
+    rf"|^\s*(?:[\w\-/+]+\s+){{0,3}}?{_WORK_NOUNS}\s+(?:that|which|where|whose|showing|"
+    rf"proposing)\b", re.I)
 # The part of a question that names what is asked: "what <ImageNet top-1 accuracy> does ...",
 # "how many <GPUs>, ...", "...: <accuracy and params>?", "<WikiText-103 perplexity> of the ...".
 _WH = re.compile(r"\b(?:what(?:'s| is| are)?|which|how|by how)\s+(.*?)(?=\s+" + _AUX
@@ -55,6 +72,7 @@ class QuestionKind:
     """How a question should be answered."""
 
     multi: bool  # asks for several papers: one line per paper
+    identity: bool  # asks which work it is: the answer is the paper, never "not stated"
     quantity: bool  # asks for a number, which a stating sentence must carry
     ask: str  # the words naming what is asked ("ImageNet top-1 accuracy")
     asked: str  # the same as a clause for replies ("what ImageNet top-1 accuracy"), or ""
@@ -84,7 +102,9 @@ def ask_part(question: str) -> tuple[str, str]:
 
 def classify(question: str) -> QuestionKind:
     """The kind of answer a question wants, from its wording alone."""
-    multi = bool(_MULTI.search(question))
+    multi = bool(_MULTI.search(question)) or len(
+        {v.lower() for v in _VERSION.findall(question)}) >= 2
     ask, asked = ask_part(question)
-    return QuestionKind(multi, bool(_QUANTITY.search(ask)), ask, asked,
+    return QuestionKind(multi, bool(_IDENTITY.search(question)), bool(_QUANTITY.search(ask)),
+                        ask, asked,
                         facets(question) if multi else ())

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.abbreviations import expand
 from rag.config import RetrievalSettings
 from rag.embedder import Embedder
 from rag.filters import active
@@ -64,6 +65,13 @@ def _top_positive(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, scores[rows]
 
 
+# Chunks read for an abbreviation's definition ("super-resolution (SR)") in the corpus.
+ABBREV_CHUNKS = 20
+# An abbreviation in at least this share of the chunks ("LLM", "CNN", "GPU") is one the
+# embedder knows; spelling it out only dilutes the question (README, "Abbreviations").
+ABBREV_MAX_SHARE = 0.02
+
+
 class HybridRetriever:
     """Searches one loaded index; safe to share between threads (read-only)."""
 
@@ -88,11 +96,28 @@ class HybridRetriever:
         # every call (30+ ms a query on 2 busy cores, 30x the scoring itself at 100K chunks).
         return _top_positive(self.index.bm25.get_scores(tokens, weight_mask=mask), n)
 
+    def search_text(self, query: str) -> str:
+        """The text searched for a query: its rare abbreviations spelled out as the indexed
+        papers define them ("SR" -> "SR (super-resolution)", `rag.abbreviations`)."""
+        return expand(query, self._texts_using)
+
+    def _texts_using(self, abbrev: str) -> list[str]:
+        """The text of the chunks that use an abbreviation most (keyword search, all papers)."""
+        token = abbrev.lower()
+        if token not in self._vocab:
+            return []
+        scores = self.index.bm25.get_scores([token])
+        if np.mean(scores > 0) >= ABBREV_MAX_SHARE:
+            return []
+        rows, _ = _top_positive(scores, ABBREV_CHUNKS)
+        return [self.index.chunks[int(r)].text for r in rows]
+
     def search(self, question: str, *, k: int | None = None, history: list[dict] | None = None,
                filters: dict | None = None) -> Retrieval:
         """The top `k` papers for a question, best first, each with its chunks."""
         k = k or self.cfg.k
-        query = retrieval_query(question, history)
+        # Rare abbreviations spelled out: the decision and the quotes read this text too.
+        query = self.search_text(retrieval_query(question, history))
         filters = active(filters)
         n = min(self.cfg.candidates, len(self.index.chunks))
         dense = _best_per_paper(*self._dense(query, n, filters), self.index)

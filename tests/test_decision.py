@@ -8,15 +8,18 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from rag import ask, evidence, extractive
+from rag.answer import retrieve
 from rag.config import LogisticSettings, load_settings
-from rag.decision import ask_match, ask_missing, calibrated, identifiers, probability
+from rag.decision import ask_match, ask_missing, calibrated, decide, identifiers, probability
+from rag.engine import get_engine
 from rag.evaluation import evaluate
-from rag.evidence import TermWeights, rank_sentences, states_number
+from rag.evidence import TermWeights, rank_sentences, states_number, values
 from rag.names import display_name, names_paper, short_name
 from rag.questions import classify
 from rag.types import Paper
@@ -39,9 +42,26 @@ def fake_paper(title: str, abstract: str) -> Paper:
     ("What top-1 accuracy does the tiny model reach on ImageNet?", False),
     ("Which GPU were the consistency models in latent space trained on?", False),
     ("Which paper proposes prototype masks for instance segmentation?", False),
+    # Two versions of a work named apart are two papers; one version is one paper.
+    ("By how much did the second version of the detector beat the first version?", True),
+    ("What does the v2 model add to the backbone?", False),
 ])
 def test_multi_paper_questions_are_recognised(question, multi):
     assert classify(question).multi is multi
+
+
+@pytest.mark.parametrize("question, identity", [
+    ("Which paper clusters retinal neurons by optimising stimuli?", True),
+    ("Is there a tool that fuzzes deep-learning compilers?", True),
+    ("I recall a normalising-flow paper that inverts large convolutions quickly", True),
+    ("method that initialises the predictor from input statistics", True),
+    ("What's the approach that pairs a small generator with a retriever?", True),
+    ("Which model does the survey recommend for edge devices?", False),  # a detail of it
+    ("At what model sizes was the gated linear attention Transformer evaluated?", False),
+    ("What FID does the diffusion transformer reach on ImageNet?", False),
+])
+def test_questions_asking_which_work_it_is_are_recognised(question, identity):
+    assert classify(question).identity is identity
 
 
 @pytest.mark.parametrize("question, quantity, asked", [
@@ -109,6 +129,13 @@ def test_words_match_by_their_stems():
     assert ask_missing(classify(question), question, gpus, weights) == 0.0
     other = "How many TPUs did the training take?"
     assert ask_missing(classify(other), other, gpus, weights) == 0.5
+
+
+def test_values_are_the_numbers_a_text_writes_exactly():
+    assert values("81.60% [2] on 1,024 GPUs at 0.6G FLOPs in one step") == {
+        Decimal("81.6"), Decimal("1024"), Decimal("0.6"), Decimal("1")}
+    assert values("YOLOv7 and ResNet-50 at 512x512") == {Decimal("512")}
+    assert values("a score of 1.0000000000000001") != values("a score of 1")
 
 
 def test_a_number_is_a_number_not_a_name_with_digits():
@@ -203,6 +230,18 @@ def test_a_which_paper_question_names_the_paper(seed_settings):
     assert title in a.text and f"[{a.citations[0].n}]" in a.text
 
 
+def test_a_question_asking_which_work_it_is_is_never_not_stated(seed_settings):
+    # The question's words ask for a paper, not a detail its abstract could lack: the
+    # answer names a paper or abstains.
+    engine = get_engine(seed_settings)
+    question = "Which paper reaches real-time instance segmentation with a mask learning rate?"
+    kind = classify(question)
+    ret = retrieve(engine, question, kind)
+    v = decide(seed_settings.decision, ret.query, question, ret.sources, ret.best_dense,
+               engine.weights, kind)
+    assert kind.identity and v.stated == 1.0 and not v.not_stated
+
+
 def test_a_detail_the_abstract_does_not_give_is_not_stated(seed_settings):
     # YOLACT++'s abstract gives no learning rate (it does say "training on only one GPU",
     # so a GPU count is not a detail it lacks); "YOLACT" names YOLACT++.
@@ -270,6 +309,40 @@ def test_multi_lines_model_has_the_model_write_each_line(seed_settings, monkeypa
     assert len(fake.prompts) == len(lines) == len(a.citations) >= 2
     assert all(line.startswith("- ") and f"[{c.n}]" in line
                for line, c in zip(lines, a.citations, strict=True))
+
+
+def test_a_model_answer_to_which_paper_leads_with_the_title(seed_settings, monkeypatch):
+    import rag.llm
+
+    # The model names the paper by its short name only; the answer to "which paper" is
+    # its title, added in code.
+    fake = ScriptedChat("", "YOLACT++ does, with deformable convolutions [1].")
+    monkeypatch.setattr(rag.llm, "get_chat_model", lambda settings, mode: fake)
+    a = ask("Which paper improves real-time instance segmentation with deformable "
+            "convolutions in the backbone?", mode="local", settings=seed_settings)
+    title = "YOLACT++: Better Real-time Instance Segmentation"
+    assert not a.abstained and a.citations[0].title == title
+    assert a.text.startswith(f"{title} [{a.citations[0].n}]: YOLACT++ does"), a.text
+    assert names_paper("YOLACT++ does [1].", fake_paper(title, "x."))
+    assert not names_paper("YOLACT++ does [1].", fake_paper(title, "x."), by_title=True)
+
+
+@pytest.mark.parametrize("reply, abstained", [
+    ("YOLACT reaches 29.8 mAP on MS COCO [1].", False),  # 29.8 is in the abstract
+    ("YOLACT reaches 41.7 mAP on MS COCO [1].", True),  # 41.7 is in no source
+    ("YOLACT reaches a high mask mAP on MS COCO [1].", True),  # no number at all
+])
+def test_a_model_answer_to_how_much_needs_a_number_its_sources_write(
+        seed_settings, monkeypatch, reply, abstained):
+    import rag.llm
+
+    monkeypatch.setattr(rag.llm, "get_chat_model", lambda settings, mode: ScriptedChat("", reply))
+    a = ask("What mask mAP does YOLACT reach on MS COCO?", mode="local", settings=seed_settings)
+    assert a.abstained is abstained, a.text
+    if abstained:
+        assert "does not state what mask mAP" in a.text and a.model_output == reply
+    else:
+        assert "29.8" in a.text
 
 
 @pytest.mark.parametrize("check, abstained", [("NONE", True), ("[1] NONE", True),
