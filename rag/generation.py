@@ -173,7 +173,7 @@ def _one_answer(engine, model, question, ret, verdict, kind, mode, history, cont
     checked = check_citations(text, given, engine.weights, claim_support(engine))
     if checked.dropped:
         log.info("dropped %d unsupported sentence(s)", len(checked.dropped))
-    if checked.citations and kind.quantity and not kind.identity and not states_given_value(
+    if checked.citations and kind.wants_number and not kind.identity and not states_given_value(
             checked.text, question, [s.paper for s in given]):
         # Asked for a number, the model gave none that its sources write: it found the
         # value nowhere (or made one up), so the sources do not state it.

@@ -75,6 +75,12 @@ def test_what_a_question_asks_for(question, quantity, asked):
     assert kind.quantity is quantity and kind.asked == asked
 
 
+def test_a_number_asked_for_in_a_later_part_is_wanted_too():
+    kind = classify("Which model did the distillation use, and what FID did it get?")
+    assert not kind.quantity and kind.wants_number
+    assert not classify("Which dataset was used for pre-training?").wants_number
+
+
 def test_short_names_come_from_the_title_head_or_an_introduced_name():
     assert short_name(fake_paper("DSVT: Dynamic Sparse Voxel Transformer", "x.")) == "DSVT"
     intro = fake_paper("Understanding Dynamics", "We propose DirectPred, a simple method.")
