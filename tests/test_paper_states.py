@@ -264,7 +264,9 @@ def test_reading_in_the_background_stops_for_a_question(seed_settings, small_ggu
         time.sleep(0.01)  # until the reader holds the model
     answer = ask("What mask mAP does YOLACT reach on MS COCO?", mode="local", settings=settings)
     reader.join(timeout=600)
-    assert answer.citations and not answer.abstained
+    # The model answered while the reader waited (the small model's reply may give no
+    # number, which the number check turns into "not stated": still a cited answer).
+    assert answer.model_output and answer.citations
     assert result["gave_way"] >= 1  # it stopped reading for the question ...
     assert result["saved"] == 3  # ... and read that paper again afterwards
     assert len(list((tmp_path / "home" / "states").glob("*" + SUFFIX))) == 4  # + the answer's
