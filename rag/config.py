@@ -125,29 +125,29 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of dev.jsonl + dev2.jsonl; its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -4.9581, "threshold": 0.4465,
-            "weights": {"dense": 8.8911,
-                        "coverage": 5.9412,
-                        "unseen": -3.6709,
-                        "missing_ids": -1.4630,
-                        "multi": 1.6360}}
-_STATED = {"bias": 4.3616, "threshold": 0.5271,
-           "weights": {"quantity": -1.3633,
-                       "ask_match": 2.2612,
-                       "quantity_ask_match": 1.8350,
-                       "missing_ids": -1.5802,
-                       "coverage": -3.1060,
-                       "ask_missing": -1.9255}}
-_MULTI_PAPER_THRESHOLD = 0.0986
-_PAPER = {"bias": -5.6583, "threshold": 0.1689,
-          "weights": {"dense": -2.0843,
-                      "dense_gap": -7.4548,
-                      "coverage": 9.8592,
-                      "match": -4.8938,
-                      "match_ratio": 5.8615,
-                      "keyword": -1.1345,
-                      "rank": -2.2581,
-                      "multi": 2.1024}}
+_COVERED = {"bias": -4.9787, "threshold": 0.5096,
+            "weights": {"dense": 8.7876,
+                        "coverage": 5.9095,
+                        "unseen": -3.4625,
+                        "missing_ids": -1.3613,
+                        "multi": 2.3306}}
+_STATED = {"bias": 4.4299, "threshold": 0.5257,
+           "weights": {"quantity": -1.3838,
+                       "ask_match": 2.2575,
+                       "quantity_ask_match": 1.8099,
+                       "missing_ids": -1.5577,
+                       "coverage": -3.1272,
+                       "ask_missing": -1.9862}}
+_MULTI_PAPER_THRESHOLD = 0.1043
+_PAPER = {"bias": -5.4052, "threshold": 0.1904,
+          "weights": {"dense": -1.9111,
+                      "dense_gap": -7.3223,
+                      "coverage": 9.7929,
+                      "match": -4.7954,
+                      "match_ratio": 5.7141,
+                      "keyword": -2.1056,
+                      "rank": -2.3763,
+                      "multi": 2.2338}}
 
 
 class DecisionSettings(_Section):

@@ -8,18 +8,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# Things a researcher asks for in the plural when they want several papers.
-_PLURAL_THINGS = (r"papers|works|methods|approaches|models|studies|systems|techniques|"
+# Things a researcher asks for in the plural when they want several papers ("works" on its
+# own below: after a noun it is a verb, "What model works best ...?").
+_PLURAL_THINGS = (r"papers|methods|approaches|models|studies|systems|techniques|"
                   r"architectures|designs|frameworks|networks|convnets|cnns|detectors|"
                   r"benchmarks|datasets|variants|schemes|strategies|algorithms|libraries|"
                   r"optimizers|losses|transformers|backbones|encoders|solutions|ideas|"
                   r"families|lines of work|proposals")
 _AUX = r"(?:does|do|did|is|are|was|were|has|have|had|can|could|should|would|will)"
+# Nouns for a work or the thing it proposes ("which paper", "any method", "is there a tool").
+_WORK_NOUNS = (r"(?:paper|work|research|study|method|approach|technique|model|architecture|"
+               r"system|framework|algorithm|network|tool|library|module|trick|transformer|"
+               r"backbone|estimator|paradigm|scheme|design|detector|optimizer)")
 # "which <up to four words> papers", where the words are not a verb ("Which GPU were the
-# consistency models trained on?" asks about one paper).
+# consistency models trained on?" asks about one paper) and the first is not a work in the
+# singular ("Which approach designs convolutional networks ...?" asks for one).
 _MULTI = re.compile(
     rf"\b(?:which|what|any|corpus's|do the|are there|several|different|various)\s+"
-    rf"(?:(?!{_AUX}\b)[\w\-/]+\s+){{0,4}}?(?:{_PLURAL_THINGS})\b"
+    rf"(?!{_WORK_NOUNS}\b)(?:(?!{_AUX}\b)[\w\-/]+\s+){{0,4}}?(?:{_PLURAL_THINGS})\b"
     rf"|^\s*(?:[\w\-/]+\s+){{0,3}}?(?:{_PLURAL_THINGS})\s+(?:that|which|in|for|with|from|on|"
     rf"about|using|to)\b"
     rf"|\b(?:{_PLURAL_THINGS})\b[^?]*\b(?:their|each|differ|compare|both)\b"
@@ -27,25 +33,29 @@ _MULTI = re.compile(
     r"|\b(?:differ|differences? between|each of)\b"
     # An order to compare ("Compare the mask mAP of X with its improved version") sets
     # two or more works side by side; "How does X compare with Y?" may ask about one.
-    r"|^\s*(?:please\s+)?(?:compare|contrast)\b",
+    r"|^\s*(?:please\s+)?(?:compare|contrast)\b"
+    r"|\b(?:which|what|any|several|different|various|other|recent|related|prior)\s+works\b"
+    r"|^\s*works\s+(?:that|which|on|in|for|about|using)\b",
     re.I)
 # Two versions of a work named apart ("the second version ... over the first version",
 # "v1 and v2"): each version is its own paper.
 _VERSION = re.compile(r"\b(?:v\d+|version\s*\d+|(?:first|second|third|original|earlier|"
                       r"previous|later|newer|improved|updated)\s+version)\b", re.I)
-# Nouns for a work or the thing it proposes ("which paper", "any method", "is there a tool").
-_WORK_NOUNS = (r"(?:paper|work|research|study|method|approach|technique|model|architecture|"
-               r"system|framework|algorithm|network|tool|library|module|trick|transformer|"
-               r"backbone|estimator|paradigm|scheme|design|detector|optimizer)s?")
 # A question asking which work it is: "Which paper sorts ...", "Is there a tool that ...",
 # "I recall a generative-flow paper that ...", "method that sets ...". The work is the
 # subject: no auxiliary follows the noun ("Which model does X use?" asks a detail of X).
 _IDENTITY = re.compile(
     rf"^\s*(?:which|what(?:'s| is| was) the|any|is there(?: an?| any)?|are there(?: any)?|"
     rf"i (?:remember|recall)(?: an?| the)?|(?:i'm |i am )?looking for(?: an?| the)?)\s+"
-    rf"(?:[\w\-/+]+\s+){{0,3}}?{_WORK_NOUNS}\b(?!\s+{_AUX}\b)"
-    rf"|^\s*(?:[\w\-/+]+\s+){{0,3}}?{_WORK_NOUNS}\s+(?:that|which|where|whose|showing|"
+    rf"(?:[\w\-/+]+\s+){{0,3}}?{_WORK_NOUNS}s?\b(?!\s+{_AUX}\b)"
+    rf"|^\s*(?:[\w\-/+]+\s+){{0,3}}?{_WORK_NOUNS}s?\s+(?:that|which|where|whose|showing|"
     rf"proposing)\b", re.I)
+# A question asking for one work, by a singular noun near its start ("Which work improves
+# ... in both dimensions?", "Is there a tool that ..."): not a multi-paper question, whatever
+# plural or "both" comes later.
+_ONE_WORK = re.compile(
+    rf"^\s*(?:which|what(?:'s| is| was) the|is there an?|i (?:remember|recall) an?)\s+"
+    rf"(?:[\w\-/+]+\s+){{0,2}}?{_WORK_NOUNS}\b", re.I)
 # The part of a question that names what is asked: "what <ImageNet top-1 accuracy> does ...",
 # "how many <GPUs>, ...", "...: <accuracy and params>?", "<WikiText-103 perplexity> of the ...".
 _WH = re.compile(r"\b(?:what(?:'s| is| are)?|which|how|by how)\s+(.*?)(?=\s+" + _AUX
@@ -103,7 +113,7 @@ def ask_part(question: str) -> tuple[str, str]:
 
 def classify(question: str) -> QuestionKind:
     """The kind of answer a question wants, from its wording alone."""
-    multi = bool(_MULTI.search(question)) or len(
+    multi = (bool(_MULTI.search(question)) and not _ONE_WORK.match(question)) or len(
         {v.lower() for v in _VERSION.findall(question)}) >= 2
     ask, asked = ask_part(question)
     quantity = bool(_QUANTITY.search(ask))

@@ -45,6 +45,12 @@ def fake_paper(title: str, abstract: str) -> Paper:
     # Two versions of a work named apart are two papers; one version is one paper.
     ("By how much did the second version of the detector beat the first version?", True),
     ("What does the v2 model add to the backbone?", False),
+    # "works" is a plural noun after "which", a verb after a noun.
+    ("Which works prune vision transformers?", True),
+    ("What pruning method works best for vision transformers?", False),
+    # A singular work asked for is one paper, whatever plural follows.
+    ("Which approach designs strong convolutional networks analytically?", False),
+    ("Which work trains embedding models that can be cut in both width and depth?", False),
 ])
 def test_multi_paper_questions_are_recognised(question, multi):
     assert classify(question).multi is multi
