@@ -357,6 +357,20 @@ def test_a_model_answer_to_how_much_needs_a_number_its_sources_write(
         assert "29.8" in a.text
 
 
+def test_the_cli_shows_the_checked_answer_when_the_checks_changed_the_stream(
+        seed_settings, monkeypatch, capsys):
+    import rag.llm
+    from ui.cli import main
+
+    made_up = "YOLACT reaches 41.7 mAP on MS COCO [1]."  # 41.7 is in no source
+    monkeypatch.setattr(rag.llm, "get_chat_model", lambda settings, mode: ScriptedChat("", made_up))
+    monkeypatch.setenv("ASKPAPERS_HOME", str(seed_settings.home))
+    assert main(["ask", "What mask mAP does YOLACT reach on MS COCO?", "--mode", "local"]) == 0
+    out = capsys.readouterr().out
+    streamed, checked = out.split("Checked answer:\n")
+    assert made_up in streamed and "does not state what mask mAP" in checked
+
+
 @pytest.mark.parametrize("check, abstained", [("NONE", True), ("[1] NONE", True),
                                               ("29.8 mAP [1]", False)])
 def test_the_model_check_turns_none_into_not_stated(seed_settings, monkeypatch, check, abstained):

@@ -171,9 +171,10 @@ def cmd_ask(args) -> int:
     if args.question is None:
         from rag.errors import QuestionError
         raise QuestionError("Give a question, or --batch FILE of questions.")
-    answer = None
+    answer, streamed = None, []
     for item in ask_stream(args.question, mode=args.mode, k=args.k, settings=settings):
         if isinstance(item, str):
+            streamed.append(item)
             if not args.json:
                 print(item, end="", flush=True)
         elif isinstance(item, Answer):  # not the Retrieved: the cited papers are listed below
@@ -182,6 +183,10 @@ def cmd_ask(args) -> int:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=1))
         return 0
     print("\n")
+    if answer.text.strip() != "".join(streamed).strip():
+        # The checks changed what was streamed (a paper named, an unsupported claim or a
+        # number no source writes removed): the checked answer is the one that counts.
+        print(f"Checked answer:\n{answer.text}\n")
     for c in answer.citations:
         print(f"[{c.n}] {c.title}\n    \"{c.quote}\"")
     return 0
