@@ -52,7 +52,8 @@ def expand(question: str, texts_using: Callable[[str], Iterable[str]]) -> str:
     the texts `texts_using(abbrev)` returns, unless the question spells it out already."""
     out = question
     for abbrev in in_question(question):
-        if re.search(rf"\(\s*{abbrev}s?\s*\)|\b{abbrev}s?\s*\(", question):
+        a = re.escape(abbrev)
+        if re.search(rf"\(\s*{a}s?\s*\)|\b{a}s?\s*\(", question):
             continue  # defined in the question: "angiography (DSA)", "SR (speech ...)"
         forms = Counter(f for t in texts_using(abbrev) if (f := long_form(abbrev, t)))
         if not forms:
