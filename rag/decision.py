@@ -3,9 +3,9 @@
 Every signal is measured per question without a model call: how close the best chunk is,
 how far ahead the top paper is, how much of the question's vocabulary the top paper
 holds, whether dense and keyword search agree, how much of the question the corpus has
-never seen, whether the identifiers it names ("YOLOv7", "512x512") are in the top paper,
-whether any sentence carries the kind of fact asked for (a number for "how many"), and
-how much of what is asked the top paper never mentions. Words are matched by their stems.
+never seen, whether the identifiers it names ("YOLOv7", "512x512") are in the top paper or
+in any paper, whether any sentence carries the kind of fact asked for (a number for "how
+many"), and how much of what is asked the top paper never mentions. Words are matched by their stems.
 Three logistic regressions, fitted offline by `bench/fit_decision.py` and stored as plain
 numbers in the config (`decision.*`), turn them into probabilities:
 
@@ -20,13 +20,13 @@ import re
 from dataclasses import dataclass
 
 from rag.config import DecisionSettings, LogisticSettings
-from rag.evidence import TermWeights, coverage, paper_sentences, rank_sentences, stem_overlap, stems
+from rag.evidence import TermWeights, coverage, paper_sentences, rank_sentences, stem_overlap, stems, values
 from rag.questions import DEGREE_WORDS, PAPER_WORDS, QuestionKind
 from rag.text import keyword_tokens
 from rag.types import Paper, Source
 
 QUESTION_SIGNALS = ("dense", "margin", "coverage", "match", "keyword", "agree", "unseen",
-                    "missing_ids", "multi", "quantity", "ask_match", "quantity_ask_match",
+                    "missing_ids", "unseen_ids", "multi", "quantity", "ask_match", "quantity_ask_match",
                     "ask_missing")
 PAPER_SIGNALS = ("dense", "dense_gap", "coverage", "match", "match_ratio", "keyword", "rank",
                  "multi")
@@ -35,7 +35,6 @@ PAPER_SIGNALS = ("dense", "dense_gap", "coverage", "match", "match_ratio", "keyw
 # counts only with a digit or an inner capital.
 _IDENT = re.compile(r"(?<![.?!]\s)(?<!^)\b[\w\-./*]*(?:\d|[A-Z])[\w\-./*]*")
 _FIRST_IDENT = re.compile(r"^\s*([\w\-./*]*(?:\d|(?<=\w)[A-Z])[\w\-./*]*)")
-_DIGIT = re.compile(r"\d")
 
 
 def probability(model: LogisticSettings, signals: dict[str, float]) -> float:
@@ -65,6 +64,13 @@ def missing_identifiers(question: str, paper: Paper, weights: TermWeights) -> fl
     return sum(weights.idf(t) for t in ids - _paper_tokens(paper)) / total if total else 0.0
 
 
+def unseen_identifiers(question: str, weights: TermWeights) -> bool:
+    """Whether a name the question gives ("YOLOv8", "GRPO") appears in no indexed chunk: a
+    question about a work the corpus never mentions is not covered, however close its topic."""
+    return any(weights.is_unseen(t) for m in _identifier_matches(question)
+               for t in keyword_tokens(m) if len(t) > 1)
+
+
 def _asked_words(kind: QuestionKind, question: str, drop: frozenset[str]) -> dict[str, str]:
     """The stems (`evidence.stems`) naming what is asked, without those in `drop`; when nothing is left
     ("How much does X cut memory?"), the whole question stands for what is asked."""
@@ -73,12 +79,15 @@ def _asked_words(kind: QuestionKind, question: str, drop: frozenset[str]) -> dic
 
 def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeights
               ) -> float:
-    """How well the paper's best sentence of the asked-for kind matches what is asked: for a
-    quantity, only sentences stating a number count. 0 when no sentence carries it."""
+    """How well the paper's best sentence of the asked-for kind matches what is asked: when
+    any part of the question asks for a number, only sentences writing a value the question
+    does not ("22B" does not answer "the 22-billion-parameter ViT: how many chips?") count.
+    0 when no sentence carries it."""
     ask = _asked_words(kind, question, DEGREE_WORDS)
+    given = values(question)
     return max((stem_overlap(ask, stems(text), weights)
                 for _, _, text in paper_sentences(paper)
-                if not kind.quantity or _DIGIT.search(text)), default=0.0)
+                if not kind.wants_number or values(text) - given), default=0.0)
 
 
 def ask_missing(kind: QuestionKind, question: str, paper: Paper, weights: TermWeights
@@ -116,10 +125,11 @@ def question_signals(query: str, question: str, sources: list[Source], best_dens
         "agree": float(by_dense.paper.paper_id == by_keyword.paper.paper_id),
         "unseen": sum(weights.idf(t) for t in q if weights.is_unseen(t)) / q_idf,
         "missing_ids": missing_identifiers(question, top, weights),
+        "unseen_ids": float(unseen_identifiers(question, weights)),
         "multi": float(kind.multi),
-        "quantity": float(kind.quantity),
+        "quantity": float(kind.wants_number),
         "ask_match": asked,
-        "quantity_ask_match": asked * kind.quantity,
+        "quantity_ask_match": asked * kind.wants_number,
         "ask_missing": ask_missing(kind, question, top, weights),
     }
 

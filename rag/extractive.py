@@ -24,9 +24,9 @@ def best_sentences(source: Source, query: str, engine: Engine) -> list[Evidence]
 
 def _with_number(picked: list[Evidence], ranked: list[Evidence], kind: QuestionKind
                  ) -> list[Evidence]:
-    """The picked sentences in abstract order; when the question asks for a quantity and
-    none of them states a number, the best-ranked sentence that does is added."""
-    if kind.quantity and not any(states_number(ev.text) for ev in picked):
+    """The picked sentences in abstract order; when any part of the question asks for a
+    number and none of them states one, the best-ranked sentence that does is added."""
+    if kind.wants_number and not any(states_number(ev.text) for ev in picked):
         picked = picked + [ev for ev in ranked if ev not in picked and states_number(ev.text)][:1]
     return sorted(picked, key=lambda ev: ev.start)
 

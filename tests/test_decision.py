@@ -16,7 +16,7 @@ import pytest
 from rag import ask, evidence, extractive
 from rag.answer import retrieve
 from rag.config import LogisticSettings, load_settings
-from rag.decision import ask_match, ask_missing, calibrated, decide, identifiers, probability
+from rag.decision import ask_match, ask_missing, calibrated, decide, identifiers, probability, unseen_identifiers
 from rag.engine import get_engine
 from rag.evaluation import evaluate
 from rag.evidence import TermWeights, rank_sentences, states_number, values
@@ -112,6 +112,31 @@ def test_a_bare_how_much_is_matched_by_the_whole_question():
     unrelated = "How much does the low-bit quantizer raise the learning rate?"
     assert ask_match(classify(unrelated), unrelated, paper, weights) < ask_match(
         classify(question), question, paper, weights)
+
+
+def test_a_number_asked_for_is_matched_only_by_sentences_writing_a_new_value():
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    paper = fake_paper("Giant ViT", "We train a 22B-parameter vision transformer on chips. "
+                       "The vision transformer of 22B parameters transfers well.")
+    # The only number the abstract writes is the question's own: no sentence states it.
+    question = "How many chips trained the 22B-parameter vision transformer?"
+    assert ask_match(classify(question), question, paper, weights) == 0.0
+    stated = fake_paper("Giant ViT", "We train a 22B-parameter vision transformer on 2048 "
+                        "chips.")
+    assert ask_match(classify(question), question, stated, weights) > 0
+    # A number asked in a later part counts as asked ("..., and how many chips?").
+    later = "Which dataset trained the 22B-parameter vision transformer, and on how many chips?"
+    assert classify(later).wants_number and not classify(later).quantity
+    assert ask_match(classify(later), later, paper, weights) == 0.0
+    assert ask_match(classify(later), later, stated, weights) > 0
+
+
+def test_a_name_no_indexed_chunk_holds_is_unseen():
+    weights = TermWeights({"yolov4": 0, "coco": 1, "ap": 2}, [3, 5, 4], 10)  # a fake vocabulary
+    assert unseen_identifiers("YOLOv7 COCO AP on a V100?", weights)
+    assert not unseen_identifiers("What AP does YOLOv4 reach on COCO?", weights)
+    # Plain words are not names: only identifiers count.
+    assert not unseen_identifiers("what does the unheardof detector reach?", weights)
 
 
 def test_asked_words_the_abstract_never_mentions_count_as_missing():
