@@ -83,8 +83,9 @@ class QuestionKind:
 
     multi: bool  # asks for several papers: one line per paper
     identity: bool  # asks which work it is: the answer is the paper, never "not stated"
-    quantity: bool  # asks for a number, which a stating sentence must carry
-    wants_number: bool  # the main ask or another part does ("..., and what FID?")
+    # Asks for a number, in its main ask or another part ("..., and what FID?"): a stating
+    # sentence must carry one.
+    wants_number: bool
     ask: str  # the words naming what is asked ("ImageNet top-1 accuracy")
     asked: str  # the same as a clause for replies ("what ImageNet top-1 accuracy"), or ""
     facets: tuple[str, ...]  # parts searched on their own for multi-paper questions
@@ -116,8 +117,7 @@ def classify(question: str) -> QuestionKind:
     multi = (bool(_MULTI.search(question)) and not _ONE_WORK.match(question)) or len(
         {v.lower() for v in _VERSION.findall(question)}) >= 2
     ask, asked = ask_part(question)
-    quantity = bool(_QUANTITY.search(ask))
-    wants_number = quantity or any(_QUANTITY.search(m.group(1)) for m in _WH.finditer(question))
-    return QuestionKind(multi, bool(_IDENTITY.search(question)), quantity, wants_number,
-                        ask, asked,
+    wants_number = bool(_QUANTITY.search(ask)) or any(
+        _QUANTITY.search(m.group(1)) for m in _WH.finditer(question))
+    return QuestionKind(multi, bool(_IDENTITY.search(question)), wants_number, ask, asked,
                         facets(question) if multi else ())
