@@ -5,7 +5,8 @@ how far ahead the top paper is, how much of the question's vocabulary the top pa
 holds, whether dense and keyword search agree, how much of the question the corpus has
 never seen, whether the identifiers it names ("YOLOv7", "512x512") are in the top paper or
 in any paper, whether any sentence carries the kind of fact asked for (a number for "how
-many"), and how much of what is asked the top paper never mentions. Words are matched by their stems.
+many"), and how much of what is asked the top paper never mentions. Words are matched by
+their stems.
 Three logistic regressions, fitted offline by `bench/fit_decision.py` and stored as plain
 numbers in the config (`decision.*`), turn them into probabilities:
 
@@ -20,14 +21,22 @@ import re
 from dataclasses import dataclass
 
 from rag.config import DecisionSettings, LogisticSettings
-from rag.evidence import TermWeights, coverage, paper_sentences, rank_sentences, stem_overlap, stems, values
+from rag.evidence import (
+    TermWeights,
+    coverage,
+    paper_sentences,
+    rank_sentences,
+    stem_overlap,
+    stems,
+    values,
+)
 from rag.questions import DEGREE_WORDS, PAPER_WORDS, QuestionKind
 from rag.text import keyword_tokens
 from rag.types import Paper, Source
 
 QUESTION_SIGNALS = ("dense", "margin", "coverage", "match", "keyword", "agree", "unseen",
-                    "missing_ids", "unseen_ids", "multi", "quantity", "ask_match", "quantity_ask_match",
-                    "ask_missing")
+                    "missing_ids", "unseen_ids", "multi", "quantity", "ask_match",
+                    "quantity_ask_match", "ask_missing")
 PAPER_SIGNALS = ("dense", "dense_gap", "coverage", "match", "match_ratio", "keyword", "rank",
                  "multi")
 # Names a question gives: tokens with a digit or a capital after the first character

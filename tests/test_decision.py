@@ -16,7 +16,15 @@ import pytest
 from rag import ask, evidence, extractive
 from rag.answer import retrieve
 from rag.config import LogisticSettings, load_settings
-from rag.decision import ask_match, ask_missing, calibrated, decide, identifiers, probability, unseen_identifiers
+from rag.decision import (
+    ask_match,
+    ask_missing,
+    calibrated,
+    decide,
+    identifiers,
+    probability,
+    unseen_identifiers,
+)
 from rag.engine import get_engine
 from rag.evaluation import evaluate
 from rag.evidence import TermWeights, rank_sentences, states_number, values
