@@ -75,7 +75,8 @@ def missing_identifiers(question: str, paper: Paper, weights: TermWeights) -> fl
 
 def unseen_identifiers(question: str, weights: TermWeights) -> bool:
     """Whether a name the question gives ("YOLOv8", "GRPO") appears in no indexed chunk: a
-    question about a work the corpus never mentions is not covered, however close its topic."""
+    question about a work the corpus never mentions counts against being covered (a signal,
+    not a veto: a mistyped name must not refuse on its own)."""
     return any(weights.is_unseen(t) for m in _identifier_matches(question)
                for t in keyword_tokens(m) if len(t) > 1)
 
