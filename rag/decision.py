@@ -66,9 +66,14 @@ def identifiers(question: str) -> set[str]:
     return {m.strip("./*-") for m in _identifier_matches(question)} - {""}
 
 
+def _identifier_tokens(question: str) -> set[str]:
+    """The keyword tokens of the names a question gives, one-letter ones left out."""
+    return {t for m in _identifier_matches(question) for t in keyword_tokens(m) if len(t) > 1}
+
+
 def missing_identifiers(question: str, paper: Paper, weights: TermWeights) -> float:
     """IDF share of the question's identifiers ("YOLOv7", "512x512") the paper lacks."""
-    ids = {t for m in _identifier_matches(question) for t in keyword_tokens(m) if len(t) > 1}
+    ids = _identifier_tokens(question)
     total = sum(weights.idf(t) for t in ids)
     return sum(weights.idf(t) for t in ids - _paper_tokens(paper)) / total if total else 0.0
 
@@ -77,8 +82,7 @@ def unseen_identifiers(question: str, weights: TermWeights) -> bool:
     """Whether a name the question gives ("YOLOv8", "GRPO") appears in no indexed chunk: a
     question about a work the corpus never mentions counts against being covered (a signal,
     not a veto: a mistyped name must not refuse on its own)."""
-    return any(weights.is_unseen(t) for m in _identifier_matches(question)
-               for t in keyword_tokens(m) if len(t) > 1)
+    return any(weights.is_unseen(t) for t in _identifier_tokens(question))
 
 
 def _asked_words(kind: QuestionKind, question: str, drop: frozenset[str]) -> dict[str, str]:
