@@ -39,7 +39,7 @@ from rag.questions import classify  # noqa: E402
 EVAL = REPO.parent / "shared" / "eval"
 # Which signals each decision sees (few, to fit on ~140 questions without overfitting).
 COVERED = ("dense", "coverage", "unseen", "missing_ids", "unseen_ids", "multi")
-STATED = ("quantity", "ask_match", "quantity_ask_match", "missing_ids", "coverage",
+STATED = ("quantity", "ask_match", "quantity_ask_match", "ask_unmatched", "missing_ids", "coverage",
           "ask_missing")
 PAPER = PAPER_SIGNALS
 # Cost of a false abstention relative to a missed one when choosing a threshold.

@@ -132,13 +132,14 @@ _COVERED = {"bias": -5.2622, "threshold": 0.5228,
                         "missing_ids": -0.9638,
                         "unseen_ids": -0.6527,
                         "multi": 2.3662}}
-_STATED = {"bias": 4.5483, "threshold": 0.5055,
-           "weights": {"quantity": -1.6992,
-                       "ask_match": 2.8204,
-                       "quantity_ask_match": 1.4006,
-                       "missing_ids": -1.2391,
-                       "coverage": -3.0823,
-                       "ask_missing": -1.9867}}
+_STATED = {"bias": 5.0341, "threshold": 0.5946,
+           "weights": {"quantity": -1.4455,
+                       "ask_match": 1.3894,
+                       "quantity_ask_match": 0.6316,
+                       "ask_unmatched": -2.7292,
+                       "missing_ids": -1.5230,
+                       "coverage": -3.2283,
+                       "ask_missing": -0.6026}}
 _MULTI_PAPER_THRESHOLD = 0.1043
 _PAPER = {"bias": -5.4052, "threshold": 0.1904,
           "weights": {"dense": -1.9111,

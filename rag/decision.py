@@ -36,7 +36,7 @@ from rag.types import Paper, Source
 
 QUESTION_SIGNALS = ("dense", "margin", "coverage", "match", "keyword", "agree", "unseen",
                     "missing_ids", "unseen_ids", "multi", "quantity", "ask_match",
-                    "quantity_ask_match", "ask_missing")
+                    "quantity_ask_match", "ask_unmatched", "ask_missing")
 PAPER_SIGNALS = ("dense", "dense_gap", "coverage", "match", "match_ratio", "keyword", "rank",
                  "multi")
 # Names a question gives: tokens with a digit or a capital after the first character
@@ -88,7 +88,9 @@ def unseen_identifiers(question: str, weights: TermWeights) -> bool:
 def _asked_words(kind: QuestionKind, question: str, drop: frozenset[str]) -> dict[str, str]:
     """The stems (`evidence.stems`) naming what is asked, without those in `drop`; when nothing is left
     ("How much does X cut memory?"), the whole question stands for what is asked."""
-    return {f: t for f, t in stems(kind.ask).items() if f not in drop} or stems(question)
+    dropped = stems(" ".join(drop))  # as stems: "many" is "mani", "study" is "studi"
+    return ({f: t for f, t in stems(kind.ask).items() if f not in dropped}
+            or {f: t for f, t in stems(question).items() if f not in dropped})
 
 
 def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeights
@@ -144,6 +146,7 @@ def question_signals(query: str, question: str, sources: list[Source], best_dens
         "quantity": float(kind.wants_number),
         "ask_match": asked,
         "quantity_ask_match": asked * kind.wants_number,
+        "ask_unmatched": float(asked == 0),
         "ask_missing": ask_missing(kind, question, top, weights),
     }
 

@@ -41,7 +41,7 @@ def states_number(text: str) -> bool:
 # A value as written, a unit or scale letter allowed after it ("81.6%", "0.6G", "600M",
 # "4.5x", "16-bit", "1,024"), not the digits inside a name ("YOLOv7", "ResNet-50", the
 # second "512" of "512x512") nor a citation marker ("[1]"); or a small number in words.
-_VALUE = re.compile(r"(?<![\w.\-/\[])\d+(?:,\d{3})*(?:\.\d+)?(?!\])")
+_VALUE = re.compile(r"(?<![\w.\-/\[^])\d+(?:,\d{3})*(?:\.\d+)?(?!\])")
 _NUMBER_WORDS = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve".split())}
 _WORD_VALUE = re.compile(r"\b(?:" + "|".join(_NUMBER_WORDS) + r")\b", re.I)

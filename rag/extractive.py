@@ -3,7 +3,7 @@ abstention, the "not stated" reply, and naming the cited papers."""
 from __future__ import annotations
 
 from rag import prompts
-from rag.decision import Verdict, missing_identifiers
+from rag.decision import Verdict
 from rag.engine import Engine
 from rag.evidence import Evidence, rank_sentences, states_number
 from rag.names import display_name, names_paper
@@ -94,10 +94,9 @@ def abstention(question: str, ret: Retrieval, mode: str, timings: dict, prompt: 
 def not_stated(engine: Engine, question: str, ret: Retrieval, kind: QuestionKind, mode: str,
                timings: dict, prompt: str = "") -> Answer:
     """The answer when the question is about an indexed paper whose abstract does not give
-    the asked-for fact: says so, cites the paper (of the top three, the one holding most of
-    the names the question gives), and counts as an abstention."""
-    source = min(ret.sources[:3], key=lambda s: (
-        missing_identifiers(question, s.paper, engine.weights), s.n))
+    the asked-for fact: says so, cites the top paper (the one the decision read), and
+    counts as an abstention."""
+    source = ret.sources[0]
     evs = best_sentences(source, ret.query, engine)
     text = prompts.not_stated_text(display_name(source.paper), source.n, kind.asked)
     cites = [_quote(source, evs[0])] if evs else []

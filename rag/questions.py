@@ -60,6 +60,7 @@ _ONE_WORK = re.compile(
 # "how many <GPUs>, ...", "...: <accuracy and params>?", "<WikiText-103 perplexity> of the ...".
 _WH = re.compile(r"\b(?:what(?:'s| is| are)?|which|how|by how)\s+(.*?)(?=\s+" + _AUX
                  + r"\b|[,?;]|$)", re.I)
+_DIRECT = re.compile(r"\s+" + _AUX + r"\b", re.I)
 _HEAD_OF = re.compile(r"\s*(.*?)\s+(?:of|for|in|on|from)\s+(?:the|a|an|its)\b", re.I)
 # Words after "how" that ask for an amount without naming it ("how much", "how long").
 DEGREE_WORDS = frozenset("much many fast large big long small well deep often far".split())
@@ -101,8 +102,11 @@ def facets(question: str) -> tuple[str, ...]:
 def ask_part(question: str) -> tuple[str, str]:
     """The words that name what the question asks for (the whole question if none stand
     out), and the same as a clause a reply can use ("how many GPUs"; "" if none)."""
-    m = _WH.search(question)
-    if m and m.group(1).strip():
+    # A direct question ("how much accuracy does it keep") before an embedded clause
+    # ("the approach that measures how well data fills the space, ...").
+    found = [m for m in _WH.finditer(question) if m.group(1).strip()]
+    m = next((m for m in found if _DIRECT.match(question, m.end())), found[0] if found else None)
+    if m:
         clause = m.group(0).strip(" ,;?")
         return m.group(1).strip(), clause[0].lower() + clause[1:]
     if ":" in question:

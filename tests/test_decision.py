@@ -23,6 +23,7 @@ from rag.decision import (
     decide,
     identifiers,
     probability,
+    question_signals,
     unseen_identifiers,
 )
 from rag.engine import get_engine
@@ -30,7 +31,7 @@ from rag.evaluation import evaluate
 from rag.evidence import TermWeights, rank_sentences, states_number, values
 from rag.names import display_name, names_paper, short_name
 from rag.questions import classify
-from rag.types import Paper
+from rag.types import Paper, Source
 
 REPO = Path(__file__).resolve().parent.parent
 SCORE_PY = REPO.parent / "shared" / "eval" / "score.py"
@@ -89,6 +90,16 @@ def test_what_a_question_asks_for(question, quantity, asked):
     assert kind.wants_number is quantity and kind.asked == asked
 
 
+def test_the_direct_question_names_what_is_asked_not_an_embedded_clause():
+    # "measures how well ..." describes the work; "how much accuracy does it keep" asks.
+    kind = classify("For the quantizer that measures how well data fills the space, how much "
+                    "accuracy does it keep with 4-bit weights?")
+    assert kind.asked == "how much accuracy"
+    # With no direct question, the first clause still names what is asked.
+    assert classify("ViT trained on many resolutions - what top-1 at 224px?").asked == \
+        "what top-1 at 224px"
+
+
 def test_a_number_asked_for_in_a_later_part_is_wanted_too():
     kind = classify("Which model did the distillation use, and what FID did it get?")
     assert kind.asked == "which model" and kind.wants_number
@@ -120,6 +131,23 @@ def test_a_bare_how_much_is_matched_by_the_whole_question():
     unrelated = "How much does the low-bit quantizer raise the learning rate?"
     assert ask_match(classify(unrelated), unrelated, paper, weights) < ask_match(
         classify(question), question, paper, weights)
+
+
+def test_how_many_asks_for_the_thing_counted_and_no_match_is_its_own_signal():
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    question = "How many denoising steps does the distilled model need?"
+    kind = classify(question)
+
+    def signals(abstract: str) -> dict[str, float]:
+        source = Source(1, fake_paper("One Step SR", abstract), 1.0, 0.6, 1.0)
+        return question_signals(question, question, [source], 0.6, weights, kind)
+
+    # "many" only asks for an amount: "1 denoising step" matches all that is asked.
+    stated = signals("We distill a super-resolution model. It needs 1 denoising step.")
+    assert stated["ask_match"] == 1.0 and stated["ask_unmatched"] == 0.0
+    # No sentence writing a value matches: unmatched, however well the topic is covered.
+    silent = signals("We distill a super-resolution model with few denoising steps.")
+    assert silent["ask_match"] == 0.0 and silent["ask_unmatched"] == 1.0
 
 
 def test_a_number_asked_for_is_matched_only_by_sentences_writing_a_new_value():
@@ -172,8 +200,9 @@ def test_words_match_by_their_stems():
     gpus = fake_paper("Scale", "Trained on many GPU nodes in a day.")
     question = "How many GPUs did the training take?"
     assert ask_missing(classify(question), question, gpus, weights) == 0.0
+    # "many" asks for an amount, it is not an asked word: "TPUs" alone is, and missing.
     other = "How many TPUs did the training take?"
-    assert ask_missing(classify(other), other, gpus, weights) == 0.5
+    assert ask_missing(classify(other), other, gpus, weights) == 1.0
 
 
 def test_values_are_the_numbers_a_text_writes_exactly():
@@ -181,6 +210,8 @@ def test_values_are_the_numbers_a_text_writes_exactly():
         Decimal("81.6"), Decimal("1024"), Decimal("0.6"), Decimal("1")}
     assert values("YOLOv7 and ResNet-50 at 512x512") == {Decimal("512")}
     assert values("a score of 1.0000000000000001") != values("a score of 1")
+    # A superscript is part of a name ("S^2"), not a value.
+    assert values("S^2 reaches 71.5 on V*") == {Decimal("71.5")}
 
 
 def test_a_number_is_a_number_not_a_name_with_digits():
