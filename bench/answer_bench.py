@@ -69,6 +69,7 @@ def set_sentence_priors(setting: dict) -> None:
     from rag import evidence, extractive
     evidence.LEAD_PENALTY = setting["LEAD_PENALTY"]
     extractive.MULTI_SENTENCES = setting["MULTI_SENTENCES"]
+    extractive.MULTI_DETAIL = setting.get("MULTI_DETAIL", extractive.MULTI_DETAIL)
 
 
 def held_out_priors(settings_for, fit: dict, sentence_fit: dict):

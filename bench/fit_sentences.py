@@ -35,7 +35,8 @@ from rag.evaluation import score_one  # noqa: E402
 # At most two sentences a paper: a multi-paper answer is a line per paper (what it does, what
 # it reports). A third sentence scored 0.005 higher on all questions: more words always find
 # more facts, and the answer grows by a third.
-GRID = {"LEAD_PENALTY": (0.0, 0.05, 0.1, 0.15), "MULTI_SENTENCES": (1, 2)}
+GRID = {"LEAD_PENALTY": (0.0, 0.05, 0.1, 0.15), "MULTI_SENTENCES": (1, 2),
+        "MULTI_DETAIL": (False, True)}
 ANSWERABLE = ("single", "which-paper", "multi")
 
 

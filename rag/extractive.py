@@ -5,7 +5,7 @@ from __future__ import annotations
 from rag import prompts
 from rag.decision import Verdict
 from rag.engine import Engine
-from rag.evidence import Evidence, rank_sentences, states_number
+from rag.evidence import Evidence, rank_sentences, states_number, stems
 from rag.names import display_name, names_paper
 from rag.questions import QuestionKind
 from rag.retrieval import Retrieval
@@ -15,6 +15,10 @@ from rag.types import Answer, Citation, Source
 # Sentences per paper in a multi-paper answer's line: what the paper does and what it
 # reports. Chosen by bench/fit_sentences.py.
 MULTI_SENTENCES = 2
+# A multi-paper line's second sentence is the one best matching what the question asks of
+# each paper ("..., and what precisions do they use?"), when one shares a word with it.
+# Chosen by bench/fit_sentences.py.
+MULTI_DETAIL = True
 
 
 def best_sentences(source: Source, query: str, engine: Engine) -> list[Evidence]:
@@ -37,6 +41,21 @@ def key_sentences(source: Source, query: str, engine: Engine, kind: QuestionKind
     question), in abstract order."""
     evs = best_sentences(source, query, engine)
     return _with_number(evs[:n], evs, kind)
+
+
+def _more_sentences(source: Source, evs: list[Evidence], kind: QuestionKind, engine: Engine,
+                    i: int) -> list[Evidence]:
+    """The sentences a line quotes after the paper's best one: for a multi-paper question,
+    the one best matching what it asks of each paper (`MULTI_DETAIL`); else the next best
+    matches to the question (the top paper gets one more), within 0.6 of the best."""
+    n_more = MULTI_SENTENCES - 1 if kind.multi else int(i == 0)
+    if kind.multi and kind.each and MULTI_DETAIL and n_more:
+        asked = stems(kind.each)
+        detail = [ev for ev in rank_sentences(source.paper, kind.each, engine.weights)
+                  if ev.start != evs[0].start and set(asked) & set(stems(ev.text))]
+        if detail:
+            return detail[:n_more]
+    return [ev for ev in evs[1:1 + n_more] if ev.score >= 0.6 * evs[0].score]
 
 
 def _quote(source: Source, ev: Evidence) -> Citation:
@@ -63,9 +82,8 @@ def quoted_answer(engine: Engine, question: str, ret: Retrieval, verdict: Verdic
         evs = best_sentences(source, ret.query, engine)
         if not evs:
             continue
-        n_more = MULTI_SENTENCES - 1 if kind.multi else int(i == 0)
-        picked = _with_number(
-            [evs[0]] + [ev for ev in evs[1:1 + n_more] if ev.score >= 0.6 * evs[0].score], evs, kind)
+        picked = _with_number([evs[0]] + _more_sentences(source, evs, kind, engine, i), evs,
+                              kind)
         bullet = "- " if kind.multi else ""
         lines.append(f"{bullet}{display_name(source.paper)} [{source.n}]: "
                      + as_data(" ".join(ev.text for ev in picked)))

@@ -74,6 +74,9 @@ _QUANTITY = re.compile(
     r"error|m?ap|bleu|wer|f1|auc|iou|psnr|ssim|gain|improvement|reduction|memory|cost|"
     r"compute|flops|params?|parameters|faster|slower|smaller|larger|higher|lower|"
     r"bits?|budget|steps)\b", re.I)
+# The later part of a multi-paper question asking what each paper reports ("..., and what
+# precisions do they use?", "...; how does each schedule the shrinking?").
+_EACH = re.compile(r"(?:[,;]\s*(?:and\s+)?|\band\s+)((?:what|which|how)\b[^?;]*)", re.I)
 # Where a question lists facets it wants covered ("up to more FLOPs versus down to tiny").
 _FACET_SPLIT = re.compile(r"\s+(?:versus|vs\.?|compared (?:to|with)|as opposed to)\s+|;\s*", re.I)
 
@@ -90,6 +93,8 @@ class QuestionKind:
     ask: str  # the words naming what is asked ("ImageNet top-1 accuracy")
     asked: str  # the same as a clause for replies ("what ImageNet top-1 accuracy"), or ""
     facets: tuple[str, ...]  # parts searched on their own for multi-paper questions
+    # What a multi-paper question asks of each paper ("what precisions do they use"), or "".
+    each: str = ""
 
 
 def facets(question: str) -> tuple[str, ...]:
@@ -123,5 +128,6 @@ def classify(question: str) -> QuestionKind:
     ask, asked = ask_part(question)
     wants_number = bool(_QUANTITY.search(ask)) or any(
         _QUANTITY.search(m.group(1)) for m in _WH.finditer(question))
+    each = [m.group(1).strip() for m in _EACH.finditer(question)] if multi else []
     return QuestionKind(multi, bool(_IDENTITY.search(question)), wants_number, ask, asked,
-                        facets(question) if multi else ())
+                        facets(question) if multi else (), each[-1] if each else "")

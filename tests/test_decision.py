@@ -10,6 +10,7 @@ import json
 import math
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -262,6 +263,7 @@ def test_the_sentence_priors_are_the_fit_of_bench_fit_sentences():
     fit = json.loads((REPO / "bench" / "results" / "sentence_fit.json").read_text())["all"]
     assert evidence.LEAD_PENALTY == fit["LEAD_PENALTY"]
     assert extractive.MULTI_SENTENCES == fit["MULTI_SENTENCES"]
+    assert extractive.MULTI_DETAIL == fit["MULTI_DETAIL"]
 
 
 def test_a_lead_penalty_makes_the_opening_sentence_yield_to_an_equal_later_one(monkeypatch):
@@ -342,6 +344,26 @@ def test_a_multi_paper_question_gets_one_named_line_per_paper(seed_settings):
             "YOLACT++: Better Real-time Instance Segmentation"} <= titles
     for line, c in zip(lines, a.citations):
         assert line.startswith("- ") and c.title in line and f"[{c.n}]" in line
+
+
+def test_a_multi_paper_line_quotes_what_the_question_asks_of_each_paper(monkeypatch):
+    question = ("Which papers train once-for-all supernets, and how does each schedule the "
+                "shrinking of the network?")
+    kind = classify(question)
+    assert kind.multi and kind.each == "how does each schedule the shrinking of the network"
+    assert classify("Which papers train once-for-all supernets?").each == ""
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    engine = SimpleNamespace(weights=weights)  # a fake engine: only its weights are read
+    paper = fake_paper("Once-for-All", "We train once-for-all supernets for many devices. "
+                       "The sub-networks of once-for-all supernets need no training. "
+                       "Progressive shrinking orders the training.")
+    source = Source(1, paper, 1.0, 0.6, 1.0)
+    evs = rank_sentences(paper, question, weights)
+    assert "Progressive" not in evs[0].text
+    more = extractive._more_sentences(source, evs, kind, engine, 0)
+    assert [ev.text for ev in more] == ["Progressive shrinking orders the training."]
+    monkeypatch.setattr(extractive, "MULTI_DETAIL", False)
+    assert extractive._more_sentences(source, evs, kind, engine, 0) == evs[1:2]
 
 
 class ScriptedChat:
