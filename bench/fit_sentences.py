@@ -4,7 +4,7 @@ Which sentences an answer quotes is ordered by word overlap plus small priors, a
 penalty for the abstract's opening sentence (`rag.evidence.LEAD_PENALTY`); a multi-paper
 answer gives each paper `rag.extractive.MULTI_SENTENCES` sentences. A bonus for sentences
 stating the authors' own work ("we propose", "this paper") was tried on the same grid and
-picked in no fold (README, "Measured"). Every question of dev.jsonl + dev2.jsonl is
+picked in no fold (docs/quality-history.md). Every question of dev.jsonl + dev2.jsonl is
 answered in extractive mode for each setting on a small grid, with the decision fitted
 without the question's fold (bench/fit_decision.py). For each fold, the setting with the
 best answer facts on the other folds is picked and judged on this one; the held-out

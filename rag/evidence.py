@@ -115,7 +115,7 @@ def stems(text: str) -> dict[str, str]:
     """Content tokens by their English (Snowball) stem, so "restore" matches "restoration",
     with a plural "s" the stemmer keeps dropped too ("GPUs", "LLMs"), each mapped to the
     token as written, whose IDF weighs it. Held out, the answer decision matching stems in
-    place of words with a plural "s" dropped cut which-paper refusals (README, "Measured")."""
+    place of words with a plural "s" dropped cut which-paper refusals (docs/quality-history.md)."""
     stemmer = getattr(_STEMMERS, "english", None)
     if stemmer is None:
         stemmer = _STEMMERS.english = Stemmer.Stemmer("english")
