@@ -132,14 +132,14 @@ _COVERED = {"bias": -5.2622, "threshold": 0.5228,
                         "missing_ids": -0.9638,
                         "unseen_ids": -0.6527,
                         "multi": 2.3662}}
-_STATED = {"bias": 5.0341, "threshold": 0.5946,
-           "weights": {"quantity": -1.4455,
-                       "ask_match": 1.3894,
-                       "quantity_ask_match": 0.6316,
-                       "ask_unmatched": -2.7292,
-                       "missing_ids": -1.5230,
-                       "coverage": -3.2283,
-                       "ask_missing": -0.6026}}
+_STATED = {"bias": 5.7395, "threshold": 0.5826,
+           "weights": {"quantity": -1.6192,
+                       "ask_match": 1.0288,
+                       "quantity_ask_match": 0.8630,
+                       "ask_unmatched": -3.3051,
+                       "missing_ids": -1.6037,
+                       "coverage": -3.6706,
+                       "ask_missing": -0.8946}}
 _MULTI_PAPER_THRESHOLD = 0.1043
 _PAPER = {"bias": -5.4052, "threshold": 0.1904,
           "weights": {"dense": -1.9111,

@@ -85,12 +85,28 @@ def unseen_identifiers(question: str, weights: TermWeights) -> bool:
     return any(weights.is_unseen(t) for t in _identifier_tokens(question))
 
 
+# Names of a measure that abstracts often write another way ("top-1" for "accuracy",
+# "speedup" for "1.5x training acceleration"): common ML vocabulary, not fitted; each asked
+# word here also asks for its equivalents.
+METRIC_EQUIVALENTS = {
+    "top-1": "accuracy", "top-5": "accuracy", "params": "parameters", "param": "parameters",
+    "speedup": "faster acceleration speeds", "speed-up": "faster acceleration speeds",
+    "acceleration": "speedup faster", "faster": "speedup acceleration",
+    "flops": "macs", "macs": "flops", "map": "ap", "ap": "map", "wer": "word error rate",
+    "ppl": "perplexity", "perplexity": "ppl", "throughput": "fps",
+    "memory": "footprint", "footprint": "memory", "sota": "state-of-the-art",
+}
+
+
 def _asked_words(kind: QuestionKind, question: str, drop: frozenset[str]) -> dict[str, str]:
-    """The stems (`evidence.stems`) naming what is asked, without those in `drop`; when nothing is left
-    ("How much does X cut memory?"), the whole question stands for what is asked."""
+    """The stems (`evidence.stems`) naming what is asked, with their `METRIC_EQUIVALENTS`,
+    without those in `drop` (compared as stems); when nothing is left ("How much does X cut
+    memory?"), the whole question stands for what is asked."""
     dropped = stems(" ".join(drop))  # as stems: "many" is "mani", "study" is "studi"
-    return ({f: t for f, t in stems(kind.ask).items() if f not in dropped}
-            or {f: t for f, t in stems(question).items() if f not in dropped})
+    asked = {f: t for f, t in stems(kind.ask).items() if f not in dropped}
+    also = " ".join(METRIC_EQUIVALENTS.get(t.lower(), "") for t in asked.values())
+    return ({**asked, **stems(also)} if asked
+            else {f: t for f, t in stems(question).items() if f not in dropped})
 
 
 def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeights

@@ -151,6 +151,21 @@ def test_how_many_asks_for_the_thing_counted_and_no_match_is_its_own_signal():
     assert silent["ask_match"] == 0.0 and silent["ask_unmatched"] == 1.0
 
 
+def test_a_measure_is_matched_by_the_name_an_abstract_gives_it():
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    paper = fake_paper("ParamNet", "We add parameters, not FLOPs. "
+                       "ParamNet-600M reaches 81.6% accuracy, above Swin (80.9%).")
+    question = "What top-1 does the 600M-FLOPs variant reach?"
+    assert ask_match(classify(question), question, paper, weights) > 0
+    speed = fake_paper("ScaleLong", "Scaling skip connections yields about 1.5x training "
+                       "acceleration.")
+    question = "What training speedup does scaling the skip connections give?"
+    assert ask_match(classify(question), question, speed, weights) > 0
+    # A measure with no equivalent in the abstract is still unmatched.
+    question = "What perplexity does the 600M-FLOPs variant reach?"
+    assert ask_match(classify(question), question, paper, weights) == 0.0
+
+
 def test_a_number_asked_for_is_matched_only_by_sentences_writing_a_new_value():
     weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
     paper = fake_paper("Giant ViT", "We train a 22B-parameter vision transformer on chips. "
