@@ -159,7 +159,7 @@ def test_a_measure_is_matched_by_the_name_an_abstract_gives_it():
     assert ask_match(classify(question), question, paper, weights) > 0
     speed = fake_paper("ScaleLong", "Scaling skip connections yields about 1.5x training "
                        "acceleration.")
-    question = "What training speedup does scaling the skip connections give?"
+    question = "What speedup does scaling the skip connections give?"
     assert ask_match(classify(question), question, speed, weights) > 0
     # A measure with no equivalent in the abstract is still unmatched.
     question = "What perplexity does the 600M-FLOPs variant reach?"
