@@ -104,7 +104,7 @@ def _asked_words(kind: QuestionKind, question: str, drop: frozenset[str]) -> dic
     memory?"), the whole question stands for what is asked."""
     dropped = stems(" ".join(drop))  # as stems: "many" is "mani", "study" is "studi"
     asked = {f: t for f, t in stems(kind.ask).items() if f not in dropped}
-    also = " ".join(METRIC_EQUIVALENTS.get(t.lower(), "") for t in asked.values())
+    also = " ".join(METRIC_EQUIVALENTS.get(t, "") for t in asked.values())  # tokens are folded
     return ({**asked, **stems(also)} if asked
             else {f: t for f, t in stems(question).items() if f not in dropped})
 
