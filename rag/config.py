@@ -125,31 +125,31 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of dev.jsonl + dev2.jsonl; its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -5.2622, "threshold": 0.5228,
-            "weights": {"dense": 8.8992,
-                        "coverage": 6.1510,
-                        "unseen": -2.9051,
-                        "missing_ids": -0.9638,
-                        "unseen_ids": -0.6527,
-                        "multi": 2.3662}}
-_STATED = {"bias": 5.7395, "threshold": 0.5826,
-           "weights": {"quantity": -1.6192,
-                       "ask_match": 1.0288,
-                       "quantity_ask_match": 0.8630,
-                       "ask_unmatched": -3.3051,
-                       "missing_ids": -1.6037,
-                       "coverage": -3.6706,
-                       "ask_missing": -0.8946}}
-_MULTI_PAPER_THRESHOLD = 0.1043
-_PAPER = {"bias": -5.4052, "threshold": 0.1904,
-          "weights": {"dense": -1.9111,
-                      "dense_gap": -7.3223,
-                      "coverage": 9.7929,
-                      "match": -4.7954,
-                      "match_ratio": 5.7141,
-                      "keyword": -2.1056,
-                      "rank": -2.3763,
-                      "multi": 2.2338}}
+_COVERED = {"bias": -5.3015, "threshold": 0.5271,
+            "weights": {"dense": 8.8914,
+                        "coverage": 6.2108,
+                        "unseen": -2.8871,
+                        "missing_ids": -0.9115,
+                        "unseen_ids": -0.6578,
+                        "multi": 2.3666}}
+_STATED = {"bias": 5.7352, "threshold": 0.5980,
+           "weights": {"quantity": -1.6373,
+                       "ask_match": 1.0206,
+                       "quantity_ask_match": 0.8600,
+                       "ask_unmatched": -3.3065,
+                       "missing_ids": -1.5267,
+                       "coverage": -3.6522,
+                       "ask_missing": -0.9105}}
+_MULTI_PAPER_THRESHOLD = 0.1047
+_PAPER = {"bias": -5.4120, "threshold": 0.1904,
+          "weights": {"dense": -1.8991,
+                      "dense_gap": -7.3505,
+                      "coverage": 9.8006,
+                      "match": -4.7877,
+                      "match_ratio": 5.7108,
+                      "keyword": -2.1301,
+                      "rank": -2.3751,
+                      "multi": 2.2356}}
 
 
 class DecisionSettings(_Section):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# Words, numbers with decimals/units ("86.2", "4.7x", "256times256"), hyphenated names.
-_TOKEN = re.compile(r"[a-z0-9]+(?:[.\-][a-z0-9]+)*")
+# Words in any script, numbers with decimals/units ("86.2", "4.7x", "256times256"),
+# hyphenated names ("ε-shrinking").
+_TOKEN = re.compile(r"[^\W_]+(?:[.\-][^\W_]+)*")
 # A sentence ends at . ! ? followed by space and a capital, digit or bracket.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[\"'])")
 # Abbreviations that end with a period but rarely end a sentence.
@@ -36,13 +37,20 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold()
 
 
+def _without_accents(text: str) -> str:
+    """"Fréchet" as "Frechet": the accents a user may or may not type are dropped."""
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text)
+                   if not unicodedata.combining(ch))
+
+
 def keyword_tokens(text: str) -> list[str]:
     """Lower-case content tokens for BM25 and lexical overlap; stopwords dropped.
 
-    Hyphenated and dotted words also yield their parts, so "Pre-LN" matches "LN".
+    Hyphenated and dotted words also yield their parts, so "Pre-LN" matches "LN"; accents
+    are dropped, so "Fréchet" matches "Frechet" and "naïve" matches "naive".
     """
     out = []
-    for tok in _TOKEN.findall(fold(text)):
+    for tok in _TOKEN.findall(fold(_without_accents(text))):
         if tok in STOPWORDS:
             continue
         out.append(tok)

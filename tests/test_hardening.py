@@ -576,3 +576,15 @@ def test_serve_exits_130_on_sigint_and_drains_on_sigterm(seed_settings, tmp_path
     assert job.done()
     reply = job.outputs()[-1][0][-1]["content"]
     assert "Could not answer" in str(reply) and "slow and broken" in str(reply)
+
+
+def test_serve_rebuilds_only_a_missing_or_older_index(index_copy, tmp_path):
+    from ui.cli import why_build
+
+    assert why_build(index_copy) is None
+    assert "No index yet" in why_build(load_settings(home=tmp_path / "empty"))
+    build = store.current_build(index_copy.index_dir)
+    m = _manifest(build)
+    _write_manifest(build, {**m, "format_version": store.FORMAT_VERSION - 1})
+    reason = why_build(index_copy)
+    assert f"format {store.FORMAT_VERSION - 1}" in reason and "rebuilding" in reason

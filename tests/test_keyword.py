@@ -31,3 +31,10 @@ def test_keyword_search_matches_bm25s_retrieve(seed_settings, query, filters):
     assert len(rows) == keep.sum() > 0
     assert np.allclose(scores, np.sort(want[0][keep])[::-1]) and np.all(np.diff(scores) <= 0)
     assert set(rows[scores > scores[-1]]) <= set(ids[0][keep])
+
+
+def test_accents_do_not_split_or_hide_a_word():
+    """A user may type "Frechet" for "Fréchet" (or the reverse); a Greek letter is a word."""
+    assert keyword_tokens("Fréchet mean, Rényi, naïve") == keyword_tokens("Frechet mean, Renyi, naive")
+    assert keyword_tokens("Fréchet") == ["frechet"]
+    assert "ε" in keyword_tokens("ε-Shrinking schedule")

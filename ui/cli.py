@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from rag.config import MODES
-from rag.errors import AskPapersError
+from rag.errors import AskPapersError, IndexMismatchError
 
 log = logging.getLogger("askpapers")
 
@@ -210,17 +210,35 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def cmd_serve(args) -> int:
+def why_build(settings) -> str | None:
+    """Why `serve` builds the index before serving: there is none yet, or the live one is in
+    a format this askpapers no longer reads (it is derived from the sources, so rebuilding
+    loses nothing). None when the live index is usable; other damage is reported by serving."""
     from rag import store
+
+    build = store.current_build(settings.index_dir)
+    if build is None:
+        return (f"No index yet at {settings.index_dir}; building it from {settings.sources} "
+                "(first run only).")
+    try:
+        store.check_format(store.read_manifest(build), build)
+    except IndexMismatchError as e:
+        return f"{str(e).split(';')[0]}; rebuilding it from {settings.sources}."
+    except AskPapersError:
+        return None
+    return None
+
+
+def cmd_serve(args) -> int:
     from ui.app import serve
 
     settings = _settings(args)
     if args.warm:
         settings = settings.model_copy(update={
             "llm": settings.llm.model_copy(update={"warm_papers": True})})
-    if store.current_build(settings.index_dir) is None and not args.no_build:
-        print(f"No index yet at {settings.index_dir}; building it from {settings.sources} "
-              "(first run only).", file=sys.stderr)
+    reason = None if args.no_build else why_build(settings)
+    if reason:
+        print(reason, file=sys.stderr)
         build_with_progress(settings)
     return serve(settings, host=args.host, port=args.port, auth=args.auth, share=args.share,
                  allowed_hosts=args.allowed_host or [], api_key=args.api_key)
