@@ -141,15 +141,15 @@ _STATED = {"bias": 5.7352, "threshold": 0.5980,
                        "coverage": -3.6522,
                        "ask_missing": -0.9105}}
 _MULTI_PAPER_THRESHOLD = 0.1047
-_PAPER = {"bias": -5.4120, "threshold": 0.1904,
-          "weights": {"dense": -1.8991,
-                      "dense_gap": -7.3505,
-                      "coverage": 9.8006,
-                      "match": -4.7877,
-                      "match_ratio": 5.7108,
-                      "keyword": -2.1301,
-                      "rank": -2.3751,
-                      "multi": 2.2356}}
+_PAPER = {"bias": -5.4125, "threshold": 0.1905,
+          "weights": {"dense": -1.9001,
+                      "dense_gap": -7.3493,
+                      "coverage": 9.7990,
+                      "match": -4.7937,
+                      "match_ratio": 5.7116,
+                      "keyword": -2.1143,
+                      "rank": -2.3747,
+                      "multi": 2.2357}}
 
 
 class DecisionSettings(_Section):

@@ -46,7 +46,7 @@ from rag.vectorstores import VectorSearcher, backend_for, backend_name
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 5  # 3: files carry content hashes; 4: papers carry doi, arxiv_id, url;
-# 5: keyword tokens drop accents and keep letters of any script
+# 5: keyword tokens drop accents
 _REBUILD = "run: askpapers index build --full"
 # Sections every manifest has; readers index into them without further checks.
 _MANIFEST_SECTIONS = ("files", "counts", "embedder", "chunking", "paper_hashes")

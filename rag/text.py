@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# Words in any script, numbers with decimals/units ("86.2", "4.7x", "256times256"),
-# hyphenated names ("ε-shrinking").
-_TOKEN = re.compile(r"[^\W_]+(?:[.\-][^\W_]+)*")
+# Words, numbers with decimals/units ("86.2", "4.7x", "256times256"), hyphenated names.
+# Latin letters and digits only: words of other scripts are not searched, so a question
+# with a few of them ("(中文 вопрос)") is not judged by words no abstract here has.
+_TOKEN = re.compile(r"[a-z0-9]+(?:[.\-][a-z0-9]+)*")
 # A sentence ends at . ! ? followed by space and a capital, digit or bracket.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[\"'])")
 # Abbreviations that end with a period but rarely end a sentence.

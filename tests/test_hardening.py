@@ -508,10 +508,12 @@ class _SlowEndpoint:
         self.server.server_close()
 
 
-def _default_sigint() -> None:
-    # A runner started in the background (no job control) ignores SIGINT, and an ignored
-    # signal stays ignored across exec: give the server SIGINT as a terminal's Ctrl-C has it.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# A runner started in the background (no job control) ignores SIGINT, and an ignored
+# signal stays ignored across exec: the server is given SIGINT as a terminal's Ctrl-C has
+# it by its first line. (Not by a preexec_fn: forking a process whose gRPC threads run,
+# left by the Milvus tests, aborted the child now and then.)
+_SERVE_WITH_SIGINT = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                      "from ui.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 def _serve(index_dir: Path, home: Path, **env) -> tuple[subprocess.Popen, str, Path]:
@@ -525,9 +527,9 @@ def _serve(index_dir: Path, home: Path, **env) -> tuple[subprocess.Popen, str, P
     environ.update({"ASKPAPERS_HOME": str(home), "ASKPAPERS_LLM__MODE": "extractive",
                     "PYTHONFAULTHANDLER": "1", **env})
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "ui.cli", "serve", "--no-build", "--port",
-                                 str(port), "--index-dir", str(index_dir)], cwd=REPO, env=environ,
-                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=_default_sigint)
+        proc = subprocess.Popen([sys.executable, "-c", _SERVE_WITH_SIGINT, "serve", "--no-build",
+                                 "--port", str(port), "--index-dir", str(index_dir)], cwd=REPO,
+                                env=environ, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     for _ in range(600):
         assert proc.poll() is None, log.read_text()
