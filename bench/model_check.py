@@ -39,22 +39,31 @@ GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 TYPES = ("single", "which-paper", "multi", "unanswerable", "not-stated")
 
 
+def answer_context(settings, engine, question: str):
+    """(kind, the context a model answer would get), or None when nothing is retrieved."""
+    from rag.generation import build_context
+
+    kind = classify(question)
+    ret = retrieve(engine, question, kind)
+    if not ret.sources:
+        return None
+    verdict = decide(settings.decision, ret.query, question, ret.sources, ret.best_dense,
+                     engine.weights, kind)
+    return kind, build_context(engine, ret, verdict.papers, kind, 2 if kind.multi else None)
+
+
 def ask_checks(settings, rows: list[dict]) -> dict[str, bool]:
     """The local model's check for every question: True when it replied NONE."""
-    from rag.generation import _model_finds_nothing, build_context
+    from rag.generation import _model_finds_nothing
     from rag.llm import get_chat_model
 
     engine = get_engine(settings)
     model = get_chat_model(settings, "local")
     replies = {}
     for r in rows:
-        kind = classify(r["question"])
-        ret = retrieve(engine, r["question"], kind)
-        if not ret.sources:
+        if (got := answer_context(settings, engine, r["question"])) is None:
             continue
-        verdict = decide(settings.decision, ret.query, r["question"], ret.sources,
-                         ret.best_dense, engine.weights, kind)
-        context = build_context(engine, ret, verdict.papers, kind, 2 if kind.multi else None)
+        kind, context = got
         t = time.perf_counter()
         replies[r["id"]] = _model_finds_nothing(model, context, r["question"], kind, None, {})
         print(f"{r['id']:<6}{r['type']:<14}{'NONE' if replies[r['id']] else 'copied':<8}"

@@ -27,14 +27,12 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import fit_decision as fd  # noqa: E402
+from model_check import answer_context  # noqa: E402
 
 from rag import prompts  # noqa: E402
-from rag.answer import retrieve  # noqa: E402
 from rag.config import load_settings  # noqa: E402
-from rag.decision import decide  # noqa: E402
 from rag.engine import get_engine  # noqa: E402
 from rag.evaluation import UNANSWERABLE  # noqa: E402
-from rag.questions import classify  # noqa: E402
 
 TAIL = "Do the sources answer the question? Reply only yes or no."
 TYPES = ("single", "which-paper", "multi", "unanswerable", "not-stated")
@@ -42,7 +40,6 @@ TYPES = ("single", "which-paper", "multi", "unanswerable", "not-stated")
 
 def yes_probabilities(settings, rows: list[dict]) -> dict[str, float]:
     """P("yes") / (P("yes") + P("no")) of the local model's next token, per question."""
-    from rag.generation import build_context
     from rag.llm import get_chat_model
 
     engine = get_engine(settings)
@@ -52,16 +49,10 @@ def yes_probabilities(settings, rows: list[dict]) -> dict[str, float]:
     yes, no = [first(w) for w in ("yes", "Yes", "YES")], [first(w) for w in ("no", "No", "NO")]
     probs = {}
     for r in rows:
-        kind = classify(r["question"])
-        ret = retrieve(engine, r["question"], kind)
-        if not ret.sources:
-            continue
         t = time.perf_counter()
-        verdict = decide(settings.decision, ret.query, r["question"], ret.sources,
-                         ret.best_dense, engine.weights, kind)
-        context = build_context(engine, ret, verdict.papers or ret.sources[:1], kind,
-                                2 if kind.multi else None)
-        ids = model.tokens(prompts.messages(context, r["question"], TAIL))
+        if (got := answer_context(settings, engine, r["question"])) is None:
+            continue
+        ids = model.tokens(prompts.messages(got[1], r["question"], TAIL))
         llama.n_tokens = 0
         llama.eval(ids)
         logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama.n_vocab(),))
