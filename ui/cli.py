@@ -217,13 +217,13 @@ def why_build(settings) -> str | None:
     from rag import store
 
     build = store.current_build(settings.index_dir)
+    sources = ", ".join(str(s) for s in settings.sources)
     if build is None:
-        return (f"No index yet at {settings.index_dir}; building it from {settings.sources} "
-                "(first run only).")
+        return f"No index yet at {settings.index_dir}; building it from {sources} (first run only)."
     try:
         store.check_format(store.read_manifest(build), build)
     except IndexMismatchError as e:
-        return f"{str(e).split(';')[0]}; rebuilding it from {settings.sources}."
+        return f"{str(e).split(';')[0]}; rebuilding it from {sources}."
     except AskPapersError:
         return None
     return None
