@@ -584,9 +584,13 @@ def test_serve_rebuilds_only_a_missing_or_older_index(index_copy, tmp_path):
     from ui.cli import why_build
 
     assert why_build(index_copy) is None
-    assert "No index yet" in why_build(load_settings(home=tmp_path / "empty"))
+    reason, sources = why_build(load_settings(home=tmp_path / "empty"))
+    assert "No index yet" in reason and sources == index_copy.sources
     build = store.current_build(index_copy.index_dir)
     m = _manifest(build)
-    _write_manifest(build, {**m, "format_version": store.FORMAT_VERSION - 1})
-    reason = why_build(index_copy)
+    library = tmp_path / "library.bib"  # what the live index was built from, not the config
+    _write_manifest(build, {**m, "format_version": store.FORMAT_VERSION - 1,
+                            "sources": [str(library)]})
+    reason, sources = why_build(index_copy)
     assert f"format {store.FORMAT_VERSION - 1}" in reason and "rebuilding" in reason
+    assert sources == [library] and str(library) in reason

@@ -210,23 +210,31 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def why_build(settings) -> str | None:
-    """Why `serve` builds the index before serving: there is none yet, or the live one is in
-    a format this askpapers no longer reads (it is derived from the sources, so rebuilding
-    loses nothing). None when the live index is usable; other damage is reported by serving."""
+def why_build(settings) -> tuple[str, list[Path]] | None:
+    """Why `serve` builds the index before serving, and from what: there is none yet (the
+    configured sources), or the live one is in a format this askpapers no longer reads (the
+    sources it was built from, so a library added with --source stays in). None when the
+    live index is usable; other damage is reported by serving."""
     from rag import store
 
     build = store.current_build(settings.index_dir)
-    sources = ", ".join(str(s) for s in settings.sources)
     if build is None:
-        return f"No index yet at {settings.index_dir}; building it from {sources} (first run only)."
+        sources = list(settings.sources)
+        return (f"No index yet at {settings.index_dir}; building it from {_listed(sources)} "
+                "(first run only).", sources)
     try:
-        store.check_format(store.read_manifest(build), build)
+        manifest = store.read_manifest(build)
+        store.check_format(manifest, build)
     except IndexMismatchError as e:
-        return f"{str(e).split(';')[0]}; rebuilding it from {sources}."
+        sources = [Path(s) for s in manifest.get("sources", [])] or list(settings.sources)
+        return f"{str(e).split(';')[0]}; rebuilding it from {_listed(sources)}.", sources
     except AskPapersError:
         return None
     return None
+
+
+def _listed(paths: list[Path]) -> str:
+    return ", ".join(str(p) for p in paths)
 
 
 def cmd_serve(args) -> int:
@@ -236,10 +244,11 @@ def cmd_serve(args) -> int:
     if args.warm:
         settings = settings.model_copy(update={
             "llm": settings.llm.model_copy(update={"warm_papers": True})})
-    reason = None if args.no_build else why_build(settings)
-    if reason:
+    build = None if args.no_build else why_build(settings)
+    if build:
+        reason, sources = build
         print(reason, file=sys.stderr)
-        build_with_progress(settings)
+        build_with_progress(settings, sources)
     return serve(settings, host=args.host, port=args.port, auth=args.auth, share=args.share,
                  allowed_hosts=args.allowed_host or [], api_key=args.api_key)
 
