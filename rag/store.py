@@ -329,6 +329,11 @@ def size_on_disk(build: Path) -> int:
     return sum(p.stat().st_size for p in build.rglob("*") if p.is_file())
 
 
+def recorded_sources(manifest: dict) -> list[Path]:
+    """The sources a build was made from, as its manifest records them."""
+    return [Path(s) for s in manifest.get("sources", [])]
+
+
 def index_info(settings: Settings) -> dict:
     """What the live index holds, as a dict (for `askpapers index info` and the UI).
     Raises IndexMissingError when nothing is built, IndexCorruptError for a damaged build."""

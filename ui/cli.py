@@ -226,7 +226,7 @@ def why_build(settings) -> tuple[str, list[Path]] | None:
         manifest = store.read_manifest(build)
         store.check_format(manifest, build)
     except IndexMismatchError as e:
-        sources = [Path(s) for s in manifest.get("sources", [])] or list(settings.sources)
+        sources = store.recorded_sources(manifest) or list(settings.sources)
         return f"{str(e).split(';')[0]}; rebuilding it from {_listed(sources)}.", sources
     except AskPapersError:
         return None

@@ -66,7 +66,7 @@ def build_sources(settings: Settings) -> list[Path]:
     try:
         build = store.current_build(settings.index_dir)
         if build is not None:
-            sources = [Path(s) for s in store.read_manifest(build).get("sources", [])]
+            sources = store.recorded_sources(store.read_manifest(build))
     except AskPapersError as e:
         log.warning("live index unreadable, building from the configured sources: %s", e)
     up = uploads_dir(settings)
