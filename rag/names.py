@@ -15,13 +15,15 @@ from rag.types import Paper
 _TITLE_HEAD = re.compile(r"^\s*([^:]{2,40}?)\s*:\s*\S")
 # A name-like token: inner capitals or digits ("DirectPred", "ViT-22B", "NEVIS'22"), or a
 # capitalised word that an introducing verb points at ("we propose Loki, ...") or that
-# stands beside "our approach" ("our proposed approach, Loki, gains ...").
+# stands beside "our approach" ("our proposed approach, Loki, gains ..."); a few capitalised
+# words in a row are one name ("we propose LayerNorm Scaling, which ...").
 _NAMEISH = r"[A-Z][\w'\-+.]*[A-Za-z0-9+]|[A-Z]"
 _INTRO = re.compile(
     r"\b(?i:called|dubbed|named|termed|coined|(?:we|which we) (?:propose|introduce|present|"
     r"call|name|term|dub|develop)|(?:is|are) proposed,?|our (?:proposed )?(?:approach|method|"
     r"model|framework|technique|system|algorithm|architecture),)\s+"
-    r"(?:it\s+|them\s+|as\s+)?[\"“']?(" + _NAMEISH + r")(?=[\"”']?[\s,.;:)])")
+    r"(?:it\s+|them\s+|as\s+)?[\"“']?((?:" + _NAMEISH + r")(?: (?:" + _NAMEISH + r")){0,3})"
+    r"(?=[\"”']?[\s,.;:)])")
 # "we propose a Shift-Conv-based Network (SCNet)": a parenthesised name spelled from the
 # words an introducing verb points at.
 _ACRONYM = re.compile(r"\b(?i:we|which we) (?i:propose|introduce|present|develop|design|call|name)"

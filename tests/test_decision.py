@@ -118,6 +118,10 @@ def test_short_names_come_from_the_title_head_or_an_introduced_name():
     assert short_name(fake_paper("A Study of Things", "We employ optimal transport (OT).")) is None
     beside = fake_paper("Geometry-Aware Adaptation", "Our proposed approach, Loki, gains 29%.")
     assert short_name(beside) == "Loki"
+    # A name of several capitalised words is kept whole, not cut to its first word.
+    words = fake_paper("The Curse of Depth", "We propose LayerNorm Scaling, which scales it.")
+    assert short_name(words) == "LayerNorm Scaling"
+    assert short_name(fake_paper("A", "We propose Loki. Then we test it.")) == "Loki"
     assert short_name(fake_paper("A Study", "Our method, which is simple, gains 2%.")) is None
     assert names_paper("SCNet [1] reaches 30 dB.", spelled)
     assert not names_paper("It reaches 30 dB [1].", spelled)
