@@ -1,8 +1,9 @@
 """Answer benchmark: quality (the score.py metrics, per question type) and speed
-(retrieval p50, answer p50/p95, time to first text) per mode, on dev.jsonl + dev2.jsonl.
+(retrieval p50, answer p50/p95, time to first text) per mode, on the fit sets
+(bench/fit_sets.py: dev.jsonl + dev2.jsonl + bench/questions/probe1.jsonl) or --gold.
 
 Usage: python bench/answer_bench.py [--modes extractive,local] [--home DIR]
-           [--gold ../shared/eval/dev.jsonl,../shared/eval/dev2.jsonl] [--out FILE]
+           [--gold FILE,FILE] [--out FILE]
            [--folds bench/results/decision_fit.json]
            [--sentence-folds bench/results/sentence_fit.json]
 With --folds, each question is answered with the decision fitted without its fold
@@ -25,6 +26,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from fit_sets import FIT_SETS, read_gold  # noqa: E402  (bench/fit_sets.py)
 
 from rag import ask_stream, store  # noqa: E402
 from rag.config import load_settings  # noqa: E402
@@ -115,9 +119,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--modes", default="extractive,local")
     ap.add_argument("--home", help="ASKPAPERS home holding the index (default: a temp dir)")
-    evals = REPO.parent / "shared" / "eval"
-    ap.add_argument("--gold", default=f"{evals / 'dev.jsonl'},{evals / 'dev2.jsonl'}",
-                    help="comma-separated gold files")
+    ap.add_argument("--gold", default=",".join(str(p) for p in FIT_SETS),
+                    help="comma-separated gold files (default: the fit sets, bench/fit_sets.py)")
     ap.add_argument("--folds", help="decision_fit.json of bench/fit_decision.py: answer each "
                     "question with the decision fitted without it")
     ap.add_argument("--sentence-folds", help="sentence_fit.json of bench/fit_sentences.py "
@@ -129,8 +132,7 @@ def main() -> int:
     if store.current_build(settings.index_dir) is None:
         from index.build import build_index
         build_index(settings)
-    gold = [{**json.loads(line), "_file": Path(path).name} for path in args.gold.split(",")
-            for line in open(path, encoding="utf-8") if line.strip()]
+    gold = read_gold(args.gold.split(","))
     fit = json.loads(Path(args.folds).read_text()) if args.folds else None
     settings_for = held_out_settings(settings, fit)
     if args.sentence_folds:

@@ -1,7 +1,7 @@
 """Fit the answer decision (rag/decision.py) and report it cross-validated.
 
-Signals come from the real retrieval on the seed index for every question of
-shared/eval/dev.jsonl + dev2.jsonl. Three logistic regressions (scikit-learn, standardised
+Signals come from the real retrieval on the seed index for every question of the fit
+sets (bench/fit_sets.py: shared/eval/dev.jsonl + dev2.jsonl + bench/questions/probe1.jsonl). Three logistic regressions (scikit-learn, standardised
 inputs, L2) are fitted on four of five folds (stratified by question type) and judged on
 the fifth; thresholds are chosen on the training folds only. It prints the held-out
 figures, writes each fold's settings (for `bench/answer_bench.py --folds`) and the fit on
@@ -27,6 +27,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from fit_sets import read_gold  # noqa: E402  (bench/fit_sets.py)
 
 from rag import store  # noqa: E402
 from rag.answer import retrieve  # noqa: E402
@@ -36,7 +39,6 @@ from rag.engine import get_engine  # noqa: E402
 from rag.evaluation import UNANSWERABLE, _norm_title  # noqa: E402
 from rag.questions import classify  # noqa: E402
 
-EVAL = REPO.parent / "shared" / "eval"
 # Which signals each decision sees (few, to fit on ~140 questions without overfitting).
 COVERED = ("dense", "coverage", "unseen", "missing_ids", "unseen_ids", "multi")
 STATED = ("quantity", "ask_match", "quantity_ask_match", "ask_unmatched", "missing_ids", "coverage",
@@ -52,24 +54,20 @@ def collect(settings) -> list[dict]:
     """Per question: its type, fold key, decision signals and per-paper signals with labels."""
     engine = get_engine(settings)
     rows = []
-    for name in ("dev.jsonl", "dev2.jsonl"):
-        for line in (EVAL / name).read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            g = json.loads(line)
-            kind = classify(g["question"])
-            ret = retrieve(engine, g["question"], kind)
-            gold = {_norm_title(t) for t in g.get("gold_titles") or []}
-            rows.append({
-                "id": g["id"], "type": g["type"], "set": name, "multi": kind.multi,
-                "identity": kind.identity,
-                "question": g["question"],
-                "signals": question_signals(ret.query, g["question"], ret.sources,
-                                            ret.best_dense, engine.weights, kind),
-                "papers": [{**sig, "gold": _norm_title(s.paper.title) in gold}
-                           for s, sig in zip(ret.sources, paper_signals(
-                               ret.query, ret.sources, engine.weights, kind))],
-            })
+    for g in read_gold():
+        kind = classify(g["question"])
+        ret = retrieve(engine, g["question"], kind)
+        gold = {_norm_title(t) for t in g.get("gold_titles") or []}
+        rows.append({
+            "id": g["id"], "type": g["type"], "set": g["_file"], "multi": kind.multi,
+            "identity": kind.identity,
+            "question": g["question"],
+            "signals": question_signals(ret.query, g["question"], ret.sources,
+                                        ret.best_dense, engine.weights, kind),
+            "papers": [{**sig, "gold": _norm_title(s.paper.title) in gold}
+                       for s, sig in zip(ret.sources, paper_signals(
+                           ret.query, ret.sources, engine.weights, kind))],
+        })
     return rows
 
 

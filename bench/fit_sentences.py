@@ -4,8 +4,8 @@ Which sentences an answer quotes is ordered by word overlap plus small priors, a
 penalty for the abstract's opening sentence (`rag.evidence.LEAD_PENALTY`); a multi-paper
 answer gives each paper `rag.extractive.MULTI_SENTENCES` sentences. A bonus for sentences
 stating the authors' own work ("we propose", "this paper") was tried on the same grid and
-picked in no fold (docs/quality-history.md). Every question of dev.jsonl + dev2.jsonl is
-answered in extractive mode for each setting on a small grid, with the decision fitted
+picked in no fold (docs/quality-history.md). Every question of the fit sets
+(bench/fit_sets.py) is answered in extractive mode for each setting on a small grid, with the decision fitted
 without the question's fold (bench/fit_decision.py). For each fold, the setting with the
 best answer facts on the other folds is picked and judged on this one; the held-out
 figures are printed and written with the pick on all questions (the defaults in the
@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import answer_bench  # noqa: E402
+from fit_sets import read_gold  # noqa: E402  (bench/fit_sets.py)
 from provenance import provenance  # noqa: E402  (bench/provenance.py)
 
 from rag import answer  # noqa: E402
@@ -69,9 +70,7 @@ def main() -> int:
     ap.add_argument("--folds", default=str(REPO / "bench" / "results" / "decision_fit.json"))
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "sentence_fit.json"))
     args = ap.parse_args()
-    evals = REPO.parent / "shared" / "eval"
-    gold = [json.loads(line) for name in ("dev.jsonl", "dev2.jsonl")
-            for line in open(evals / name, encoding="utf-8") if line.strip()]
+    gold = read_gold()
     fit = json.loads(Path(args.folds).read_text())
     settings = load_settings(home=Path(args.home))
     settings_for = answer_bench.held_out_settings(settings, fit)

@@ -123,33 +123,33 @@ class LogisticSettings(_Section):
     threshold: float = Field(0.5, ge=0, le=1, description="Probability from which it says yes.")
 
 
-# Fitted by bench/fit_decision.py on all of dev.jsonl + dev2.jsonl; its k-fold
+# Fitted by bench/fit_decision.py on all of its fit sets (bench/fit_sets.py); its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -5.3015, "threshold": 0.5271,
-            "weights": {"dense": 8.8914,
-                        "coverage": 6.2108,
-                        "unseen": -2.8871,
-                        "missing_ids": -0.9115,
-                        "unseen_ids": -0.6578,
-                        "multi": 2.3666}}
-_STATED = {"bias": 5.7352, "threshold": 0.5980,
-           "weights": {"quantity": -1.6373,
-                       "ask_match": 1.0206,
-                       "quantity_ask_match": 0.8600,
-                       "ask_unmatched": -3.3065,
-                       "missing_ids": -1.5267,
-                       "coverage": -3.6522,
-                       "ask_missing": -0.9105}}
-_MULTI_PAPER_THRESHOLD = 0.1047
-_PAPER = {"bias": -5.4125, "threshold": 0.1905,
-          "weights": {"dense": -1.9001,
-                      "dense_gap": -7.3493,
-                      "coverage": 9.7990,
-                      "match": -4.7937,
-                      "match_ratio": 5.7116,
-                      "keyword": -2.1143,
-                      "rank": -2.3747,
-                      "multi": 2.2357}}
+_COVERED = {"bias": -4.5047, "threshold": 0.5494,
+            "weights": {"dense": 7.5268,
+                        "coverage": 6.5840,
+                        "unseen": -3.5869,
+                        "missing_ids": -0.8799,
+                        "unseen_ids": -1.1084,
+                        "multi": 1.7401}}
+_STATED = {"bias": 5.2278, "threshold": 0.6894,
+           "weights": {"quantity": -1.6930,
+                       "ask_match": -0.4969,
+                       "quantity_ask_match": 1.7402,
+                       "ask_unmatched": -3.2714,
+                       "missing_ids": -1.1359,
+                       "coverage": -2.5847,
+                       "ask_missing": -0.8144}}
+_MULTI_PAPER_THRESHOLD = 0.1482
+_PAPER = {"bias": -6.9216, "threshold": 0.2359,
+          "weights": {"dense": 3.0458,
+                      "dense_gap": -7.1028,
+                      "coverage": 8.2081,
+                      "match": -4.9885,
+                      "match_ratio": 4.7567,
+                      "keyword": -0.5109,
+                      "rank": -2.2782,
+                      "multi": 2.7299}}
 
 
 class DecisionSettings(_Section):
