@@ -125,21 +125,21 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of its fit sets (bench/fit_sets.py); its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -4.5047, "threshold": 0.5494,
-            "weights": {"dense": 7.5268,
-                        "coverage": 6.5840,
-                        "unseen": -3.5869,
-                        "missing_ids": -0.8799,
-                        "unseen_ids": -1.1084,
-                        "multi": 1.7401}}
-_STATED = {"bias": 5.2278, "threshold": 0.6894,
-           "weights": {"quantity": -1.6930,
-                       "ask_match": -0.4969,
-                       "quantity_ask_match": 1.7402,
-                       "ask_unmatched": -3.2714,
-                       "missing_ids": -1.1359,
-                       "coverage": -2.5847,
-                       "ask_missing": -0.8144}}
+_COVERED = {"bias": -4.7399, "threshold": 0.5351,
+            "weights": {"dense": 7.3534,
+                        "coverage": 6.8812,
+                        "unseen": -3.3235,
+                        "missing_ids": -0.4963,
+                        "unseen_ids": -1.2673,
+                        "multi": 1.7866}}
+_STATED = {"bias": 5.3109, "threshold": 0.7524,
+           "weights": {"quantity": -1.6849,
+                       "ask_match": -0.5401,
+                       "quantity_ask_match": 1.7746,
+                       "ask_unmatched": -3.3161,
+                       "missing_ids": -1.2420,
+                       "coverage": -2.7719,
+                       "ask_missing": -0.7436}}
 _MULTI_PAPER_THRESHOLD = 0.1482
 _PAPER = {"bias": -6.9216, "threshold": 0.2359,
           "weights": {"dense": 3.0458,

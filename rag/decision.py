@@ -71,11 +71,19 @@ def _identifier_tokens(question: str) -> set[str]:
     return {t for m in _identifier_matches(question) for t in keyword_tokens(m) if len(t) > 1}
 
 
+def _plural_forms(token: str) -> set[str]:
+    """A name token with and without a plural "s": "LLM" is written "LLMs" too. (The same
+    for `unseen_identifiers` refused more, held out: docs/quality-history.md.)"""
+    return {token, token + "s", token.removesuffix("s")}
+
+
 def missing_identifiers(question: str, paper: Paper, weights: TermWeights) -> float:
     """IDF share of the question's identifiers ("YOLOv7", "512x512") the paper lacks."""
     ids = _identifier_tokens(question)
     total = sum(weights.idf(t) for t in ids)
-    return sum(weights.idf(t) for t in ids - _paper_tokens(paper)) / total if total else 0.0
+    have = _paper_tokens(paper)
+    missing = {t for t in ids if not (_plural_forms(t) & have)}
+    return sum(weights.idf(t) for t in missing) / total if total else 0.0
 
 
 def unseen_identifiers(question: str, weights: TermWeights) -> bool:

@@ -23,6 +23,7 @@ from rag.decision import (
     calibrated,
     decide,
     identifiers,
+    missing_identifiers,
     probability,
     question_signals,
     unseen_identifiers,
@@ -193,6 +194,13 @@ def test_a_name_no_indexed_chunk_holds_is_unseen():
     assert not unseen_identifiers("What AP does YOLOv4 reach on COCO?", weights)
     # Plain words are not names: only identifiers count.
     assert not unseen_identifiers("what does the unheardof detector reach?", weights)
+
+
+def test_a_name_the_paper_writes_in_the_plural_is_not_missing():
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    paper = fake_paper("FlashRNN", "Traditional RNNs like LSTMs and GRUs run fast in CUDA.")
+    assert missing_identifiers("How fast are LSTM kernels in CUDA?", paper, weights) == 0.0
+    assert missing_identifiers("How fast are LSTM kernels in JAX?", paper, weights) == 0.5
 
 
 def test_asked_words_the_abstract_never_mentions_count_as_missing():
