@@ -125,31 +125,31 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of its fit sets (bench/fit_sets.py); its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -4.7399, "threshold": 0.5351,
-            "weights": {"dense": 7.3534,
-                        "coverage": 6.8812,
-                        "unseen": -3.3235,
-                        "missing_ids": -0.4963,
-                        "unseen_ids": -1.2673,
-                        "multi": 1.7866}}
-_STATED = {"bias": 5.3109, "threshold": 0.7524,
-           "weights": {"quantity": -1.6849,
-                       "ask_match": -0.5401,
-                       "quantity_ask_match": 1.7746,
-                       "ask_unmatched": -3.3161,
-                       "missing_ids": -1.2420,
-                       "coverage": -2.7719,
-                       "ask_missing": -0.7436}}
-_MULTI_PAPER_THRESHOLD = 0.1482
-_PAPER = {"bias": -6.9216, "threshold": 0.2359,
-          "weights": {"dense": 3.0458,
-                      "dense_gap": -7.1028,
-                      "coverage": 8.2081,
-                      "match": -4.9885,
-                      "match_ratio": 4.7567,
-                      "keyword": -0.5109,
-                      "rank": -2.2782,
-                      "multi": 2.7299}}
+_COVERED = {"bias": -4.7328, "threshold": 0.5353,
+            "weights": {"dense": 7.3429,
+                        "coverage": 6.8715,
+                        "unseen": -3.3254,
+                        "missing_ids": -0.4947,
+                        "unseen_ids": -1.2648,
+                        "multi": 1.7851}}
+_STATED = {"bias": 6.0111, "threshold": 0.7506,
+           "weights": {"quantity": -1.9468,
+                       "ask_match": -0.9000,
+                       "quantity_ask_match": 2.1896,
+                       "ask_unmatched": -3.6438,
+                       "missing_ids": -1.0973,
+                       "coverage": -3.2921,
+                       "ask_missing": -1.1718}}
+_MULTI_PAPER_THRESHOLD = 0.2641
+_PAPER = {"bias": -6.9749, "threshold": 0.2168,
+          "weights": {"dense": 3.2889,
+                      "dense_gap": -7.4147,
+                      "coverage": 8.0672,
+                      "match": -4.9225,
+                      "match_ratio": 4.7173,
+                      "keyword": -0.9033,
+                      "rank": -2.2760,
+                      "multi": 2.7858}}
 
 
 class DecisionSettings(_Section):

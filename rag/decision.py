@@ -20,6 +20,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from rag.abbreviations import in_question
 from rag.config import DecisionSettings, LogisticSettings
 from rag.evidence import (
     TermWeights,
@@ -103,6 +104,7 @@ METRIC_EQUIVALENTS = {
     "flops": "macs", "macs": "flops", "map": "ap", "ap": "map", "wer": "word error rate",
     "ppl": "perplexity", "perplexity": "ppl", "throughput": "fps",
     "memory": "footprint", "footprint": "memory", "sota": "state-of-the-art",
+    "size": "parameters",
 }
 
 
@@ -117,6 +119,21 @@ def _asked_words(kind: QuestionKind, question: str, drop: frozenset[str]) -> dic
             else {f: t for f, t in stems(question).items() if f not in dropped})
 
 
+def _stems_spelled(text: str, asked: str) -> dict[str, str]:
+    """The text's stems, plus those of a run of asked words that an acronym of the text
+    spells exactly ("real-time factor" for "an inference RTF of 0.15"): an abstract often
+    writes a measure only by its acronym."""
+    out = stems(text)
+    acronyms = {a.lower() for a in in_question(text)}
+    words = list(re.finditer(r"[^\s\-/]+", asked))
+    for n in (2, 3, 4):
+        for i in range(len(words) - n + 1):
+            run = words[i:i + n]
+            if "".join(w.group(0)[0] for w in run).lower() in acronyms:
+                out = {**out, **stems(asked[run[0].start():run[-1].end()])}
+    return out
+
+
 def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeights
               ) -> float:
     """How well the paper's best sentence of the asked-for kind matches what is asked: when
@@ -125,7 +142,7 @@ def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeig
     0 when no sentence carries it."""
     ask = _asked_words(kind, question, DEGREE_WORDS)
     given = values(question)
-    return max((stem_overlap(ask, stems(text), weights)
+    return max((stem_overlap(ask, _stems_spelled(text, kind.ask), weights)
                 for _, _, text in paper_sentences(paper)
                 if not kind.wants_number or values(text) - given), default=0.0)
 
@@ -136,7 +153,8 @@ def ask_missing(kind: QuestionKind, question: str, paper: Paper, weights: TermWe
     size", "WikiText-103 perplexity"): a detail the abstract never mentions is not stated.
     Words for a paper itself ("which method ...") name no detail and are left out."""
     ask = _asked_words(kind, question, DEGREE_WORDS | PAPER_WORDS)
-    return 1.0 - stem_overlap(ask, stems(f"{paper.title} {paper.abstract}"), weights)
+    text = f"{paper.title} {paper.abstract}"
+    return 1.0 - stem_overlap(ask, _stems_spelled(text, kind.ask), weights)
 
 
 def best_match(query: str, paper: Paper, weights: TermWeights) -> float:

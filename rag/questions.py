@@ -14,7 +14,7 @@ _PLURAL_THINGS = (r"papers|methods|approaches|models|studies|systems|techniques|
                   r"architectures|designs|frameworks|networks|convnets|cnns|detectors|"
                   r"benchmarks|datasets|variants|schemes|strategies|algorithms|libraries|"
                   r"optimizers|losses|transformers|backbones|encoders|solutions|ideas|"
-                  r"families|lines of work|proposals")
+                  r"families|lines of work|proposals|surveys|reviews")
 _AUX = r"(?:does|do|did|is|are|was|were|has|have|had|can|could|should|would|will)"
 # Nouns for a work or the thing it proposes ("which paper", "any method", "is there a tool").
 _WORK_NOUNS = (r"(?:paper|work|research|study|method|approach|technique|model|architecture|"
@@ -35,6 +35,10 @@ _MULTI = re.compile(
     # two or more works side by side; "How does X compare with Y?" may ask about one.
     r"|^\s*(?:please\s+)?(?:compare|contrast)\b"
     r"|\b(?:which|what|any|several|different|various|other|recent|related|prior)\s+works\b"
+    # "What <things> have been proposed / exist?": several are asked for, whatever they are
+    # called ("what normalization fixes have been proposed").
+    r"|\b(?:what|which)\s+(?:[\w\-/]+\s+){0,3}?[\w\-/]+s\s+(?:have\s+been|exist\b|are\s+"
+    r"(?:there|available))(?:\s+(?:proposed|introduced|developed|suggested))?"
     r"|^\s*works\s+(?:that|which|on|in|for|about|using)\b",
     re.I)
 # Two versions of a work named apart ("the second version ... over the first version",
