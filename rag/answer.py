@@ -19,7 +19,7 @@ from rag.config import MODES, Settings
 from rag.decision import Verdict, decide, identifiers
 from rag.engine import Engine
 from rag.errors import ConfigError, QuestionError
-from rag.extractive import abstention, best_quotes, not_stated, quoted_answer
+from rag.extractive import abstention, best_quotes, not_stated, quoted_answer, record_answer
 from rag.names import named_in
 from rag.questions import QuestionKind, classify
 from rag.retrieval import Retrieval
@@ -115,8 +115,9 @@ def ask_stream(engine: Engine, question: str, *, mode: str | None = None, k: int
     # Every answer, abstentions included, carries ret.sources: the two always agree.
     yield Retrieved(question, ret.sources, best_quotes(engine, ret),
                     {"retrieve_s": timings["retrieve_s"]})
-    if mode == "extractive":
-        answer = _extractive(engine, question, ret, verdict, kind, timings)
+    if mode == "extractive" or (kind.record and ret.sources and not verdict.abstain):
+        # A paper's record (its authors, its year) is answered from the index in every mode.
+        answer = _extractive(engine, question, ret, verdict, kind, timings, mode)
         timings["total_s"] = time.perf_counter() - t0
         yield answer.text
         yield answer
@@ -127,9 +128,11 @@ def ask_stream(engine: Engine, question: str, *, mode: str | None = None, k: int
 
 
 def _extractive(engine: Engine, question: str, ret: Retrieval, verdict: Verdict,
-                kind: QuestionKind, timings: dict) -> Answer:
+                kind: QuestionKind, timings: dict, mode: str = "extractive") -> Answer:
     if verdict.abstain or not ret.sources:
-        return abstention(question, ret, "extractive", timings)
+        return abstention(question, ret, mode, timings)
+    if kind.record:
+        return record_answer(engine, question, ret, kind, mode, timings)
     if verdict.not_stated:
-        return not_stated(engine, question, ret, kind, "extractive", timings)
-    return quoted_answer(engine, question, ret, verdict, kind, "extractive", timings)
+        return not_stated(engine, question, ret, kind, mode, timings)
+    return quoted_answer(engine, question, ret, verdict, kind, mode, timings)

@@ -1,5 +1,5 @@
 """Answers made of the sources' own sentences, with no model: extractive answers, the
-abstention, the "not stated" reply, and naming the cited papers."""
+abstention, the "not stated" reply, a paper's record, and naming the cited papers."""
 from __future__ import annotations
 
 from rag import prompts
@@ -119,3 +119,21 @@ def not_stated(engine: Engine, question: str, ret: Retrieval, kind: QuestionKind
     text = prompts.not_stated_text(display_name(source.paper), source.n, kind.asked)
     cites = [_quote(source, evs[0])] if evs else []
     return Answer(question, text, cites, ret.sources, True, mode, prompt, timings)
+
+
+def record_answer(engine: Engine, question: str, ret: Retrieval, kind: QuestionKind, mode: str,
+                  timings: dict) -> Answer:
+    """The answer to a question about the top paper's record (`kind.record`: its authors or
+    year), in every mode and with no model: the record's value, or that it has none (an
+    abstention that keeps the sources, as "not stated" does). Corpus text, made inert."""
+    source = ret.sources[0]
+    paper = source.paper
+    if kind.record == "authors":
+        names = [" ".join(a.split()) for a in paper.authors if a.strip()]
+        value = (", ".join(names[:-1]) + " and " + names[-1]) if len(names) > 1 else "".join(names)
+    else:
+        value = str(paper.year) if paper.year else ""
+    evs = best_sentences(source, ret.query, engine)
+    text = prompts.record_text(display_name(paper), source.n, kind.record, as_data(value))
+    cites = [_quote(source, evs[0])] if evs else []
+    return Answer(question, text, cites, ret.sources, not value, mode, "", timings)

@@ -48,6 +48,18 @@ def not_stated_text(name: str, n: int, asked: str) -> str:
             "paper does; the quote below is what it does say.")
 
 
+def record_text(name: str, n: int, field: str, value: str) -> str:
+    """The reply to a question about a paper's record ("Who wrote ...?"): the value the
+    record holds, or that it holds none ("" value)."""
+    if not value:
+        what, it = ("its authors", "them") if field == "authors" else ("its year", "it")
+        return (f"The indexed record of {name} [{n}] does not list {what}, and abstracts do "
+                f"not state {it}; the quote below is what the abstract says.")
+    if field == "authors":
+        return f"{name} [{n}] is by {value}, as its indexed record lists."
+    return f"{name} [{n}] is from {value}, as its indexed record lists."
+
+
 def render_sources(context: list[tuple[Source, list[str]]]) -> str:
     """Sources as the model sees them: number, title, and the chosen sentences, the corpus
     text made inert (`as_data`) so the only [n] markers are the source numbers."""

@@ -99,6 +99,25 @@ class QuestionKind:
     facets: tuple[str, ...]  # parts searched on their own for multi-paper questions
     # What a multi-paper question asks of each paper ("what precisions do they use"), or "".
     each: str = ""
+    # A field of the paper's record asked for, "authors" or "year", which an abstract never
+    # states but a library's record may hold ("Who wrote ...?", "When was ... published?").
+    record: str = ""
+
+
+# Questions about a paper's record, not its abstract.
+_RECORD = {
+    "authors": re.compile(r"\b(?:who\s+(?:wrote|authored|are\s+the\s+authors|were\s+the\s+"
+                          r"authors|is\s+the\s+author)|(?:names?\s+of\s+the\s+)?authors?\s+of|"
+                          r"written\s+by\s+whom)\b", re.I),
+    "year": re.compile(r"\b(?:(?:what|which)\s+year|when\s+(?:was|were)\b[^?]*\b(?:published|"
+                       r"released|written|posted|introduced|proposed)|publication\s+(?:year|"
+                       r"date))\b", re.I),
+}
+
+
+def record_field(question: str) -> str:
+    """The record field a question asks for ("authors", "year"), or ""."""
+    return next((name for name, pattern in _RECORD.items() if pattern.search(question)), "")
 
 
 def facets(question: str) -> tuple[str, ...]:
@@ -134,4 +153,5 @@ def classify(question: str) -> QuestionKind:
         _QUANTITY.search(m.group(1)) for m in _WH.finditer(question))
     each = [m.group(1).strip() for m in _EACH.finditer(question)] if multi else []
     return QuestionKind(multi, bool(_IDENTITY.search(question)), wants_number, ask, asked,
-                        facets(question) if multi else (), each[-1] if each else "")
+                        facets(question) if multi else (), each[-1] if each else "",
+                        record_field(question))

@@ -167,3 +167,30 @@ def test_a_new_question_in_the_same_chat_is_searched_on_its_own(seed_settings):
             mode="extractive", history=history, settings=seed_settings)
     assert a.sources[0].paper.title == "Improved Training Technique for Latent Consistency Models"
     assert not any(s.paper.title.startswith("YOLACT") for s in a.sources[:2])
+
+
+def test_a_question_about_a_papers_record_is_answered_from_it_in_every_mode(seed_settings):
+    # The seed listings carry no authors: the answer says so, in code, with no model call
+    # (the "local" mode never loads its model here), and keeps the paper it is about.
+    for mode in ("extractive", "local"):
+        a = ask("Who are the authors of FastDraft?", mode=mode, settings=seed_settings)
+        assert a.abstained and "does not list its authors" in a.text
+        assert a.citations[0].title == "FastDraft: How to Train Your Draft"
+        assert "first_token_s" not in a.timings
+
+
+def test_a_record_answer_gives_the_authors_and_year_the_record_holds(seed_settings):
+    from rag.extractive import record_answer
+    from rag.questions import classify
+    from rag.retrieval import Retrieval
+
+    paper = Paper("x1", "Lantern Sampling", "We propose Lantern. It reaches an FID of 1.9.",
+                  authors=["Ada Lovelace", "Alan <b>Turing</b>"], year=2024)
+    ret = Retrieval([Source(1, paper, 1.0, 0.9, 1.0)], 0.9, "lantern")
+    engine = get_engine(seed_settings)
+    who = "Who wrote the Lantern Sampling paper?"
+    a = record_answer(engine, who, ret, classify(who), "extractive", {})
+    assert not a.abstained and "Ada Lovelace and Alan" in a.text
+    assert "<b>" not in a.text  # record text is data, never markup
+    when = "When was Lantern Sampling published?"
+    assert "is from 2024" in record_answer(engine, when, ret, classify(when), "local", {}).text
