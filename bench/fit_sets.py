@@ -6,12 +6,12 @@
   same five types and styles. Measured once as a fresh held-out set (the decision fitted
   on the other two, README "Measured"), then added to the fit.
 
-bench/questions/probe2.jsonl (60, written the same way) is not in the list: it was measured
-held out against the fit on these 202 (bench/results/probe2_held_out.json). One rule since
-(plural names in *missing_ids*) came from reading a probe2 miss, so it is no longer a clean
-held-out set for that rule; add it to the fit with the next fresh set. Every figure quoted
-from a fit is cross-validated over the list; a new probe set is measured once, held out,
-before it joins it.
+bench/questions/probe2.jsonl and probe3.jsonl (60 each, written the same way) are not in
+the list: each was measured held out against the fit on these 202
+(bench/results/probe2_held_out.json at 62b317f, probe3_held_out.json at a0b5218). Rules
+since 62b317f came from reading probe2 misses, so it is no longer clean for them. Every
+figure quoted from a fit is cross-validated over the list; a new probe set is measured
+once, held out, before it joins it.
 """
 from __future__ import annotations
 
