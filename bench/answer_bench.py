@@ -1,6 +1,6 @@
 """Answer benchmark: quality (the score.py metrics, per question type) and speed
 (retrieval p50, answer p50/p95, time to first text) per mode, on the fit sets
-(bench/fit_sets.py: dev.jsonl + dev2.jsonl + bench/questions/probe1.jsonl) or --gold.
+(bench/fit_sets.py: dev.jsonl, dev2.jsonl and bench/questions/) or --gold.
 
 Usage: python bench/answer_bench.py [--modes extractive,local] [--home DIR]
            [--gold FILE,FILE] [--out FILE]

@@ -1,7 +1,7 @@
 """Fit the answer decision (rag/decision.py) and report it cross-validated.
 
 Signals come from the real retrieval on the seed index for every question of the fit
-sets (bench/fit_sets.py: shared/eval/dev.jsonl + dev2.jsonl + bench/questions/probe1.jsonl). Three logistic regressions (scikit-learn, standardised
+sets (bench/fit_sets.py: shared/eval/dev.jsonl + dev2.jsonl + bench/questions/). Three logistic regressions (scikit-learn, standardised
 inputs, L2) are fitted on four of five folds (stratified by question type) and judged on
 the fifth; thresholds are chosen on the training folds only. It prints the held-out
 figures, writes each fold's settings (for `bench/answer_bench.py --folds`) and the fit on

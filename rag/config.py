@@ -125,31 +125,31 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of its fit sets (bench/fit_sets.py); its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -4.7328, "threshold": 0.5353,
-            "weights": {"dense": 7.3429,
-                        "coverage": 6.8715,
-                        "unseen": -3.3254,
-                        "missing_ids": -0.4947,
-                        "unseen_ids": -1.2648,
-                        "multi": 1.7851}}
-_STATED = {"bias": 6.0111, "threshold": 0.7506,
-           "weights": {"quantity": -1.9468,
-                       "ask_match": -0.9000,
-                       "quantity_ask_match": 2.1896,
-                       "ask_unmatched": -3.6438,
-                       "missing_ids": -1.0973,
-                       "coverage": -3.2921,
-                       "ask_missing": -1.1718}}
-_MULTI_PAPER_THRESHOLD = 0.2641
-_PAPER = {"bias": -6.9749, "threshold": 0.2168,
-          "weights": {"dense": 3.2889,
-                      "dense_gap": -7.4147,
-                      "coverage": 8.0672,
-                      "match": -4.9225,
-                      "match_ratio": 4.7173,
-                      "keyword": -0.9033,
-                      "rank": -2.2760,
-                      "multi": 2.7858}}
+_COVERED = {"bias": -4.3297, "threshold": 0.4819,
+            "weights": {"dense": 5.9778,
+                        "coverage": 7.8236,
+                        "unseen": -3.3159,
+                        "missing_ids": -0.4208,
+                        "unseen_ids": -1.0159,
+                        "multi": 2.1842}}
+_STATED = {"bias": 3.8073, "threshold": 0.3877,
+           "weights": {"quantity": -1.3422,
+                       "ask_match": -1.0365,
+                       "quantity_ask_match": 1.4127,
+                       "ask_unmatched": -2.6532,
+                       "missing_ids": -0.9044,
+                       "coverage": -0.3544,
+                       "ask_missing": -1.3984}}
+_MULTI_PAPER_THRESHOLD = 0.0629
+_PAPER = {"bias": -8.1845, "threshold": 0.2990,
+          "weights": {"dense": 4.6515,
+                      "dense_gap": -7.2474,
+                      "coverage": 7.3640,
+                      "match": -5.6484,
+                      "match_ratio": 5.6032,
+                      "keyword": 1.1330,
+                      "rank": -1.7637,
+                      "multi": 2.3819}}
 
 
 class DecisionSettings(_Section):
