@@ -125,31 +125,31 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of its fit sets (bench/fit_sets.py); its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -4.3297, "threshold": 0.4819,
-            "weights": {"dense": 5.9778,
-                        "coverage": 7.8236,
-                        "unseen": -3.3159,
-                        "missing_ids": -0.4208,
-                        "unseen_ids": -1.0159,
-                        "multi": 2.1842}}
-_STATED = {"bias": 3.8073, "threshold": 0.3877,
-           "weights": {"quantity": -1.3422,
-                       "ask_match": -1.0365,
-                       "quantity_ask_match": 1.4127,
-                       "ask_unmatched": -2.6532,
-                       "missing_ids": -0.9044,
-                       "coverage": -0.3544,
-                       "ask_missing": -1.3984}}
-_MULTI_PAPER_THRESHOLD = 0.0629
-_PAPER = {"bias": -8.1845, "threshold": 0.2990,
-          "weights": {"dense": 4.6515,
-                      "dense_gap": -7.2474,
-                      "coverage": 7.3640,
-                      "match": -5.6484,
-                      "match_ratio": 5.6032,
-                      "keyword": 1.1330,
-                      "rank": -1.7637,
-                      "multi": 2.3819}}
+_COVERED = {"bias": -4.2658, "threshold": 0.5035,
+            "weights": {"dense": 5.7852,
+                        "coverage": 7.8935,
+                        "unseen": -3.2863,
+                        "missing_ids": -0.4086,
+                        "unseen_ids": -1.0570,
+                        "multi": 2.2720}}
+_STATED = {"bias": 4.0061, "threshold": 0.3719,
+           "weights": {"quantity": -1.4917,
+                       "ask_match": -1.2922,
+                       "quantity_ask_match": 1.6107,
+                       "ask_unmatched": -2.7884,
+                       "missing_ids": -0.8492,
+                       "coverage": -0.3292,
+                       "ask_missing": -1.6037}}
+_MULTI_PAPER_THRESHOLD = 0.0602
+_PAPER = {"bias": -8.3602, "threshold": 0.1873,
+          "weights": {"dense": 4.5186,
+                      "dense_gap": -7.2433,
+                      "coverage": 7.8728,
+                      "match": -6.3923,
+                      "match_ratio": 5.5266,
+                      "keyword": 1.6109,
+                      "rank": -1.8601,
+                      "multi": 2.7929}}
 
 
 class DecisionSettings(_Section):

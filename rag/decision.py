@@ -104,7 +104,7 @@ METRIC_EQUIVALENTS = {
     "flops": "macs", "macs": "flops", "map": "ap", "ap": "map", "wer": "word error rate",
     "ppl": "perplexity", "perplexity": "ppl", "throughput": "fps",
     "memory": "footprint", "footprint": "memory", "sota": "state-of-the-art",
-    "size": "parameters",
+    "size": "parameters", "smaller": "reduction reduces", "larger": "increase increases",
 }
 
 

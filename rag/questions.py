@@ -31,6 +31,7 @@ _MULTI = re.compile(
     rf"|\b(?:{_PLURAL_THINGS})\b[^?]*\b(?:their|each|differ|compare|both)\b"
     r"|\bhow do (?:the|these|they)\b[^?]*\b(?:differ|compare)\b"
     r"|\b(?:differ|differences? between|each of)\b"
+    r"|\beach\s+(?:paper|work|method|approach|technique|system|framework)\b"
     # An order to compare ("Compare the mask mAP of X with its improved version") sets
     # two or more works side by side; "How does X compare with Y?" may ask about one.
     r"|^\s*(?:please\s+)?(?:compare|contrast)\b"

@@ -66,6 +66,9 @@ def fake_paper(title: str, abstract: str) -> Paper:
     ("Why does training diverge, and what normalization fixes have been proposed?", True),
     ("What surveys of pruning are there?", True),
     ("What learning rate has been used for the largest model?", False),
+    # "each method" sets several works side by side; "each model size" may be one paper's.
+    ("What has been done to speed up samplers, and what does each method report?", True),
+    ("What accuracy does each model size reach on ImageNet?", False),
 ])
 def test_multi_paper_questions_are_recognised(question, multi):
     assert classify(question).multi is multi
@@ -170,6 +173,9 @@ def test_a_measure_is_matched_by_the_name_an_abstract_gives_it():
                        "acceleration.")
     question = "What speedup does scaling the skip connections give?"
     assert ask_match(classify(question), question, speed, weights) > 0
+    ternary = fake_paper("1.58-bit", "Ternary weights give a 7.7x reduction.")
+    question = "How much smaller is the model?"
+    assert ask_match(classify(question), question, ternary, weights) > 0
     # A measure with no equivalent in the abstract is still unmatched.
     question = "What perplexity does the 600M-FLOPs variant reach?"
     assert ask_match(classify(question), question, paper, weights) == 0.0
