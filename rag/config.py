@@ -125,31 +125,31 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of its fit sets (bench/fit_sets.py); its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -4.2658, "threshold": 0.5035,
-            "weights": {"dense": 5.7852,
-                        "coverage": 7.8935,
-                        "unseen": -3.2863,
-                        "missing_ids": -0.4086,
-                        "unseen_ids": -1.0570,
-                        "multi": 2.2720}}
-_STATED = {"bias": 4.0061, "threshold": 0.3719,
-           "weights": {"quantity": -1.4917,
-                       "ask_match": -1.2922,
-                       "quantity_ask_match": 1.6107,
-                       "ask_unmatched": -2.7884,
-                       "missing_ids": -0.8492,
-                       "coverage": -0.3292,
-                       "ask_missing": -1.6037}}
-_MULTI_PAPER_THRESHOLD = 0.0602
-_PAPER = {"bias": -8.3602, "threshold": 0.1873,
-          "weights": {"dense": 4.5186,
-                      "dense_gap": -7.2433,
-                      "coverage": 7.8728,
-                      "match": -6.3923,
-                      "match_ratio": 5.5266,
-                      "keyword": 1.6109,
-                      "rank": -1.8601,
-                      "multi": 2.7929}}
+_COVERED = {"bias": -3.9459, "threshold": 0.6172,
+            "weights": {"dense": 5.0016,
+                        "coverage": 7.4268,
+                        "unseen": -2.0482,
+                        "missing_ids": -0.7964,
+                        "unseen_ids": -1.6539,
+                        "multi": 2.3035}}
+_STATED = {"bias": 5.0951, "threshold": 0.5867,
+           "weights": {"quantity": -1.2879,
+                       "ask_match": -0.6696,
+                       "quantity_ask_match": 1.8561,
+                       "ask_unmatched": -2.8630,
+                       "missing_ids": -2.8507,
+                       "coverage": -2.1192,
+                       "ask_missing": -1.7524}}
+_MULTI_PAPER_THRESHOLD = 0.1002
+_PAPER = {"bias": -8.7096, "threshold": 0.3196,
+          "weights": {"dense": 4.9805,
+                      "dense_gap": -6.5769,
+                      "coverage": 6.2707,
+                      "match": -7.0426,
+                      "match_ratio": 5.8669,
+                      "keyword": 5.2047,
+                      "rank": -1.4475,
+                      "multi": 2.4415}}
 
 
 class DecisionSettings(_Section):

@@ -67,23 +67,54 @@ def identifiers(question: str) -> set[str]:
     return {m.strip("./*-") for m in _identifier_matches(question)} - {""}
 
 
+def _is_name_like(part: str) -> bool:
+    """A part of a compound that names a thing: a digit or an inner capital ("GRU", "T5",
+    "BatchNorm"), not a modifier ("style", "based", "Judge") or a value ("50", "1K")."""
+    return (len(part) > 1 and not part[0].isdigit()
+            and any(c.isdigit() or c.isupper() for c in part[1:]))
+
+
 def _identifier_tokens(question: str) -> set[str]:
-    """The keyword tokens of the names a question gives, one-letter ones left out."""
-    return {t for m in _identifier_matches(question) for t in keyword_tokens(m) if len(t) > 1}
+    """The keyword tokens of the names a question gives. A compound counts by its name-like
+    parts ("GRU-style" is "gru", "Pre-LN" is "ln", "YOLOv8-n" is "yolov8"; else its first),
+    and values count not at all ("640px", "65B", "1M-60M"): a corpus writes a work's name,
+    not every compound or size a question builds with it."""
+    out = set()
+    for m in _identifier_matches(question):
+        for piece in m.split("/"):
+            parts = [p for p in piece.strip(".*-").split("-") if p]
+            if not parts or parts[0][0].isdigit():
+                continue
+            if len(parts) > 1:
+                parts = [p for p in parts if _is_name_like(p)] or parts[:1]
+            out.update(t for p in parts for t in keyword_tokens(p)
+                       if len(t) > 1 and not t[0].isdigit())
+    return out
 
 
 def _plural_forms(token: str) -> set[str]:
-    """A name token with and without a plural "s": "LLM" is written "LLMs" too. (The same
-    for `unseen_identifiers` refused more, held out: docs/quality-history.md.)"""
+    """A name token with and without a plural "s": "LLM" is written "LLMs" too."""
     return {token, token + "s", token.removesuffix("s")}
 
 
+def _spells(token: str, text: str) -> bool:
+    """Whether an acronym ("asr", "llms") is spelled by the initials of a run of the text's
+    words ("automatic speech recognition"): an abstract may write a name out in full."""
+    token = token.removesuffix("s") if len(token) > 3 else token
+    if not (2 <= len(token) <= 5 and token.isalpha()):
+        return False
+    initials = "".join(w[0] for w in re.findall(r"[A-Za-z]+", text)).lower()
+    return token in initials
+
+
 def missing_identifiers(question: str, paper: Paper, weights: TermWeights) -> float:
-    """IDF share of the question's identifiers ("YOLOv7", "512x512") the paper lacks."""
+    """IDF share of the question's identifiers ("YOLOv7", "ASR") the paper lacks, in any
+    plural or spelled out."""
     ids = _identifier_tokens(question)
     total = sum(weights.idf(t) for t in ids)
     have = _paper_tokens(paper)
-    missing = {t for t in ids if not (_plural_forms(t) & have)}
+    text = f"{paper.title} {paper.abstract}"
+    missing = {t for t in ids if not (_plural_forms(t) & have) and not _spells(t, text)}
     return sum(weights.idf(t) for t in missing) / total if total else 0.0
 
 
@@ -91,7 +122,8 @@ def unseen_identifiers(question: str, weights: TermWeights) -> bool:
     """Whether a name the question gives ("YOLOv8", "GRPO") appears in no indexed chunk: a
     question about a work the corpus never mentions counts against being covered (a signal,
     not a veto: a mistyped name must not refuse on its own)."""
-    return any(weights.is_unseen(t) for t in _identifier_tokens(question))
+    return any(all(weights.is_unseen(f) for f in _plural_forms(t))
+               for t in _identifier_tokens(question))
 
 
 # Names of a measure that abstracts often write another way ("top-1" for "accuracy",

@@ -69,12 +69,33 @@ def display_name(paper: Paper) -> str:
     return as_data(title)
 
 
-def named_in(question_names: set[str], paper: Paper) -> bool:
-    """True when one of the names a question gives is the paper's short name, or that name
-    without a "++" ("YOLACT" for YOLACT++, which extends it)."""
+# What follows a family's name in a variant's: sizes and versions ("-L7", "-50", "-XL/2",
+# "-n", "-Tiny"), not a modifier ("S4-style").
+_VARIANT = re.compile(r"(?:[-/](?:[a-z]{0,3}\d[\w.]*|x{0,2}[sml]|xl|n|tiny|small|base|large|"
+                      r"huge|giant))+", re.I)
+
+
+def variant_base(name: str) -> str:
+    """A model variant's family name: "EfficientFormer-L7", "Res2Net-50", "DiT-XL/2" and
+    "YOLOv8-n" are variants of EfficientFormer, Res2Net, DiT and YOLOv8; any other name is
+    its own family."""
+    m = re.match(r"([^-/]+)(.+)", name)
+    return m.group(1) if m and _VARIANT.fullmatch(m.group(2)) else name
+
+
+def name_match(question_names: set[str], paper: Paper) -> int | None:
+    """How closely a name the question gives names the paper: 0 when one is its short name,
+    1 when one is that name without a "++" ("YOLACT" for YOLACT++, which extends it), 2 when
+    one is a variant of its family ("EfficientFormer-L7"); None when none names it."""
     short = short_name(paper)
+    if not short:
+        return None
     names = {fold(n) for n in question_names}
-    return bool(short) and (fold(short) in names or fold(short).rstrip("+") in names)
+    families = {fold(variant_base(n)) for n in question_names}
+    short = fold(short)
+    return next((level for level, hit in enumerate((
+        short in names, short.rstrip("+") in names,
+        short in families or short.rstrip("+") in families)) if hit), None)
 
 
 def names_paper(text: str, paper: Paper, *, by_title: bool = False) -> bool:

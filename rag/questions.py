@@ -65,6 +65,9 @@ _ONE_WORK = re.compile(
 # "how many <GPUs>, ...", "...: <accuracy and params>?", "<WikiText-103 perplexity> of the ...".
 _WH = re.compile(r"\b(?:what(?:'s| is| are)?|which|how|by how)\s+(.*?)(?=\s+" + _AUX
                  + r"\b|[,?;]|$)", re.I)
+_WHAT_IS = re.compile(r"\s*what(?:'s|\s+is|\s+are|\s+was|\s+were)\s+(?:the|a|an|its|their)\b",
+                      re.I)
+_TRAILING_PRONOUN = re.compile(r"\s+(?:it|they|them|this|these|those)$", re.I)
 _DIRECT = re.compile(r"\s+" + _AUX + r"\b", re.I)
 _HEAD_OF = re.compile(r"\s*(.*?)\s+(?:of|for|in|on|from)\s+(?:the|a|an|its)\b", re.I)
 # Words after "how" that ask for an amount without naming it ("how much", "how long").
@@ -136,8 +139,11 @@ def ask_part(question: str) -> tuple[str, str]:
     found = [m for m in _WH.finditer(question) if m.group(1).strip()]
     m = next((m for m in found if _DIRECT.match(question, m.end())), found[0] if found else None)
     if m:
-        clause = m.group(0).strip(" ,;?")
-        return m.group(1).strip(), clause[0].lower() + clause[1:]
+        ask = m.group(1).strip()
+        # "What is the dataset ... it" reads in a reply as "the dataset ...".
+        clause = ask if _WHAT_IS.match(m.group(0)) else m.group(0).strip(" ,;?")
+        clause = _TRAILING_PRONOUN.sub("", clause)
+        return ask, clause[0].lower() + clause[1:]
     if ":" in question:
         ask = question.rsplit(":", 1)[1].strip(" ?")
         return ask, f"the {ask}"

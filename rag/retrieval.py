@@ -129,6 +129,16 @@ class HybridRetriever:
                                   keyword.get(pid, 0.0), self.index.chunks_of(pid)))
         return Retrieval(sources, max(dense.values(), default=0.0), query)
 
+    def keyword_papers(self, query: str, k: int, filters: dict | None = None) -> list[Source]:
+        """The top `k` papers for a keyword search alone (no embedding): a cheap lookup of
+        the papers that write a name."""
+        keyword = _best_per_paper(*self._keyword(query, min(self.cfg.candidates,
+                                                             len(self.index.chunks)),
+                                                 active(filters)), self.index)
+        ranked = sorted(keyword, key=lambda pid: (-keyword[pid], pid))[:k]
+        return [Source(n, self.index.papers[pid], keyword[pid], 0.0, keyword[pid],
+                       self.index.chunks_of(pid)) for n, pid in enumerate(ranked, 1)]
+
     def _fuse(self, dense: dict[str, float], keyword: dict[str, float]) -> list[tuple[str, float]]:
         """Reciprocal-rank fusion of the two paper rankings."""
         scores: dict[str, float] = {}

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from rag import ask, evidence, extractive
-from rag.answer import retrieve
+from rag.answer import _subject_names, retrieve
 from rag.config import LogisticSettings, load_settings
 from rag.decision import (
     ask_match,
@@ -31,7 +31,7 @@ from rag.decision import (
 from rag.engine import get_engine
 from rag.evaluation import evaluate
 from rag.evidence import TermWeights, rank_sentences, states_number, values
-from rag.names import display_name, names_paper, short_name
+from rag.names import display_name, name_match, names_paper, short_name, variant_base
 from rag.questions import classify
 from rag.types import Paper, Source
 
@@ -93,6 +93,9 @@ def test_questions_asking_which_work_it_is_are_recognised(question, identity):
     ("What learning rate was the model trained with?", True, "what learning rate"),
     ("WikiText-103 perplexity of the state space model?", True, "the WikiText-103 perplexity"),
     ("Which dataset was used for pre-training?", False, "which dataset"),
+    # A reply reads "does not state the dataset ...", not "what is the dataset ... it".
+    ("What is the dataset of code graphs it is trained on called?", False,
+     "the dataset of code graphs"),
 ])
 def test_what_a_question_asks_for(question, quantity, asked):
     kind = classify(question)
@@ -113,6 +116,24 @@ def test_a_number_asked_for_in_a_later_part_is_wanted_too():
     kind = classify("Which model did the distillation use, and what FID did it get?")
     assert kind.asked == "which model" and kind.wants_number
     assert not classify("Which dataset was used for pre-training?").wants_number
+
+
+def test_a_variant_of_a_named_family_names_the_family_paper():
+    paper = fake_paper("EfficientFormer: Vision Transformers at Speed", "We propose it.")
+    assert name_match({"EfficientFormer"}, paper) == 0
+    assert name_match({"EfficientFormer-L7"}, paper) == 2
+    assert name_match({"EfficientNet-B0"}, paper) is None
+    assert name_match({"YOLACT"}, fake_paper("YOLACT++: Better Segmentation", "x.")) == 1
+    assert variant_base("DiT-XL/2") == "DiT" and variant_base("Res2Net-50") == "Res2Net"
+
+
+def test_a_question_naming_a_variant_puts_the_family_paper_first(seed_settings):
+    # A common name beside it ("ImageNet", "ResNet-50") must not drown the lookup.
+    question = "What ImageNet top-1 error does Res2Net-101 get compared with ResNet-50?"
+    engine = get_engine(seed_settings)
+    ret = retrieve(engine, question, classify(question))
+    assert short_name(ret.sources[0].paper) == "Res2Net"
+    assert [s.n for s in ret.sources] == list(range(1, len(ret.sources) + 1))
 
 
 def test_short_names_come_from_the_title_head_or_an_introduced_name():
@@ -204,6 +225,28 @@ def test_a_name_no_indexed_chunk_holds_is_unseen():
     assert not unseen_identifiers("What AP does YOLOv4 reach on COCO?", weights)
     # Plain words are not names: only identifiers count.
     assert not unseen_identifiers("what does the unheardof detector reach?", weights)
+
+
+def test_a_compound_counts_by_its_name_and_a_value_is_no_name():
+    weights = TermWeights({"gru": 0, "lora": 1, "ln": 2, "gpu": 3}, [3, 5, 4, 6], 10)  # a fake
+    # "style", "tune", "640px" and "65B" are in no chunk, yet they name nothing.
+    assert not unseen_identifiers("How fast are GRU-style kernels at 640px?", weights)
+    assert not unseen_identifiers("Can a 65B model LoRA-tune on one GPU with Pre-LN?", weights)
+    assert unseen_identifiers("How fast are YOLOv8-style kernels?", weights)
+
+
+def test_an_acronym_the_paper_spells_out_is_not_missing():
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    paper = fake_paper("Streaming Conformers", "A model for automatic speech recognition.")
+    assert missing_identifiers("Which streaming ASR model limits look-ahead?", paper,
+                               weights) == 0.0
+    assert missing_identifiers("Which streaming TTS model limits look-ahead?", paper,
+                               weights) == 1.0
+
+
+def test_a_name_the_question_compares_against_is_not_its_subject():
+    assert _subject_names("How much faster is ResNet-RS than EfficientNet, and does it beat "
+                          "YOLOv4 or DeiT-S on COCO?") == {"ResNet-RS", "COCO"}
 
 
 def test_a_name_the_paper_writes_in_the_plural_is_not_missing():
