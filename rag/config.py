@@ -132,14 +132,14 @@ _COVERED = {"bias": -3.9459, "threshold": 0.6172,
                         "missing_ids": -0.7964,
                         "unseen_ids": -1.6539,
                         "multi": 2.3035}}
-_STATED = {"bias": 5.0951, "threshold": 0.5867,
-           "weights": {"quantity": -1.2879,
-                       "ask_match": -0.6696,
-                       "quantity_ask_match": 1.8561,
-                       "ask_unmatched": -2.8630,
-                       "missing_ids": -2.8507,
-                       "coverage": -2.1192,
-                       "ask_missing": -1.7524}}
+_STATED = {"bias": 6.5106, "threshold": 0.2921,
+           "weights": {"quantity": -2.0814,
+                       "ask_match": -1.5961,
+                       "quantity_ask_match": 2.4998,
+                       "ask_unmatched": -2.9302,
+                       "missing_ids": -3.3701,
+                       "coverage": -2.6268,
+                       "ask_missing": -1.9008}}
 _MULTI_PAPER_THRESHOLD = 0.1002
 _PAPER = {"bias": -8.7096, "threshold": 0.3196,
           "weights": {"dense": 4.9805,

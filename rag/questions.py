@@ -53,7 +53,9 @@ _IDENTITY = re.compile(
     rf"^\s*(?:which|what(?:'s| is| was) the|any|is there(?: an?| any)?|are there(?: any)?|"
     rf"i (?:remember|recall)(?: an?| the)?|(?:i'm |i am )?looking for(?: an?| the)?)\s+"
     rf"(?:[\w\-/+]+\s+){{0,3}}?{_WORK_NOUNS}s?\b(?!\s+{_AUX}\b)"
-    rf"|^\s*(?:[\w\-/+]+\s+){{0,3}}?{_WORK_NOUNS}s?\s+(?:that|which|where|whose|showing|"
+    # Not after a preposition: "For the scheme that ..., how much faster is it?" asks a detail.
+    rf"|^\s*(?!(?:in|for|with|on|from|of|at|by|to|about|using|under)\b)"
+    rf"(?:[\w\-/+]+\s+){{0,3}}?{_WORK_NOUNS}s?\s+(?:that|which|where|whose|showing|"
     rf"proposing)\b", re.I)
 # A question asking for one work, by a singular noun near its start ("Which work improves
 # ... in both dimensions?", "Is there a tool that ..."): not a multi-paper question, whatever
@@ -78,10 +80,10 @@ PAPER_WORDS = frozenset("paper work method approach study model".split())
 # An amount, a score, a size, a speed: a stating sentence must carry a number.
 _QUANTITY = re.compile(
     rf"^(?:{'|'.join(sorted(DEGREE_WORDS))})\b|\b(?:accuracy|top-[15]|"
-    r"fid|score|perplexity|speed-?ups?|throughput|latency|size|number|rate|ratio|percentage|"
-    r"error|m?ap|bleu|wer|f1|auc|iou|psnr|ssim|gain|improvement|reduction|memory|cost|"
-    r"compute|flops|params?|parameters|faster|slower|smaller|larger|higher|lower|"
-    r"bits?|budget|steps)\b", re.I)
+    r"fid|score|perplexity|speed-?up|throughput|latency|size|number|rate|ratio|percentage|"
+    r"error|m?ap|bleu|wer|f1|auc|iou|psnr|ssim|mae|mse|gain|improvement|reduction|memory|"
+    r"cost|compute|flops|param|parameter|faster|slower|smaller|larger|higher|lower|"
+    r"bit|budget|step|value|factor|fraction|share|exponent|coefficient)s?\b", re.I)
 # The later part of a multi-paper question asking what each paper reports ("..., and what
 # precisions do they use?", "...; how does each schedule the shrinking?").
 _EACH = re.compile(r"(?:[,;]\s*(?:and\s+)?|\band\s+)((?:what|which|how)\b[^?;]*)", re.I)

@@ -83,6 +83,7 @@ def test_multi_paper_questions_are_recognised(question, multi):
     ("Which model does the survey recommend for edge devices?", False),  # a detail of it
     ("At what model sizes was the gated linear attention Transformer evaluated?", False),
     ("What FID does the diffusion transformer reach on ImageNet?", False),
+    ("For the scheme that packs weights into registers, how much faster is it?", False),
 ])
 def test_questions_asking_which_work_it_is_are_recognised(question, identity):
     assert classify(question).identity is identity
@@ -93,6 +94,7 @@ def test_questions_asking_which_work_it_is_are_recognised(question, identity):
     ("What learning rate was the model trained with?", True, "what learning rate"),
     ("WikiText-103 perplexity of the state space model?", True, "the WikiText-103 perplexity"),
     ("Which dataset was used for pre-training?", False, "which dataset"),
+    ("By what factor is the search time cut?", True, "what factor"),
     # A reply reads "does not state the dataset ...", not "what is the dataset ... it".
     ("What is the dataset of code graphs it is trained on called?", False,
      "the dataset of code graphs"),
