@@ -1,15 +1,16 @@
 """The question sets the answer decision and the sentence priors are fitted on, in one place.
 
 - ../shared/eval/dev.jsonl (40) and dev2.jsonl (102): the team's eval sets;
-- bench/questions/probe1.jsonl .. probe4.jsonl (60 each): questions written by session
+- bench/questions/probe1.jsonl .. probe5.jsonl (60 each): questions written by session
   helpers that had never read the code, on seed papers drawn at random and not in the sets
   before them, in the same five types and styles. Each was measured once as a fresh
   held-out set before it joined the fit (README "Measured";
   bench/results/probeN_held_out.json).
 
-bench/questions/probe5.jsonl (60, written the same way) is not in the list: it was
-measured held out against the fit on these 382 (bench/results/probe5_held_out.json); add
-it with the next fresh set. Every figure quoted from a fit is cross-validated over the
+bench/questions/probe6.jsonl (60, written the same way; the seeds had too few papers left
+that no set had used, so it also asks new questions about used ones) is not in the list:
+it was measured held out against the fit on these 442 (bench/results/probe6_held_out.json);
+add it with the next fresh set. Every figure quoted from a fit is cross-validated over the
 list; a new probe set is measured once, held out, before it joins it.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 EVAL = REPO.parent / "shared" / "eval"
 FIT_SETS = (EVAL / "dev.jsonl", EVAL / "dev2.jsonl",
-            *(REPO / "bench" / "questions" / f"probe{i}.jsonl" for i in (1, 2, 3, 4)))
+            *(REPO / "bench" / "questions" / f"probe{i}.jsonl" for i in (1, 2, 3, 4, 5)))
 
 
 def read_gold(paths=FIT_SETS) -> list[dict]:

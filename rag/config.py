@@ -125,31 +125,31 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of its fit sets (bench/fit_sets.py); its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -3.9459, "threshold": 0.6172,
-            "weights": {"dense": 5.0016,
-                        "coverage": 7.4268,
-                        "unseen": -2.0482,
-                        "missing_ids": -0.7964,
-                        "unseen_ids": -1.6539,
-                        "multi": 2.3035}}
-_STATED = {"bias": 6.5106, "threshold": 0.2921,
-           "weights": {"quantity": -2.0814,
-                       "ask_match": -1.5961,
-                       "quantity_ask_match": 2.4998,
-                       "ask_unmatched": -2.9302,
-                       "missing_ids": -3.3701,
-                       "coverage": -2.6268,
-                       "ask_missing": -1.9008}}
-_MULTI_PAPER_THRESHOLD = 0.1002
-_PAPER = {"bias": -8.7096, "threshold": 0.3196,
-          "weights": {"dense": 4.9805,
-                      "dense_gap": -6.5769,
-                      "coverage": 6.2707,
-                      "match": -7.0426,
-                      "match_ratio": 5.8669,
-                      "keyword": 5.2047,
-                      "rank": -1.4475,
-                      "multi": 2.4415}}
+_COVERED = {"bias": -3.5563, "threshold": 0.6428,
+            "weights": {"dense": 4.5821,
+                        "coverage": 7.7221,
+                        "unseen": -3.6454,
+                        "missing_ids": -0.7612,
+                        "unseen_ids": -1.1255,
+                        "multi": 2.1894}}
+_STATED = {"bias": 7.4154, "threshold": 0.3691,
+           "weights": {"quantity": -1.9718,
+                       "ask_match": -2.0363,
+                       "quantity_ask_match": 2.9632,
+                       "ask_unmatched": -2.9240,
+                       "missing_ids": -3.8253,
+                       "coverage": -3.7081,
+                       "ask_missing": -2.2597}}
+_MULTI_PAPER_THRESHOLD = 0.0750
+_PAPER = {"bias": -8.5295, "threshold": 0.3063,
+          "weights": {"dense": 4.4700,
+                      "dense_gap": -6.9175,
+                      "coverage": 6.1843,
+                      "match": -7.1241,
+                      "match_ratio": 5.7895,
+                      "keyword": 5.9205,
+                      "rank": -1.2263,
+                      "multi": 2.2536}}
 
 
 class DecisionSettings(_Section):
