@@ -32,6 +32,16 @@ _ACRONYM = re.compile(r"\b(?i:we|which we) (?i:propose|introduce|present|develop
 _COMMON = frozenset("We This The Our It A An In To Its These That Here For".split())
 
 
+# A sentence about another paper's work: "Recently, Gu et al. [2021] proposed a model
+# called S4" names the model of the paper it cites, not this one's.
+_OTHERS_WORK = re.compile(r"\bet al\b|\[\d{4}\]|\(\d{4}\)|\b(?:prior|previous|existing)\b", re.I)
+
+
+def _sentence_before(text: str, end: int) -> str:
+    """The text from the start of the sentence holding `end` up to it ("et al." ends none)."""
+    return re.split(r"(?<!al\.)(?<=[.!?])\s+", text[:end])[-1]
+
+
 def _title_head(title: str) -> str | None:
     m = _TITLE_HEAD.match(title)
     if not m:
@@ -54,7 +64,8 @@ def short_name(paper: Paper) -> str | None:
         if spelled_from(m.group(2), m.group(1)):
             return m.group(2)
     for m in _INTRO.finditer(paper.abstract):  # no article: "we propose DirectPred, ..."
-        if _is_name(m.group(1)):
+        if _is_name(m.group(1)) and not _OTHERS_WORK.search(
+                _sentence_before(paper.abstract, m.start())):
             return m.group(1).rstrip(".-")
     return None
 

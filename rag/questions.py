@@ -32,6 +32,8 @@ _MULTI = re.compile(
     r"|\bhow do (?:the|these|they)\b[^?]*\b(?:differ|compare)\b"
     r"|\b(?:differ|differences? between|each of)\b"
     r"|\beach\s+(?:paper|work|method|approach|technique|system|framework)\b"
+    # "How do A, B and C each handle ...?": several works, each asked about.
+    r"|\b(?:do|did|are|were|have)\s[^?]*\band\b[^?]*\beach\b"
     # An order to compare ("Compare the mask mAP of X with its improved version") sets
     # two or more works side by side; "How does X compare with Y?" may ask about one.
     r"|^\s*(?:please\s+)?(?:compare|contrast)\b"

@@ -47,6 +47,7 @@ def fake_paper(title: str, abstract: str) -> Paper:
 @pytest.mark.parametrize("question, multi", [
     ("Which papers speed up diffusion sampling, and how do they differ?", True),
     ("papers on pruning large language models?", True),
+    ("How do GPipe, PipeDream and Chimera each fill the pipeline bubble?", True),
     ("How do the corpus's graph transformers compare?", True),
     ("Compare the top-1 accuracy of the original network with its second version.", True),
     ("How does the sparse model compare with dense baselines on ImageNet?", False),
@@ -153,6 +154,10 @@ def test_short_names_come_from_the_title_head_or_an_introduced_name():
     words = fake_paper("The Curse of Depth", "We propose LayerNorm Scaling, which scales it.")
     assert short_name(words) == "LayerNorm Scaling"
     assert short_name(fake_paper("A", "We propose Loki. Then we test it.")) == "Loki"
+    # A name another paper gave is not this one's.
+    cited = fake_paper("What Makes It Work", "Recently, Gu et al. [2021] proposed a model "
+                       "called S4. We then build a simple model called SGConv.")
+    assert short_name(cited) == "SGConv"
     assert short_name(fake_paper("A Study", "Our method, which is simple, gains 2%.")) is None
     assert names_paper("SCNet [1] reaches 30 dB.", spelled)
     assert not names_paper("It reaches 30 dB [1].", spelled)
