@@ -132,14 +132,14 @@ _COVERED = {"bias": -3.5563, "threshold": 0.6428,
                         "missing_ids": -0.7612,
                         "unseen_ids": -1.1255,
                         "multi": 2.1894}}
-_STATED = {"bias": 7.4154, "threshold": 0.3691,
-           "weights": {"quantity": -1.9718,
-                       "ask_match": -2.0363,
-                       "quantity_ask_match": 2.9632,
-                       "ask_unmatched": -2.9240,
-                       "missing_ids": -3.8253,
-                       "coverage": -3.7081,
-                       "ask_missing": -2.2597}}
+_STATED = {"bias": 7.4798, "threshold": 0.3553,
+           "weights": {"quantity": -2.1425,
+                       "ask_match": -2.0957,
+                       "quantity_ask_match": 3.1369,
+                       "ask_unmatched": -3.1061,
+                       "missing_ids": -3.7432,
+                       "coverage": -3.7239,
+                       "ask_missing": -2.2135}}
 _MULTI_PAPER_THRESHOLD = 0.0750
 _PAPER = {"bias": -8.5295, "threshold": 0.3063,
           "weights": {"dense": 4.4700,

@@ -82,10 +82,10 @@ PAPER_WORDS = frozenset("paper work method approach study model".split())
 # An amount, a score, a size, a speed: a stating sentence must carry a number.
 _QUANTITY = re.compile(
     rf"^(?:{'|'.join(sorted(DEGREE_WORDS))})\b|\b(?:accuracy|top-[15]|"
-    r"fid|score|perplexity|speed-?up|throughput|latency|size|number|rate|ratio|percentage|"
-    r"error|m?ap|bleu|wer|f1|auc|iou|psnr|ssim|mae|mse|gain|improvement|reduction|memory|"
-    r"cost|compute|flops|param|parameter|faster|slower|smaller|larger|higher|lower|"
-    r"bit|budget|step|value|factor|fraction|share|exponent|coefficient)s?\b", re.I)
+    r"fid|score|perplexity|speed-?ups?|throughput|latency|sizes?|number|rate|ratio|percentage|"
+    r"error|m?ap|bleu|wer|f1|auc|iou|psnr|ssim|mae|mse|gain|improvement|reduction|memory|cost|"
+    r"compute|flops|params?|parameters|faster|slower|smaller|larger|higher|lower|"
+    r"bits?|budget|steps|values?|factors?|fractions?|shares?|exponents?|coefficients?)\b", re.I)
 # The later part of a multi-paper question asking what each paper reports ("..., and what
 # precisions do they use?", "...; how does each schedule the shrinking?").
 _EACH = re.compile(r"(?:[,;]\s*(?:and\s+)?|\band\s+)((?:what|which|how)\b[^?;]*)", re.I)

@@ -96,6 +96,8 @@ def test_questions_asking_which_work_it_is_are_recognised(question, identity):
     ("WikiText-103 perplexity of the state space model?", True, "the WikiText-103 perplexity"),
     ("Which dataset was used for pre-training?", False, "which dataset"),
     ("By what factor is the search time cut?", True, "what factor"),
+    ("What NeRF trusts only depth order in coarse depth maps?", False,
+     "what NeRF trusts only depth order in coarse depth maps"),
     # A reply reads "does not state the dataset ...", not "what is the dataset ... it".
     ("What is the dataset of code graphs it is trained on called?", False,
      "the dataset of code graphs"),
