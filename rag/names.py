@@ -33,8 +33,14 @@ _COMMON = frozenset("We This The Our It A An In To Its These That Here For".spli
 
 
 # A sentence about another paper's work: "Recently, Gu et al. [2021] proposed a model
-# called S4" names the model of the paper it cites, not this one's.
+# called S4" names the model of the paper it cites, not this one's ("Unlike prior work, we
+# propose a model called X" names this one's).
 _OTHERS_WORK = re.compile(r"\bet al\b|\[\d{4}\]|\(\d{4}\)|\b(?:prior|previous|existing)\b", re.I)
+_OWN_WORK = re.compile(r"\b(?:we|our)\b", re.I)
+
+
+def _about_others(sentence: str) -> bool:
+    return bool(_OTHERS_WORK.search(sentence)) and not _OWN_WORK.search(sentence)
 
 
 def _sentence_before(text: str, end: int) -> str:
@@ -64,7 +70,7 @@ def short_name(paper: Paper) -> str | None:
         if spelled_from(m.group(2), m.group(1)):
             return m.group(2)
     for m in _INTRO.finditer(paper.abstract):  # no article: "we propose DirectPred, ..."
-        if _is_name(m.group(1)) and not _OTHERS_WORK.search(
+        if _is_name(m.group(1)) and not _about_others(
                 _sentence_before(paper.abstract, m.start())):
             return m.group(1).rstrip(".-")
     return None

@@ -160,6 +160,8 @@ def test_short_names_come_from_the_title_head_or_an_introduced_name():
     cited = fake_paper("What Makes It Work", "Recently, Gu et al. [2021] proposed a model "
                        "called S4. We then build a simple model called SGConv.")
     assert short_name(cited) == "SGConv"
+    own = fake_paper("A", "Unlike prior work, we build a model called Lumo. It is fast.")
+    assert short_name(own) == "Lumo"
     assert short_name(fake_paper("A Study", "Our method, which is simple, gains 2%.")) is None
     assert names_paper("SCNet [1] reaches 30 dB.", spelled)
     assert not names_paper("It reaches 30 dB [1].", spelled)
