@@ -40,7 +40,7 @@ from rag.evaluation import UNANSWERABLE, _norm_title  # noqa: E402
 from rag.questions import classify  # noqa: E402
 
 # Which signals each decision sees (few, to fit on ~140 questions without overfitting).
-COVERED = ("dense", "coverage", "unseen", "missing_ids", "unseen_ids", "multi")
+COVERED = ("dense", "margin", "coverage", "match", "unseen", "missing_ids", "unseen_ids", "multi")
 STATED = ("quantity", "ask_match", "quantity_ask_match", "ask_unmatched", "missing_ids", "coverage",
           "ask_missing")
 PAPER = PAPER_SIGNALS

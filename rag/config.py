@@ -125,31 +125,33 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of its fit sets (bench/fit_sets.py); its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -3.5563, "threshold": 0.6428,
-            "weights": {"dense": 4.5821,
-                        "coverage": 7.7221,
-                        "unseen": -3.6454,
-                        "missing_ids": -0.7612,
-                        "unseen_ids": -1.1255,
-                        "multi": 2.1894}}
-_STATED = {"bias": 7.4798, "threshold": 0.3553,
-           "weights": {"quantity": -2.1425,
-                       "ask_match": -2.0957,
-                       "quantity_ask_match": 3.1369,
-                       "ask_unmatched": -3.1061,
-                       "missing_ids": -3.7432,
-                       "coverage": -3.7239,
-                       "ask_missing": -2.2135}}
-_MULTI_PAPER_THRESHOLD = 0.0750
-_PAPER = {"bias": -8.5295, "threshold": 0.3063,
-          "weights": {"dense": 4.4700,
-                      "dense_gap": -6.9175,
-                      "coverage": 6.1843,
-                      "match": -7.1241,
-                      "match_ratio": 5.7895,
-                      "keyword": 5.9205,
-                      "rank": -1.2263,
-                      "multi": 2.2536}}
+_COVERED = {"bias": -3.0609, "threshold": 0.7503,
+            "weights": {"dense": 3.2755,
+                        "margin": 5.9965,
+                        "coverage": 9.2825,
+                        "match": -2.9819,
+                        "unseen": -3.7742,
+                        "missing_ids": -0.6203,
+                        "unseen_ids": -1.0779,
+                        "multi": 2.2001}}
+_STATED = {"bias": 7.1069, "threshold": 0.2507,
+           "weights": {"quantity": -2.2073,
+                       "ask_match": -2.1519,
+                       "quantity_ask_match": 3.2520,
+                       "ask_unmatched": -3.1307,
+                       "missing_ids": -3.6011,
+                       "coverage": -3.2360,
+                       "ask_missing": -2.1234}}
+_MULTI_PAPER_THRESHOLD = 0.0817
+_PAPER = {"bias": -8.9237, "threshold": 0.0817,
+          "weights": {"dense": 4.1078,
+                      "dense_gap": -4.4253,
+                      "coverage": 6.0786,
+                      "match": -5.8560,
+                      "match_ratio": 5.7289,
+                      "keyword": 3.8347,
+                      "rank": -1.1081,
+                      "multi": 2.5564}}
 
 
 class DecisionSettings(_Section):

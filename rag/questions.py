@@ -24,7 +24,7 @@ _WORK_NOUNS = (r"(?:paper|work|research|study|method|approach|technique|model|ar
 # consistency models trained on?" asks about one paper) and the first is not a work in the
 # singular ("Which approach designs convolutional networks ...?" asks for one).
 _MULTI = re.compile(
-    rf"\b(?:which|what|any|corpus's|do the|are there|several|different|various)\s+"
+    rf"\b(?:which|what|any|corpus's|do the|are there|several|different|various|recent)\s+"
     rf"(?!{_WORK_NOUNS}\b)(?:(?!{_AUX}\b)[\w\-/]+\s+){{0,4}}?(?:{_PLURAL_THINGS})\b"
     rf"|^\s*(?:[\w\-/]+\s+){{0,3}}?(?:{_PLURAL_THINGS})\s+(?:that|which|in|for|with|from|on|"
     rf"about|using|to)\b"
@@ -42,7 +42,13 @@ _MULTI = re.compile(
     # called ("what normalization fixes have been proposed").
     r"|\b(?:what|which)\s+(?:[\w\-/]+\s+){0,3}?[\w\-/]+s\s+(?:have\s+been|exist\b|are\s+"
     r"(?:there|available))(?:\s+(?:proposed|introduced|developed|suggested))?"
-    r"|^\s*works\s+(?:that|which|on|in|for|about|using)\b",
+    r"|^\s*works\s+(?:that|which|on|in|for|about|using)\b"
+    # Asked of the papers as a body ("what evidence do papers give", "what does the
+    # collection say about", "what has been proposed for ...").
+    rf"|\b(?:do|did|have|according to)\s+(?:the\s+)?(?:papers|works|studies)\b"
+    r"|\bwhat\s+(?:does|do)\s+the\s+(?:collection|corpus|literature|indexed papers)\s+"
+    r"(?:say|report|show|find|suggest)\b"
+    r"|\bwhat\s+(?:has|have)\s+been\s+(?:proposed|tried|suggested|done)\b",
     re.I)
 # Two versions of a work named apart ("the second version ... over the first version",
 # "v1 and v2"): each version is its own paper.
@@ -64,7 +70,7 @@ _IDENTITY = re.compile(
 # plural or "both" comes later.
 _ONE_WORK = re.compile(
     rf"^\s*(?:which|what(?:'s| is| was) the|is there an?|i (?:remember|recall) an?)\s+"
-    rf"(?:[\w\-/+]+\s+){{0,2}}?{_WORK_NOUNS}\b", re.I)
+    rf"(?:(?!(?:{_PLURAL_THINGS})\b)[\w\-/+]+\s+){{0,2}}?{_WORK_NOUNS}\b", re.I)
 # The part of a question that names what is asked: "what <ImageNet top-1 accuracy> does ...",
 # "how many <GPUs>, ...", "...: <accuracy and params>?", "<WikiText-103 perplexity> of the ...".
 _WH = re.compile(r"\b(?:what(?:'s| is| are)?|which|how|by how)\s+(.*?)(?=\s+" + _AUX
@@ -91,6 +97,11 @@ _QUANTITY = re.compile(
 _EACH = re.compile(r"(?:[,;]\s*(?:and\s+)?|\band\s+)((?:what|which|how)\b[^?;]*)", re.I)
 # Where a question lists facets it wants covered ("up to more FLOPs versus down to tiny").
 _FACET_SPLIT = re.compile(r"\s+(?:versus|vs\.?|compared (?:to|with)|as opposed to)\s+|;\s*", re.I)
+# Works told apart one by one ("one that improves ... and one that focuses on ...", "one
+# aligning ..., one adding ..."): each is a facet, up to a dash or the end.
+_ONE_BY_ONE = re.compile(r"(?:^|[,;:\u2013\u2014]\s*|\s-\s+|\band\s+)one\s+"
+                         r"(?=(?:that|which|who|\w+ing)\b)", re.I)
+_FACET_END = re.compile(r"\s+(?:[-\u2013\u2014]|and\s*$)|[,?;]\s*$")
 
 
 @dataclass(frozen=True)
@@ -130,6 +141,9 @@ def record_field(question: str) -> str:
 
 def facets(question: str) -> tuple[str, ...]:
     """The question's listed parts, when it names two or more (else empty)."""
+    ones = _ONE_BY_ONE.split(question)[1:]
+    if len(ones) >= 2:
+        return tuple(_FACET_END.split(p, 1)[0].strip(" ,?") for p in ones)
     parts = [p.strip(" ,?") for p in _FACET_SPLIT.split(question)]
     parts = [p for p in parts if len(p.split()) >= 2]
     return tuple(parts) if len(parts) >= 2 else ()

@@ -70,9 +70,30 @@ def fake_paper(title: str, abstract: str) -> Paper:
     # "each method" sets several works side by side; "each model size" may be one paper's.
     ("What has been done to speed up samplers, and what does each method report?", True),
     ("What accuracy does each model size reach on ImageNet?", False),
+    # A plural work before a verb that is also a work noun ("papers study") is plural.
+    ("Which papers study how to prune attention heads?", True),
+    ("Which study measures attention head redundancy?", False),
+    # Asked of recent work or the papers as a body.
+    ("How do recent detectors handle tiny objects?", True),
+    ("What evidence do papers give that distillation helps small models?", True),
+    ("What does the collection say about mixed-precision training?", True),
+    ("What has been proposed to shrink KV caches?", True),
 ])
 def test_multi_paper_questions_are_recognised(question, multi):
     assert classify(question).multi is multi
+
+
+@pytest.mark.parametrize("question, facets", [
+    ("How do the two pruning papers differ: one that removes heads and one that merges "
+     "layers?", ("that removes heads", "that merges layers")),
+    ("Which methods speed up sampling - one distilling the teacher, one caching features - "
+     "and by how much?", ("distilling the teacher", "caching features")),
+    ("Which papers compare large kernels versus stacked small kernels?",
+     ("Which papers compare large kernels", "stacked small kernels")),
+    ("Which papers prune one layer at a time?", ()),
+])
+def test_a_multi_paper_question_lists_its_facets(question, facets):
+    assert classify(question).facets == facets
 
 
 @pytest.mark.parametrize("question, identity", [
