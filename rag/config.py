@@ -134,14 +134,14 @@ _COVERED = {"bias": -3.0609, "threshold": 0.7503,
                         "missing_ids": -0.6203,
                         "unseen_ids": -1.0779,
                         "multi": 2.2001}}
-_STATED = {"bias": 7.1069, "threshold": 0.2507,
-           "weights": {"quantity": -2.2073,
-                       "ask_match": -2.1519,
-                       "quantity_ask_match": 3.2520,
-                       "ask_unmatched": -3.1307,
-                       "missing_ids": -3.6011,
-                       "coverage": -3.2360,
-                       "ask_missing": -2.1234}}
+_STATED = {"bias": 7.2475, "threshold": 0.2848,
+           "weights": {"quantity": -2.4201,
+                       "ask_match": -2.6604,
+                       "quantity_ask_match": 3.5288,
+                       "ask_unmatched": -3.0447,
+                       "missing_ids": -3.5018,
+                       "coverage": -2.9073,
+                       "ask_missing": -2.2972}}
 _MULTI_PAPER_THRESHOLD = 0.0817
 _PAPER = {"bias": -8.9237, "threshold": 0.0817,
           "weights": {"dense": 4.1078,

@@ -89,7 +89,8 @@ PAPER_WORDS = frozenset("paper work method approach study model".split())
 _QUANTITY = re.compile(
     rf"^(?:{'|'.join(sorted(DEGREE_WORDS))})\b|\b(?:accuracy|top-[15]|"
     r"fid|score|perplexity|speed-?ups?|throughput|latency|sizes?|number|rate|ratio|percentage|"
-    r"error|m?ap|bleu|wer|f1|auc|iou|psnr|ssim|mae|mse|gain|improvement|reduction|memory|cost|"
+    r"error|m?ap|bleu|wer|f1|auc|auroc|iou|psnr|ssim|mae|r?mse|f-(?:measure|score)|fps|speed|"
+    r"precision|recall|ndcg|gain|improvement|reduction|memory|cost|"
     r"compute|flops|params?|parameters|faster|slower|smaller|larger|higher|lower|"
     r"bits?|budget|steps|values?|factors?|fractions?|shares?|exponents?|coefficients?)\b", re.I)
 # The later part of a multi-paper question asking what each paper reports ("..., and what

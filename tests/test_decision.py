@@ -117,6 +117,9 @@ def test_questions_asking_which_work_it_is_are_recognised(question, identity):
     ("WikiText-103 perplexity of the state space model?", True, "the WikiText-103 perplexity"),
     ("Which dataset was used for pre-training?", False, "which dataset"),
     ("By what factor is the search time cut?", True, "what factor"),
+    ("What RMSE does the depth model reach on KITTI?", True, "what RMSE"),
+    ("What inference speed in FPS does the detector reach?", True,
+     "what inference speed in FPS"),
     ("What NeRF trusts only depth order in coarse depth maps?", False,
      "what NeRF trusts only depth order in coarse depth maps"),
     # A reply reads "does not state the dataset ...", not "what is the dataset ... it".
