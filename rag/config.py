@@ -134,14 +134,14 @@ _COVERED = {"bias": -3.0609, "threshold": 0.7503,
                         "missing_ids": -0.6203,
                         "unseen_ids": -1.0779,
                         "multi": 2.2001}}
-_STATED = {"bias": 7.2475, "threshold": 0.2848,
-           "weights": {"quantity": -2.4201,
-                       "ask_match": -2.6604,
-                       "quantity_ask_match": 3.5288,
-                       "ask_unmatched": -3.0447,
-                       "missing_ids": -3.5018,
-                       "coverage": -2.9073,
-                       "ask_missing": -2.2972}}
+_STATED = {"bias": 7.1816, "threshold": 0.2801,
+           "weights": {"quantity": -2.4302,
+                       "ask_match": -2.3950,
+                       "quantity_ask_match": 3.2799,
+                       "ask_unmatched": -3.0600,
+                       "missing_ids": -3.4803,
+                       "coverage": -2.8277,
+                       "ask_missing": -2.2518}}
 _MULTI_PAPER_THRESHOLD = 0.0817
 _PAPER = {"bias": -8.9237, "threshold": 0.0817,
           "weights": {"dense": 4.1078,

@@ -170,13 +170,21 @@ def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeig
               ) -> float:
     """How well the paper's best sentence of the asked-for kind matches what is asked: when
     any part of the question asks for a number, only sentences writing a value the question
-    does not ("22B" does not answer "the 22-billion-parameter ViT: how many chips?") count.
-    0 when no sentence carries it."""
+    does not ("22B" does not answer "the 22-billion-parameter ViT: how many chips?") count;
+    when it asks which thing ("which vision encoder"), only sentences giving a name it does
+    not ("a vision-language Transformer" does not say which one). 0 when no sentence
+    carries it."""
     ask = _asked_words(kind, question, DEGREE_WORDS)
     given = values(question)
+    named = {n.lower() for n in identifiers(question)}
+
+    def carries(text: str) -> bool:
+        if kind.wants_number:
+            return bool(values(text) - given)
+        return not kind.wants_name or bool({n.lower() for n in identifiers(text)} - named)
+
     return max((stem_overlap(ask, _stems_spelled(text, kind.ask), weights)
-                for _, _, text in paper_sentences(paper)
-                if not kind.wants_number or values(text) - given), default=0.0)
+                for _, _, text in paper_sentences(paper) if carries(text)), default=0.0)
 
 
 def ask_missing(kind: QuestionKind, question: str, paper: Paper, weights: TermWeights

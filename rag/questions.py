@@ -123,6 +123,12 @@ class QuestionKind:
     # states but a library's record may hold ("Who wrote ...?", "When was ... published?").
     record: str = ""
 
+    @property
+    def wants_name(self) -> bool:
+        """Asks which thing by a noun ("which vision encoder", "what optimizer"), not for a
+        number: a sentence stating it names one the question does not."""
+        return not self.wants_number and self.asked.lower().startswith(("which ", "what "))
+
 
 # Questions about a paper's record, not its abstract.
 _RECORD = {

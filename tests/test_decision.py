@@ -254,6 +254,20 @@ def test_a_number_asked_for_is_matched_only_by_sentences_writing_a_new_value():
     assert ask_match(classify(later), later, stated, weights) > 0
 
 
+def test_which_thing_asked_for_is_matched_only_by_sentences_naming_a_new_one():
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    question = "Which vision-language Transformer was the low-rank pre-training applied to?"
+    assert classify(question).wants_name
+    vague = fake_paper("Low-rank", "We apply low-rank pre-training to a vision-language "
+                       "Transformer and keep its accuracy.")
+    assert ask_match(classify(question), question, vague, weights) == 0.0
+    named = fake_paper("Low-rank", "We apply low-rank pre-training to the vision-language "
+                       "Transformer BLIP-2 and keep its accuracy.")
+    assert ask_match(classify(question), question, named, weights) > 0
+    # A number asked for is not a name asked for.
+    assert not classify("Which learning rate was used?").wants_name
+
+
 def test_a_name_no_indexed_chunk_holds_is_unseen():
     weights = TermWeights({"yolov4": 0, "coco": 1, "ap": 2}, [3, 5, 4], 10)  # a fake vocabulary
     assert unseen_identifiers("YOLOv7 COCO AP on a V100?", weights)
