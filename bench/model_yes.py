@@ -1,13 +1,14 @@
 """Does the local model's graded "yes" pay beside the decision's signals? (issue 11)
 
-For every question of dev.jsonl + dev2.jsonl this asks the local 1.5B model, on the
+For every question of the fit sets (bench/fit_sets.py) this asks the local 1.5B model, on the
 context its answer would get, "Do the sources answer the question? Reply only yes or no."
 and reads the probability of "yes" from the next-token logits (no text is generated, so
 the reply's wording cannot hide a doubt). It prints how well that probability separates
 answerable questions from the rest (area under the ROC curve, beside the best lexical
 signals) and the held-out refusals when the model vetoes the decision's answers below a
 threshold fitted on the training folds (bench/fit_decision.py's folds and cost, eight
-fold assignments), and writes both and the probabilities to bench/results/model_yes.json.
+fold assignments), and when it is one more input of the covered and stated regressions,
+and writes these and the probabilities to bench/results/model_yes.json.
 
 Usage: python bench/model_yes.py --home DIR [--probs FILE] [--cost 6]
   --probs reuses the probabilities recorded in an earlier run's JSON.
@@ -101,6 +102,34 @@ def vetoed(rows: list[dict], probs: dict[str, float], cost: float, repeats: int)
     return {"decision_alone": mean(alone), "with_model_veto": mean(veto)}
 
 
+def as_input(rows: list[dict], probs: dict[str, float], cost: float, repeats: int) -> dict:
+    """Held-out refusals per type when the model's yes (as a log-odds) is one more input
+    of the covered regression, the stated one, or both (mean over fold assignments)."""
+    for r in rows:
+        p = min(max(probs[r["id"]], 1e-4), 1 - 1e-4)
+        r["signals"]["model_yes"] = float(np.log(p / (1 - p)))
+    base = fd.COVERED, fd.STATED
+    out = {}
+    try:
+        for name, covered, stated in (
+                ("yes_in_covered", base[0] + ("model_yes",), base[1]),
+                ("yes_in_stated", base[0], base[1] + ("model_yes",)),
+                ("yes_in_both", base[0] + ("model_yes",), base[1] + ("model_yes",))):
+            fd.COVERED, fd.STATED = covered, stated
+            got = {t: [] for t in TYPES}
+            for i in range(repeats):
+                held = fd.cross_validate(rows, fd.assign_folds(rows, 5, "" if i == 0 else str(i)),
+                                         5, cost)[1]
+                for t in TYPES:
+                    got[t].append(float(np.mean([held[r["id"]]["abstain"]
+                                                 or held[r["id"]]["not_stated"]
+                                                 for r in rows if r["type"] == t])))
+            out[name] = {t: round(float(np.mean(v)), 3) for t, v in got.items()}
+    finally:
+        fd.COVERED, fd.STATED = base
+    return out
+
+
 def separation(rows: list[dict], probs: dict[str, float]) -> dict:
     """Area under the ROC curve of the model's yes and the best cheap signals."""
     out = {}
@@ -131,6 +160,7 @@ def main() -> int:
     aucs = separation(rows, probs)
     result = {"questions": len(rows), "prompt_tail": TAIL, "cost": args.cost,
               "auc": aucs, **vetoed(rows, probs, args.cost, args.repeats),
+              **as_input(rows, probs, args.cost, args.repeats),
               "probabilities": probs}
     print("\nArea under the ROC curve (all questions, not held out):")
     for name, row in aucs.items():
@@ -138,7 +168,8 @@ def main() -> int:
               f"   single vs not-stated {row['single_vs_not_stated']:.3f}")
     print(f"\nRefused, held out, mean over {args.repeats} fold assignments:")
     print(f"{'':<18}" + "".join(f"{t:>14}" for t in TYPES))
-    for key in ("decision_alone", "with_model_veto"):
+    for key in ("decision_alone", "with_model_veto", "yes_in_covered", "yes_in_stated",
+                "yes_in_both"):
         print(f"{key:<18}" + "".join(f"{v:>14.3f}" for v in result[key].values()))
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     return 0
