@@ -99,10 +99,10 @@ _EACH = re.compile(r"(?:[,;]\s*(?:and\s+)?|\band\s+)((?:what|which|how)\b[^?;]*)
 # Where a question lists facets it wants covered ("up to more FLOPs versus down to tiny").
 _FACET_SPLIT = re.compile(r"\s+(?:versus|vs\.?|compared (?:to|with)|as opposed to)\s+|;\s*", re.I)
 # Works told apart one by one ("one that improves ... and one that focuses on ...", "one
-# aligning ..., one adding ..."): each is a facet, up to a dash or the end.
+# aligning ..., one adding ..."): each is a facet, up to a dash (or the end).
 _ONE_BY_ONE = re.compile(r"(?:^|[,;:\u2013\u2014]\s*|\s-\s+|\band\s+)one\s+"
                          r"(?=(?:that|which|who|\w+ing)\b)", re.I)
-_FACET_END = re.compile(r"\s+(?:[-\u2013\u2014]|and\s*$)|[,?;]\s*$")
+_FACET_END = re.compile(r"\s[-\u2013\u2014]\s")
 
 
 @dataclass(frozen=True)
