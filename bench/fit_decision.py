@@ -11,7 +11,9 @@ With ~140 questions the held-out figures depend on which questions share a fold,
 same cross-validation is repeated over other fold assignments (--repeats) and the spread of
 refusals per type printed and stored too.
 
-Usage: python bench/fit_decision.py [--home DIR] [--folds 5] [--repeats 5]
+Usage: python bench/fit_decision.py [--home DIR] [--folds 5] [--repeats 5] [--yes FILE]
+  --yes: bench/model_yes.py's probabilities; also fit and report local mode's decisions,
+  which weigh the local model's yes (rag/config.py covered_yes, stated_yes).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from fit_sets import read_gold  # noqa: E402  (bench/fit_sets.py)
 from rag import store  # noqa: E402
 from rag.answer import retrieve  # noqa: E402
 from rag.config import load_settings  # noqa: E402
-from rag.decision import PAPER_SIGNALS, paper_signals, question_signals  # noqa: E402
+from rag.decision import PAPER_SIGNALS, paper_signals, question_signals, yes_log_odds  # noqa: E402
 from rag.engine import get_engine  # noqa: E402
 from rag.evaluation import UNANSWERABLE, _norm_title  # noqa: E402
 from rag.questions import classify  # noqa: E402
@@ -44,6 +46,12 @@ COVERED = ("dense", "margin", "coverage", "match", "unseen", "missing_ids", "uns
 STATED = ("quantity", "ask_match", "quantity_ask_match", "ask_unmatched", "missing_ids", "coverage",
           "ask_missing")
 PAPER = PAPER_SIGNALS
+# The local model's graded yes (bench/model_yes.py): local mode's covered and stated
+# decisions weigh it too. It is asked of questions about one paper only, so "multi" is
+# constant where they are fitted and left out.
+YES = "model_yes"
+COVERED_YES = tuple(n for n in COVERED if n != "multi") + (YES,)
+STATED_YES = STATED + (YES,)
 # Cost of a false abstention relative to a missed one when choosing a threshold.
 FALSE_ABSTENTION_COST = 6.0
 # F-beta for the multi-paper threshold (F2 for the others).
@@ -117,23 +125,44 @@ def fbeta_threshold(p: np.ndarray, y: np.ndarray, beta: float = 2.0) -> float:
     return best_t
 
 
-def fit_all(rows: list[dict], cost: float) -> dict:
-    """The three decisions fitted on these questions, thresholds included."""
+def _fit_covered(rows: list[dict], cost: float, names) -> dict:
+    """P(the index has a paper on the topic), its threshold at the least cost."""
     types = np.array([r["type"] for r in rows])
-    xq = lambda names: np.array([[r["signals"][n] for n in names] for r in rows])  # noqa: E731
-    answerable = ~np.isin(types, UNANSWERABLE)
-    covered = fit_logistic(xq(COVERED), (types != "unanswerable").astype(int), COVERED)
-    p = prob(covered, xq(COVERED), COVERED)
-    covered["threshold"] = cost_threshold(p[answerable], p[types == "unanswerable"], cost)
-    single = answerable & ~np.array([r["multi"] for r in rows])
+    x = np.array([[r["signals"][n] for n in names] for r in rows])
+    covered = fit_logistic(x, (types != "unanswerable").astype(int), names)
+    p = prob(covered, x, names)
+    covered["threshold"] = cost_threshold(p[~np.isin(types, UNANSWERABLE)],
+                                          p[types == "unanswerable"], cost)
+    return covered
+
+
+def _fit_stated(rows: list[dict], cost: float, names) -> dict:
+    """P(the top paper states the asked-for fact), fitted on single-paper and not-stated
+    questions."""
+    types = np.array([r["type"] for r in rows])
+    x = np.array([[r["signals"][n] for n in names] for r in rows])
+    single = ~np.isin(types, UNANSWERABLE) & ~np.array([r["multi"] for r in rows], dtype=bool)
     about = single | (types == "not-stated")
-    stated = fit_logistic(xq(STATED)[about], single[about].astype(int), STATED)
-    p = prob(stated, xq(STATED), STATED)
+    stated = fit_logistic(x[about], single[about].astype(int), names)
+    p = prob(stated, x, names)
     # Its threshold is chosen where it is used: a question asking which work it is is
     # never "not stated" (rag/decision.decide), so it does not pull the threshold down.
-    asked = ~np.array([r["identity"] for r in rows])
+    asked = ~np.array([r["identity"] for r in rows], dtype=bool)
     stated["threshold"] = cost_threshold(p[single & asked], p[(types == "not-stated") & asked],
                                          cost)
+    return stated
+
+
+def fit_all(rows: list[dict], cost: float) -> dict:
+    """The three decisions fitted on these questions, thresholds included; with the model's
+    yes among the signals, also the covered and stated decisions that weigh it, fitted on
+    the questions local mode asks it of (all but multi-paper ones)."""
+    out = {"covered": _fit_covered(rows, cost, COVERED),
+           "stated": _fit_stated(rows, cost, STATED)}
+    if all(YES in r["signals"] for r in rows):
+        one = [r for r in rows if not r["multi"]]
+        out["covered_yes"] = _fit_covered(one, cost, COVERED_YES)
+        out["stated_yes"] = _fit_stated(one, cost, STATED_YES)
     pairs = [(pp, r["multi"]) for r in rows if r["type"] not in UNANSWERABLE
              for pp in r["papers"][1:]]
     xp = np.array([[pp[n] for n in PAPER] for pp, _ in pairs])
@@ -141,19 +170,28 @@ def fit_all(rows: list[dict], cost: float) -> dict:
     multi = np.array([m for _, m in pairs], dtype=bool)
     paper = fit_logistic(xp, yp.astype(int), PAPER)
     p = prob(paper, xp, PAPER)
-    paper["threshold"] = fbeta_threshold(p, yp)
-    # A multi-paper answer is judged on the papers it finds: its threshold weighs recall more.
-    return {"covered": covered, "stated": stated, "paper": paper,
+    # Each threshold is chosen on the questions it is used for: the single-paper one on
+    # the other questions' pairs (a multi-paper question's many lower-ranked gold papers
+    # would pull it down, keeping second papers a single answer should not cite); a
+    # multi-paper answer is judged on the papers it finds, so its threshold weighs recall more.
+    paper["threshold"] = fbeta_threshold(p[~multi], yp[~multi])
+    return {**out, "paper": paper,
             "multi_paper_threshold": fbeta_threshold(p[multi], yp[multi], MULTI_BETA)}
 
 
-def predict(model: dict, row: dict) -> dict:
-    """Decision outcomes for one question: abstain / not-stated / answer, and kept papers."""
-    c = prob(model["covered"], np.array([row["signals"][n] for n in COVERED]), COVERED)
-    s = prob(model["stated"], np.array([row["signals"][n] for n in STATED]), STATED)
-    abstain = c < model["covered"]["threshold"]
+def predict(model: dict, row: dict, yes: bool = False) -> dict:
+    """Decision outcomes for one question: abstain / not-stated / answer, and kept papers.
+    `yes`: as local mode decides, weighing the model's yes (not for multi-paper ones)."""
+    yes = yes and not row["multi"]
+    covered, stated = (model["covered_yes"], model["stated_yes"]) if yes else \
+        (model["covered"], model["stated"])
+    c = prob(covered, np.array([row["signals"][n] for n in covered["weights"]]),
+             list(covered["weights"]))
+    s = prob(stated, np.array([row["signals"][n] for n in stated["weights"]]),
+             list(stated["weights"]))
+    abstain = c < covered["threshold"]
     not_stated = (not abstain and not (row["multi"] or row["identity"])
-                  and s < model["stated"]["threshold"])
+                  and s < stated["threshold"])
     most = 6 if row["multi"] else 3
     cut = model["multi_paper_threshold"] if row["multi"] else model["paper"]["threshold"]
     kept = [0] + [i for i, pp in enumerate(row["papers"][1:], 1) if prob(
@@ -161,13 +199,14 @@ def predict(model: dict, row: dict) -> dict:
     return {"abstain": bool(abstain), "not_stated": bool(not_stated), "kept": kept[:most]}
 
 
-def cross_validate(rows: list[dict], folds: dict[str, int], k: int, cost: float
-                   ) -> tuple[dict[int, dict], dict[str, dict]]:
+def cross_validate(rows: list[dict], folds: dict[str, int], k: int, cost: float,
+                   yes: bool = False) -> tuple[dict[int, dict], dict[str, dict]]:
     """Each fold's fit on the other folds, and every question's held-out outcome."""
     per_fold, outcomes = {}, {}
     for f in range(k):
         per_fold[f] = fit_all([r for r in rows if folds[r["id"]] != f], cost)
-        outcomes.update({r["id"]: predict(per_fold[f], r) for r in rows if folds[r["id"]] == f})
+        outcomes.update({r["id"]: predict(per_fold[f], r, yes) for r in rows
+                         if folds[r["id"]] == f})
     return per_fold, outcomes
 
 
@@ -191,6 +230,50 @@ def report(rows: list[dict], outcomes: dict[str, dict]) -> dict:
     return table
 
 
+def add_model_yes(rows: list[dict], probs: dict[str, float]) -> None:
+    """The model's yes as a signal of the questions it was asked of (0, no lean, elsewhere:
+    it is never read for those)."""
+    for r in rows:
+        r["signals"][YES] = yes_log_odds(probs[r["id"]]) if r["id"] in probs else 0.0
+    missing = [r["id"] for r in rows if not r["multi"] and r["id"] not in probs]
+    if missing:
+        print(f"no model yes for {len(missing)} question(s): {' '.join(missing[:10])}")
+
+
+def held_out(rows: list[dict], k: int, repeats: int, cost: float, yes: bool, title: str
+             ) -> dict:
+    """Cross-validated over `repeats` fold assignments (the first is also saved, with its
+    per-fold settings): the first's table, refusals per type, and the cost per question."""
+    folds = assign_folds(rows, k)
+    per_fold, outcomes = cross_validate(rows, folds, k, cost, yes)
+    first = report(rows, outcomes)
+    print(f"\n{title}, {k}-fold cross-validated (fit on {k - 1} folds, judged on the "
+          "held-out one):")
+    keys = ("refused", "abstained", "kept_gold_recall", "kept_precision", "said_not_stated")
+    print(f"{'type':<13}{'n':>4}" + "".join(f"{key:>17}" for key in keys))
+    for t, row in first.items():
+        print(f"{t:<13}{row['n']:>4}" + "".join(
+            f"{'-' if row.get(key) is None else format(row[key], '.3f'):>17}" for key in keys))
+    # ~140 questions make the held-out figures depend on which questions share a fold:
+    # the same fit over other assignments shows how far.
+    others = [report(rows, cross_validate(rows, assign_folds(rows, k, str(i)), k, cost, yes)[1])
+              for i in range(1, repeats)]
+    spread = {t: [first[t]["refused"]] + [r[t]["refused"] for r in others] for t in first}
+    print(f"Refused, held out, over {repeats} fold assignments (the first is the one above): "
+          "mean [min-max]")
+    for t, v in spread.items():
+        print(f"{t:<13} {np.mean(v):.3f} [{min(v):.3f}-{max(v):.3f}]")
+    # The one figure the thresholds minimise, to compare signals by: per question, a false
+    # refusal costs `cost`, a missed abstention 1.
+    n = {t: first[t]["n"] for t in first}
+    costs = [sum((cost * v[i] if t not in UNANSWERABLE else 1 - v[i]) * n[t]
+                 for t, v in spread.items()) / sum(n.values()) for i in range(repeats)]
+    print(f"cost per question, held out: {np.mean(costs):.4f} [{min(costs):.4f}-{max(costs):.4f}]")
+    return {"held_out": first, "refused_over_fold_assignments": spread,
+            "cost_per_question": round(float(np.mean(costs)), 4), "folds": folds,
+            "fold_settings": {str(f): m for f, m in per_fold.items()}}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", help="ASKPAPERS home holding the seed index (default: a temp dir)")
@@ -199,6 +282,8 @@ def main() -> int:
                     help="fold assignments to report the held-out spread over")
     ap.add_argument("--cost", type=float, default=FALSE_ABSTENTION_COST,
                     help="cost of a false abstention relative to a missed one")
+    ap.add_argument("--yes", help="bench/model_yes.py's JSON: also fit the decisions local "
+                    "mode makes with the model's yes, and report them")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "decision_fit.json"))
     args = ap.parse_args()
     settings = load_settings(home=Path(args.home or tempfile.mkdtemp(prefix="askpapers-fit-")))
@@ -206,41 +291,21 @@ def main() -> int:
         from index.build import build_index
         build_index(settings)
     rows = collect(settings)
-    folds = assign_folds(rows, args.folds)
-    per_fold, outcomes = cross_validate(rows, folds, args.folds, args.cost)
-    held_out = report(rows, outcomes)
-    print(f"Decision, {args.folds}-fold cross-validated (fit on {args.folds - 1} folds, "
-          "judged on the held-out one):")
-    keys = ("refused", "abstained", "kept_gold_recall", "kept_precision", "said_not_stated")
-    print(f"{'type':<13}{'n':>4}" + "".join(f"{k:>17}" for k in keys))
-    for t, row in held_out.items():
-        print(f"{t:<13}{row['n']:>4}" + "".join(
-            f"{'-' if row.get(k) is None else format(row[k], '.3f'):>17}" for k in keys))
-    # ~140 questions make the held-out figures depend on which questions share a fold:
-    # the same fit over other assignments shows how far.
-    repeats = [report(rows, cross_validate(rows, assign_folds(rows, args.folds, str(i)),
-                                           args.folds, args.cost)[1])
-               for i in range(1, args.repeats)]
-    spread = {t: [held_out[t]["refused"]] + [r[t]["refused"] for r in repeats] for t in held_out}
-    print(f"\nRefused, held out, over {args.repeats} fold assignments (the first is the one "
-          "above): mean [min-max]")
-    for t, v in spread.items():
-        print(f"{t:<13} {np.mean(v):.3f} [{min(v):.3f}-{max(v):.3f}]")
-    # The one figure the thresholds minimise, to compare signals by: per question, a false
-    # refusal costs `cost`, a missed abstention 1.
-    n = {t: held_out[t]["n"] for t in held_out}
-    costs = [sum((args.cost * v[i] if t not in UNANSWERABLE else 1 - v[i]) * n[t]
-                 for t, v in spread.items()) / sum(n.values()) for i in range(args.repeats)]
-    print(f"cost per question, held out: {np.mean(costs):.4f} [{min(costs):.4f}-{max(costs):.4f}]")
+    if args.yes:
+        add_model_yes(rows, json.loads(Path(args.yes).read_text())["probabilities"])
+    cheap = held_out(rows, args.folds, args.repeats, args.cost, False,
+                     "Decision without a model (extractive and hosted modes)")
+    result = {"signals": {"covered": COVERED, "stated": STATED, "paper": PAPER}, **cheap}
+    if args.yes:
+        local = held_out(rows, args.folds, args.repeats, args.cost, True,
+                         "Decision weighing the local model's yes (local mode)")
+        result["signals"].update(covered_yes=COVERED_YES, stated_yes=STATED_YES)
+        result["local"] = {k: v for k, v in local.items() if k not in ("folds", "fold_settings")}
     final = fit_all(rows, args.cost)
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
-    result = {"commit": commit, "questions": len(rows), "signals": {
-        "covered": COVERED, "stated": STATED, "paper": PAPER},
-        "false_abstention_cost": args.cost, "held_out": held_out,
-        "refused_over_fold_assignments": spread, "cost_per_question": round(float(np.mean(costs)), 4),
-        "folds": {qid: f for qid, f in folds.items()},
-        "fold_settings": {str(f): m for f, m in per_fold.items()}, "all": final}
+    result = {"commit": commit, "questions": len(rows), "false_abstention_cost": args.cost,
+              **result, "all": final}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print("\nFit on all questions (the defaults in rag/config.py):")

@@ -2,9 +2,9 @@
 
 The decision (`rag/decision.py`) says one of three things, in every mode: answer (from the
 papers it keeps), abstain (no paper covers the topic), or "not stated" (the question is
-about a paper in the index whose abstract does not give the asked-for fact). Near its
-thresholds a model mode confirms the decision with a one-word check; extractive mode
-never calls a model. Every answer names the papers it cites, in code.
+about a paper in the index whose abstract does not give the asked-for fact). Local mode also
+weighs the model's graded yes, read on the answer's own prompt (rag/generation.py);
+extractive mode never calls a model. Every answer names the papers it cites, in code.
 """
 from __future__ import annotations
 

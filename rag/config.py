@@ -143,7 +143,7 @@ _STATED = {"bias": 7.1816, "threshold": 0.2801,
                        "coverage": -2.8277,
                        "ask_missing": -2.2518}}
 _MULTI_PAPER_THRESHOLD = 0.0817
-_PAPER = {"bias": -8.9237, "threshold": 0.0817,
+_PAPER = {"bias": -8.9237, "threshold": 0.1497,
           "weights": {"dense": 4.1078,
                       "dense_gap": -4.4253,
                       "coverage": 6.0786,
@@ -152,6 +152,28 @@ _PAPER = {"bias": -8.9237, "threshold": 0.0817,
                       "keyword": 3.8347,
                       "rank": -1.1081,
                       "multi": 2.5564}}
+
+# The covered and stated decisions with the local model's yes as one more signal
+# (`model_yes`, its log-odds; bench/fit_decision.py --yes), fitted on the same questions.
+_COVERED_YES = {"bias": -2.4487, "threshold": 0.7069,
+                "weights": {"dense": -0.2335,
+                            "margin": 4.3690,
+                            "coverage": 6.3670,
+                            "match": -1.1531,
+                            "unseen": -2.1400,
+                            "missing_ids": 0.1534,
+                            "unseen_ids": -0.9264,
+                            "model_yes": 1.4869}}
+_STATED_YES = {"bias": 3.2278, "threshold": 0.3677,
+               "weights": {"quantity": -2.3390,
+                           "ask_match": -1.1913,
+                           "quantity_ask_match": 2.4084,
+                           "ask_unmatched": -2.8309,
+                           "missing_ids": -2.9164,
+                           "coverage": -5.1643,
+                           "ask_missing": -1.6157,
+                           "model_yes": 2.9740}}
+YES_MODEL = "1.5b"  # the packaged local model whose yes those were fitted on
 
 
 class DecisionSettings(_Section):
@@ -169,6 +191,17 @@ class DecisionSettings(_Section):
         default_factory=lambda: LogisticSettings(**_PAPER),
         description="P(a retrieved paper answers the question): papers from the threshold "
         "on are cited (the top paper always is).",
+    )
+    covered_yes: LogisticSettings = Field(
+        default_factory=lambda: LogisticSettings(**_COVERED_YES),
+        description="`covered` with the local model's graded yes (`model_yes`) as one more "
+        "signal: local mode asks the model, on the sources its answer gets, whether they "
+        "answer the question, and decides with this. Fitted for the packaged "
+        f"{YES_MODEL} model; another local model decides with `covered`.",
+    )
+    stated_yes: LogisticSettings = Field(
+        default_factory=lambda: LogisticSettings(**_STATED_YES),
+        description="`stated` with the local model's graded yes, as `covered_yes`.",
     )
     multi_paper_threshold: float = Field(
         _MULTI_PAPER_THRESHOLD, ge=0, le=1, description="The paper decision's threshold for "

@@ -13,12 +13,16 @@ numbers in the config (`decision.*`), turn them into probabilities:
 - `covered`: the index holds a paper on the question's topic (else: abstain);
 - `stated`: the top paper's abstract states the asked-for fact (else: "not stated");
 - `paper`: a retrieved paper answers the question (it is cited).
+
+Local mode decides covered and stated again with `covered_yes` and `stated_yes`, which also
+weigh the local model's graded yes (`model_yes`, rag/generation.py): one prompt evaluation
+that the answer then reuses.
 """
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from rag.abbreviations import in_question
 from rag.config import DecisionSettings, LogisticSettings
@@ -259,6 +263,7 @@ class Verdict:
     # Probabilities near a threshold: a model mode confirms them with its check.
     unsure_covered: bool
     unsure_stated: bool
+    signals: dict[str, float] = field(default_factory=dict)  # the decisions' inputs
 
     @property
     def abstain(self) -> bool:
@@ -292,8 +297,25 @@ def decide(cfg: DecisionSettings, query: str, question: str, sources: list[Sourc
     # named or the topic is not covered; "not stated" does not apply.
     whole = kind.multi or kind.identity
     stated = 1.0 if whole else calibrated(probability(cfg.stated, sig), cfg.stated)
-    return verdict(covered, stated, choose_papers(cfg, query, sources, weights, kind),
-                   whole, cfg.grey)
+    return replace(verdict(covered, stated, choose_papers(cfg, query, sources, weights, kind),
+                           whole, cfg.grey), signals=sig)
+
+
+def yes_log_odds(p: float) -> float:
+    """The model's yes as the `model_yes` signal: its log-odds, kept finite."""
+    p = min(max(p, 1e-4), 1 - 1e-4)
+    return math.log(p / (1 - p))
+
+
+def with_model_yes(cfg: DecisionSettings, before: Verdict, yes: float, kind: QuestionKind
+                   ) -> Verdict:
+    """The verdict again, by the covered and stated decisions that also weigh the local
+    model's graded yes (`covered_yes`, `stated_yes`); the papers stay."""
+    sig = {**before.signals, "model_yes": yes_log_odds(yes)}
+    covered = calibrated(probability(cfg.covered_yes, sig), cfg.covered_yes)
+    whole = kind.multi or kind.identity
+    stated = 1.0 if whole else calibrated(probability(cfg.stated_yes, sig), cfg.stated_yes)
+    return replace(verdict(covered, stated, before.papers, whole, cfg.grey), signals=sig)
 
 
 def verdict(covered: float, stated: float, papers: list[Source], asks_papers: bool,

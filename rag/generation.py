@@ -1,6 +1,8 @@
-"""Model answers (local llama.cpp or a hosted endpoint): near a decision's threshold a
-short check that the sources give what is asked, then one cited answer; a multi-paper
-question gets one line per paper, quoting it (the default) or written by the model."""
+"""Model answers (local llama.cpp or a hosted endpoint). In local mode the model's graded
+yes that the sources answer the question, read on the answer's own prompt, is one more input
+of the decision; near a decision's threshold a short check that the sources give what is
+asked (off by default); then one cited answer. A multi-paper question gets one line per
+paper, quoting it (the default) or written by the model."""
 from __future__ import annotations
 
 import logging
@@ -12,7 +14,8 @@ import numpy as np
 
 from rag import prompts
 from rag.citations import MarkerFilter, check_citations
-from rag.decision import Verdict
+from rag.config import YES_MODEL, Settings
+from rag.decision import Verdict, with_model_yes
 from rag.engine import Engine
 from rag.errors import ConfigError
 from rag.evidence import paper_sentences, rank_sentences, values
@@ -65,12 +68,46 @@ def _model_finds_nothing(model, context, question, kind: QuestionKind, history,
     return not reply.strip() or bool(_NOTHING.match(reply))
 
 
+def weighs_yes(settings: Settings, mode: str, kind: QuestionKind) -> bool:
+    """Whether the decision weighs the local model's yes: in local mode, for a question
+    about one paper (a multi-paper answer quotes its papers without a model call), when the
+    config holds regressions fitted with it."""
+    return mode == "local" and not kind.multi and bool(settings.decision.covered_yes.weights)
+
+
+def _fitted_for(model) -> bool:
+    """Whether `model` is the packaged one the yes regressions were fitted on: another
+    model's yes is not on the same scale, so it decides as the other modes do."""
+    from rag.models import PACKAGED
+
+    return getattr(model, "name", "") == f"llama.cpp:{PACKAGED[YES_MODEL].filename}"
+
+
+def model_yes(engine: Engine, model, context, question: str, history) -> float:
+    """The model's graded yes that the sources answer the question (`prompts.YES_TAIL`,
+    read from its logits); the answer that follows reuses its cached prompt prefix."""
+    msgs = prompts.messages(context, question, prompts.YES_TAIL, history)
+    return model.yes_probability(msgs, fixed=_fixed(engine, context))
+
+
 def generate(engine: Engine, question: str, ret: Retrieval, verdict: Verdict, kind: QuestionKind,
              mode: str, history, timings: dict, t0: float) -> Iterator[str | Answer]:
     """Yield the model's answer as it streams, then the checked Answer."""
     from rag.llm import get_chat_model
 
-    if not ret.sources or (verdict.abstain and not verdict.unsure_covered):
+    if not ret.sources:
+        yield from _final(abstention(question, ret, mode, timings))
+        return
+    model = context = None
+    if weighs_yes(engine.settings, mode, kind) and _fitted_for(
+            model := get_chat_model(engine.settings, mode)):
+        context = build_context(engine, ret, verdict.papers, kind)
+        yes = model_yes(engine, model, context, question, history)
+        count_call(model, timings)
+        verdict = with_model_yes(engine.settings.decision, verdict, yes, kind)
+        timings.update(model_yes=round(yes, 4), covered=round(verdict.covered, 4),
+                       stated=round(verdict.stated, 4), yes_s=time.perf_counter() - t0)
+    if verdict.abstain and not verdict.unsure_covered:
         yield from _final(abstention(question, ret, mode, timings))
         return
     if verdict.not_stated and not verdict.unsure_stated:
@@ -80,9 +117,9 @@ def generate(engine: Engine, question: str, ret: Retrieval, verdict: Verdict, ki
     if quotes and not verdict.needs_check:
         yield from _final(_quoted_lines(engine, question, ret, verdict, kind, mode, timings, t0))
         return
-    model = get_chat_model(engine.settings, mode)
-    per_paper = 2 if kind.multi else None
-    context = build_context(engine, ret, verdict.papers, kind, per_paper)
+    model = model or get_chat_model(engine.settings, mode)
+    context = context or build_context(engine, ret, verdict.papers, kind,
+                                       2 if kind.multi else None)
     # Near a threshold (decision.grey) the model's check decides. For the local 1.5B model
     # no grey width paid held out (bench/model_check.py: asked of every question, it said
     # NONE to 20% of the single-paper ones and only 65% of the not-stated), so by default

@@ -210,6 +210,19 @@ class LlamaCppChat(ChatModel):
             self.states.save(llama, head)
         return len(head) - held
 
+    def _read_prompt_head(self, messages: Messages, ids: list[int], fixed: int) -> int:
+        """With saved states, make the KV cache hold the prompt's fixed head; the tokens
+        read for it (0 when it was cached or loaded)."""
+        if self.states is None or not fixed:
+            return 0
+        head = self._head_ids(messages, fixed)
+        return self._prefill(head) if ids[:len(head)] == head else 0
+
+    def _failed(self, e: Exception) -> ModelError:
+        return ModelError(f"The local model failed: {e}. If the prompt is too long, raise "
+                          f"ASKPAPERS_LLM__N_CTX (now {self.n_ctx}) or lower "
+                          "ASKPAPERS_RETRIEVAL__K.")
+
     def stream(self, messages: Messages, *, max_tokens: int,
                stop: list[str] | None = None, fixed: int = 0) -> Iterator[str]:
         """Yield text pieces; raises ModelError when the prompt does not fit or decoding fails."""
@@ -219,11 +232,7 @@ class LlamaCppChat(ChatModel):
             try:
                 rendered = self._template(messages=messages)
                 ids = self._tokenize(rendered.prompt)
-                read = 0
-                if self.states is not None and fixed:
-                    head = self._head_ids(messages, fixed)
-                    if ids[:len(head)] == head:
-                        read = self._prefill(head)
+                read = self._read_prompt_head(messages, ids, fixed)
                 stats = self.last_call = CallStats(
                     len(ids), _common_prefix(self._llama, ids) - read)
                 chunks = self._llama.create_completion(
@@ -236,14 +245,53 @@ class LlamaCppChat(ChatModel):
                             stats.first_s = time.perf_counter() - t0
                         yield piece
             except (ValueError, RuntimeError) as e:
-                raise ModelError(f"The local model failed: {e}. If the prompt is too long, "
-                                 f"raise ASKPAPERS_LLM__N_CTX (now {self.n_ctx}) or lower "
-                                 "ASKPAPERS_RETRIEVAL__K.") from None
+                raise self._failed(e) from None
             finally:
                 if stats is not None:
                     # The last sampled token (end of text or the limit) is never evaluated.
                     stats.gen_tokens = max(0, self._llama.n_tokens - stats.prompt_tokens + 1)
                     stats.total_s = time.perf_counter() - t0
+
+    def yes_probability(self, messages: Messages, *, fixed: int = 0) -> float:
+        """P(yes) / (P(yes) + P(no)) of the reply's first token to a yes-or-no prompt: the
+        model's graded answer, read from the next-token logits of one prompt evaluation
+        (nothing is generated, so no wording hides a doubt). The prompt stays in the KV
+        cache: an answer sharing its prefix reads only what follows.
+
+        Raises ModelError when the prompt does not fit or evaluation fails.
+        """
+        import llama_cpp
+        import numpy as np
+
+        t0 = time.perf_counter()
+        llama, stats = self._llama, None
+        with self._turns.foreground():
+            try:
+                ids = self.tokens(messages)
+                if len(ids) >= self.n_ctx:
+                    raise ValueError(f"a prompt of {len(ids)} tokens does not fit")
+                read = self._read_prompt_head(messages, ids, fixed)
+                # The logits are those of the last token evaluated: at least that one is.
+                held = min(_common_prefix(llama, ids), len(ids) - 1)
+                stats = self.last_call = CallStats(len(ids), held - read)
+                llama.n_tokens = held  # eval drops the cache beyond n_tokens
+                llama.eval(ids[held:])
+                logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama.ctx, -1),
+                                               shape=(llama.n_vocab(),))
+            except (ValueError, RuntimeError) as e:
+                raise self._failed(e) from None
+            finally:
+                if stats is not None:
+                    stats.total_s = time.perf_counter() - t0
+            yes, no = self._yes_no_tokens()
+            p = np.exp(logits - logits.max())
+        return float(p[yes].sum() / max(p[yes].sum() + p[no].sum(), 1e-30))
+
+    def _yes_no_tokens(self) -> tuple[list[int], list[int]]:
+        """The first tokens of "yes" and "no" as a reply starts them, in three casings."""
+        first = lambda w: self._llama.tokenize(w.encode(), add_bos=False, special=False)[0]  # noqa: E731
+        return ([first(w) for w in ("yes", "Yes", "YES")],
+                [first(w) for w in ("no", "No", "NO")])
 
 
 def _common_prefix(llama, ids: list[int]) -> int:

@@ -27,6 +27,11 @@ def check_tail(asked: str) -> str:
     """The check's instruction for what the question asks ("how many GPUs")."""
     return CHECK_TAIL.format(asked=asked or "the answer to the question")
 
+# The local model's graded yes (rag/llm.py `yes_probability`), one input of the decision:
+# read from its first token's logits, it ranks questions well (bench/model_yes.py) even
+# though a generated yes or no would say yes to nearly everything.
+YES_TAIL = "Do the sources answer the question? Reply only yes or no."
+
 # An answer prompt ends with the question: the system prompt already says how to answer,
 # and every token after the saved paper head is read anew for each question (~20 ms a token
 # here; an instruction of 14 tokens after the question was dropped for that).

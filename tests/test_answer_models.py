@@ -71,10 +71,12 @@ def test_local_model_answers_with_valid_citations(seed_settings, default_gguf):
     assert not a.abstained and "3.94" in a.text
     assert "Diffusion Models Beat GANs on Image Synthesis" in {c.title for c in a.citations}
     assert a.prompt and a.model_output and a.timings["first_token_s"] > 0
+    # The decision weighed the model's yes, and the answer reused its prompt.
+    assert a.timings["model_yes"] > 0.5 and a.timings["yes_s"] < a.timings["first_token_s"]
     _valid(a)
     off = ask("Which paper gives a recipe for sourdough bread fermentation times?",
               mode="local", settings=settings)
-    assert off.abstained and not off.citations
+    assert off.abstained and not off.citations and off.timings["model_yes"] < 0.5
 
 
 @pytest.mark.parametrize("mode", ["extractive", "local"])

@@ -27,6 +27,8 @@ from rag.decision import (
     probability,
     question_signals,
     unseen_identifiers,
+    with_model_yes,
+    yes_log_odds,
 )
 from rag.engine import get_engine
 from rag.evaluation import evaluate
@@ -390,7 +392,7 @@ def test_probability_and_calibration_are_monotone_and_centred_on_the_threshold()
 def test_the_config_holds_the_fit_of_bench_fit_decision():
     fit = json.loads((REPO / "bench" / "results" / "decision_fit.json").read_text())["all"]
     cfg = load_settings().decision
-    for name in ("covered", "stated", "paper"):
+    for name in ("covered", "stated", "paper", "covered_yes", "stated_yes"):
         model = getattr(cfg, name)
         assert model.bias == pytest.approx(fit[name]["bias"], abs=1e-4)
         assert model.threshold == pytest.approx(fit[name]["threshold"], abs=1e-4)
@@ -458,6 +460,30 @@ def test_a_question_asking_which_work_it_is_is_never_not_stated(seed_settings):
     v = decide(seed_settings.decision, ret.query, question, ret.sources, ret.best_dense,
                engine.weights, kind)
     assert kind.identity and v.stated == 1.0 and not v.not_stated
+
+
+def test_the_models_yes_moves_the_verdict_through_the_regressions_that_weigh_it(seed_settings):
+    # The fitted regressions of the config, over one real retrieval: a doubting model
+    # turns an answer into a refusal, a confident one keeps it; the papers stay.
+    engine, cfg = get_engine(seed_settings), seed_settings.decision
+    question = "What FID on ImageNet 256x256 does classifier guidance reach?"
+    kind = classify(question)
+    ret = retrieve(engine, question, kind)
+    cheap = decide(cfg, ret.query, question, ret.sources, ret.best_dense, engine.weights, kind)
+    sure, doubt = (with_model_yes(cfg, cheap, p, kind) for p in (0.99, 0.01))
+    assert cfg.covered_yes.weights["model_yes"] > 0 and cfg.stated_yes.weights["model_yes"] > 0
+    assert not sure.abstain and not sure.not_stated and (doubt.abstain or doubt.not_stated)
+    assert sure.covered > doubt.covered and sure.papers == doubt.papers == cheap.papers
+    assert sure.signals["model_yes"] == yes_log_odds(0.99) > 0 > yes_log_odds(0.01)
+
+
+def test_only_local_answers_about_one_paper_weigh_the_models_yes():
+    from rag.generation import weighs_yes
+
+    settings, one = load_settings(), classify("What FID does classifier guidance reach?")
+    assert weighs_yes(settings, "local", one)
+    assert not weighs_yes(settings, "extractive", one) and not weighs_yes(settings, "openai", one)
+    assert not weighs_yes(settings, "local", classify(MULTI_QUESTION))
 
 
 def test_a_detail_the_abstract_does_not_give_is_not_stated(seed_settings):

@@ -4,6 +4,7 @@ import pytest
 from rag.config import load_settings
 from rag.errors import ModelError
 from rag.llm import LlamaCppChat, get_chat_model
+from rag.prompts import SYSTEM, YES_TAIL
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +38,8 @@ def test_prompt_longer_than_the_context_is_a_model_error(local_chat):
     too_long = [{"role": "user", "content": "word " * 3000}]
     with pytest.raises(ModelError, match="N_CTX"):
         local_chat.complete(too_long, max_tokens=4)
+    with pytest.raises(ModelError, match="N_CTX"):
+        local_chat.yes_probability(too_long)
 
 
 def test_factory_reuses_one_loaded_model_per_process(small_gguf, local_chat):
@@ -70,3 +73,29 @@ def test_warm_prefix_puts_the_system_prompt_in_the_kv_cache(small_gguf):
     stats = chat.last_call
     assert len(chat._tokenize(system)) < stats.cached_tokens < stats.prompt_tokens
     assert stats.gen_tokens >= 1 and stats.first_s is not None and stats.total_s >= stats.first_s
+
+
+CATS = ("Sources:\n<<<\n[1] A study of cats\nCats have four legs and sleep sixteen hours a "
+        "day.\n>>>\n\nQuestion: ")
+
+
+def _asks(question: str, tail: str = "") -> list[dict]:
+    return [{"role": "system", "content": SYSTEM},
+            {"role": "user", "content": CATS + question + (f"\n\n{tail}" if tail else "")}]
+
+
+def test_the_graded_yes_ranks_questions_the_sources_answer_above_those_they_do_not(local_chat):
+    answered = ["How many hours a day do cats sleep?", "How many legs do cats have?"]
+    not_answered = ["How many teeth does a shark have?", "What is the boiling point of iron?"]
+    p = {q: local_chat.yes_probability(_asks(q, YES_TAIL)) for q in answered + not_answered}
+    assert all(0 < v < 1 for v in p.values())
+    assert min(p[q] for q in answered) > max(p[q] for q in not_answered)
+    assert local_chat.last_call.gen_tokens == 0  # read from the logits, nothing generated
+
+
+def test_an_answer_after_the_yes_reads_only_what_follows_the_shared_prefix(local_chat):
+    question = "How many hours a day do cats sleep?"
+    local_chat.yes_probability(_asks(question, YES_TAIL))
+    local_chat.complete(_asks(question), max_tokens=4)
+    stats = local_chat.last_call
+    assert stats.prompt_tokens - stats.cached_tokens <= 8
