@@ -6,6 +6,7 @@ Usage: python bench/answer_bench.py [--modes extractive,local] [--home DIR]
            [--gold FILE,FILE] [--out FILE]
            [--folds bench/results/decision_fit.json]
            [--sentence-folds bench/results/sentence_fit.json]
+           [--number-check-folds bench/results/number_check_fit.json]
 With --folds, each question is answered with the decision fitted without its fold
 (bench/fit_decision.py); with --sentence-folds too, also with the sentence priors picked
 without it (bench/fit_sentences.py), so every figure is held out. Builds the seed index
@@ -59,11 +60,13 @@ def bench_retrieval(settings, gold, repeats: int = 3) -> dict:
     return {"retrieval_p50_ms": round(pct(times, .5), 2), "retrieval_p95_ms": round(pct(times, .95), 2)}
 
 
-def held_out_settings(settings, fit: dict | None):
-    """Question id -> the settings to answer it with: its fold's decision, or the defaults."""
+def held_out_settings(settings, fit: dict | None, number_fit: dict | None = None):
+    """Question id -> the settings to answer it with: its fold's decision (and number-check
+    cut, bench/fit_number_check.py), or the defaults."""
     if fit is None:
         return lambda qid: settings
-    per_fold = {f: load_settings(home=settings.home, decision=m)
+    cut = lambda f: {"number_check_below": number_fit["fold_settings"][f]} if number_fit else {}  # noqa: E731
+    per_fold = {f: load_settings(home=settings.home, decision={**m, **cut(f)})
                 for f, m in fit["fold_settings"].items()}
     return lambda qid: per_fold[str(fit["folds"][qid])]
 
@@ -126,6 +129,9 @@ def main() -> int:
     ap.add_argument("--sentence-folds", help="sentence_fit.json of bench/fit_sentences.py "
                     "(needs --folds, same folds): the sentence priors picked without the "
                     "question's fold, too")
+    ap.add_argument("--number-check-folds", help="number_check_fit.json of "
+                    "bench/fit_number_check.py (needs --folds, same folds): the number "
+                    "check's cut fitted without the question's fold, too")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "answer.json"))
     args = ap.parse_args()
     settings = load_settings(home=Path(args.home or tempfile.mkdtemp(prefix="askpapers-bench-")))
@@ -134,7 +140,10 @@ def main() -> int:
         build_index(settings)
     gold = read_gold(args.gold.split(","))
     fit = json.loads(Path(args.folds).read_text()) if args.folds else None
-    settings_for = held_out_settings(settings, fit)
+    if args.number_check_folds and fit is None:
+        ap.error("--number-check-folds needs --folds")
+    settings_for = held_out_settings(settings, fit, json.loads(
+        Path(args.number_check_folds).read_text()) if args.number_check_folds else None)
     if args.sentence_folds:
         if fit is None:
             ap.error("--sentence-folds needs --folds")
@@ -142,6 +151,7 @@ def main() -> int:
                                        json.loads(Path(args.sentence_folds).read_text()))
     result = {"questions": len(gold), "gold": args.gold, "held_out_folds": bool(fit),
               "held_out_sentence_priors": bool(args.sentence_folds),
+              "held_out_number_check": bool(args.number_check_folds),
               "commit": _commit(), "load_avg": os.getloadavg(), **bench_retrieval(settings, gold)}
     for mode in args.modes.split(","):
         run_mode(lambda qid: settings, gold[:1], mode)  # load the model before timing

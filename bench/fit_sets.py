@@ -7,11 +7,12 @@
   held-out set before it joined the fit (README "Measured";
   bench/results/probeN_held_out.json).
 
-bench/questions/probe6.jsonl and probe7.jsonl (60 each, written the same way; the seeds
-had too few papers left that no set had used, so they also ask new questions about used
-ones) are not in the list: each was measured held out against the fit on these 442
-(bench/results/probeN_held_out.json; probe7 also on the code before 56dce74,
-probe7_before_a02b4a9.json). Add them with the next fresh set. Every figure quoted from a
+bench/questions/probe6.jsonl, probe7.jsonl and probe8.jsonl (60 each, written the same
+way; the seeds had too few papers left that no set had used, so they also ask new
+questions about used ones) are not in the list: each was measured held out against the
+fit on these 442 (bench/results/probeN_held_out.json; probe7 also on the code before
+56dce74, probe7_before_a02b4a9.json). Add them with the next fresh set; probe8 was
+written after the local model's yes joined the decision and first measured on it. Every figure quoted from a
 fit is cross-validated over the list; a new probe set is measured once, held out, before
 it joins it.
 """

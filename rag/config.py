@@ -173,6 +173,8 @@ _STATED_YES = {"bias": 3.2278, "threshold": 0.3677,
                            "coverage": -5.1643,
                            "ask_missing": -1.6157,
                            "model_yes": 2.9740}}
+# Fitted by bench/fit_number_check.py on a local cross-validation run's answers.
+_NUMBER_CHECK_BELOW = 0.8292
 YES_MODEL = "1.5b"  # the packaged local model whose yes those were fitted on
 
 
@@ -202,6 +204,12 @@ class DecisionSettings(_Section):
     stated_yes: LogisticSettings = Field(
         default_factory=lambda: LogisticSettings(**_STATED_YES),
         description="`stated` with the local model's graded yes, as `covered_yes`.",
+    )
+    number_check_below: float = Field(
+        _NUMBER_CHECK_BELOW, ge=0, le=1, description="Asked for a number, a model answer "
+        "that writes none its sources write is \"not stated\" when the calibrated stated "
+        "probability is under this; from it on, the sources are quoted instead. Fitted "
+        "held out by bench/fit_number_check.py.",
     )
     multi_paper_threshold: float = Field(
         _MULTI_PAPER_THRESHOLD, ge=0, le=1, description="The paper decision's threshold for "

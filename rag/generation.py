@@ -213,9 +213,15 @@ def _one_answer(engine, model, question, ret, verdict, kind, mode, history, cont
     if checked.citations and kind.wants_number and not kind.identity and not states_given_value(
             checked.text, question, [s.paper for s in given]):
         # Asked for a number, the model gave none that its sources write: it found the
-        # value nowhere (or made one up), so the sources do not state it.
+        # value nowhere (or made one up, or cited the wrong source). Unless the decision
+        # is sure the abstract states it (`decision.number_check_below`), the sources do
+        # not state it; if it is, they are quoted instead.
         log.info("no number of the sources in the answer: %r", checked.text[:200])
-        answer = _refused(engine, question, ret, verdict, kind, mode, timings, prompt)
+        timings["no_source_number"] = True
+        if verdict.stated < engine.settings.decision.number_check_below:
+            answer = _refused(engine, question, ret, verdict, kind, mode, timings, prompt)
+        else:
+            answer = quoted_answer(engine, question, ret, verdict, kind, mode, timings, prompt)
     elif checked.citations:
         answer = Answer(question, name_cited(checked.text, checked.citations, given,
                                              by_title=kind.identity),

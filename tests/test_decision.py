@@ -399,6 +399,8 @@ def test_the_config_holds_the_fit_of_bench_fit_decision():
         assert model.weights == pytest.approx(fit[name]["weights"], abs=1e-4)
         assert all(math.isfinite(w) for w in model.weights.values())
     assert cfg.multi_paper_threshold == pytest.approx(fit["multi_paper_threshold"], abs=1e-4)
+    cut = json.loads((REPO / "bench" / "results" / "number_check_fit.json").read_text())["all"]
+    assert cfg.number_check_below == pytest.approx(cut, abs=1e-4)
 
 
 def test_the_sentence_priors_are_the_fit_of_bench_fit_sentences():
@@ -484,6 +486,26 @@ def test_only_local_answers_about_one_paper_weigh_the_models_yes():
     assert weighs_yes(settings, "local", one)
     assert not weighs_yes(settings, "extractive", one) and not weighs_yes(settings, "openai", one)
     assert not weighs_yes(settings, "local", classify(MULTI_QUESTION))
+
+
+def test_a_reply_without_a_source_number_is_not_stated_unless_the_decision_is_sure(
+        seed_settings, fake_endpoint):
+    # A narrow fake endpoint replies with a citation and no number; `number_check_below`
+    # says whether that makes the answer "not stated" or a quote of the sources.
+    url = fake_endpoint("reply_without_number")
+    question = "What FID on ImageNet 256x256 does classifier guidance with upsampling reach?"
+
+    def ask_with(below: float):
+        settings = seed_settings.model_copy(update={
+            "llm": seed_settings.llm.model_copy(update={"openai_base_url": url,
+                                                        "openai_model": "fake"}),
+            "decision": seed_settings.decision.model_copy(update={"number_check_below": below})})
+        return ask(question, mode="openai", settings=settings)
+
+    doubt, sure = ask_with(1.0), ask_with(0.0)
+    assert doubt.timings["no_source_number"] and sure.timings["no_source_number"]
+    assert doubt.abstained and "does not state" in doubt.text
+    assert not sure.abstained and "3.94" in sure.text  # the quote of the sources
 
 
 def test_a_detail_the_abstract_does_not_give_is_not_stated(seed_settings):
