@@ -103,12 +103,6 @@ def openai_server(small_gguf, tmp_path_factory) -> str:
             proc.wait()
 
 
-# What the fake endpoint's "reply_without_number" says: words of a seed abstract (Diffusion
-# Models Beat GANs), cited, without its number.
-REPLY_WITHOUT_NUMBER = ("Classifier guidance combines well with upsampling diffusion models, "
-                        "further improving FID [1].")
-
-
 # A fake OpenAI-compatible endpoint that fails in one named way (a narrow fake: the real
 # server above covers success). Used by test_llm_openai.py and the bad-input matrix.
 class FakeEndpoint(BaseHTTPRequestHandler):
@@ -144,15 +138,6 @@ class FakeEndpoint(BaseHTTPRequestHandler):
     def _slow(self):
         time.sleep(3)
         self._send(500, b"{}")
-
-    def _reply_without_number(self):
-        # A complete streamed reply that cites a source and writes no number.
-        events = [{"id": "1", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                   "choices": [{"index": 0, "delta": delta, "finish_reason": end}]}
-                  for delta, end in (({"content": REPLY_WITHOUT_NUMBER}, None), ({}, "stop"))]
-        body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-        body = body.encode()
-        self._send(200, body, ctype="text/event-stream")
 
     def _drop_midway(self):
         self.send_response(200)
