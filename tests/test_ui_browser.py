@@ -69,8 +69,10 @@ def test_ask_cite_follow_up_vote_and_screenshot(page, seed_settings, tmp_path):
         assert card.locator(".ap-title").inner_text().split("] ", 1)[1] in page.locator(
             "#ap-sources .ap-current").inner_text()
         page.locator("#ap-chat button[aria-label='Like']").last.click()
-        _wait_for(lambda: (home / "feedback.jsonl").is_file(), "feedback written")
-        vote = json.loads((home / "feedback.jsonl").read_text().splitlines()[-1])
+        votes = home / "feedback.jsonl"
+        # The file appears when opened for appending, a moment before its line is written.
+        _wait_for(lambda: votes.is_file() and votes.read_text().endswith("\n"), "feedback written")
+        vote = json.loads(votes.read_text().splitlines()[-1])
         assert vote["vote"] == "up" and vote["question"] == QUESTION
         shot = Path(os.environ.get(SCREENSHOT_TO) or tmp_path / "screenshot.png")
         page.screenshot(path=str(shot))
