@@ -32,8 +32,6 @@ from rag import prompts  # noqa: E402
 from rag.config import load_settings  # noqa: E402
 from rag.engine import get_engine  # noqa: E402
 
-TYPES = ("single", "which-paper", "multi", "unanswerable", "not-stated")
-
 
 def yes_probabilities(settings, rows: list[dict]) -> dict[str, float]:
     """The local model's yes (rag/llm.py `yes_probability`) on the context its answer
