@@ -16,7 +16,7 @@ import unicodedata
 from collections.abc import Iterator
 
 from rag.config import MODES, Settings
-from rag.decision import Verdict, decide, identifiers
+from rag.decision import Verdict, decide, subject_names
 from rag.engine import Engine
 from rag.errors import ConfigError, QuestionError
 from rag.evidence import coverage
@@ -67,24 +67,10 @@ def retrieve(engine: Engine, question: str, kind: QuestionKind, *, k: int | None
 
 # Set on the fit sets' questions where a named paper displaced the search's top one.
 NAMED_MIN_COVERAGE = 0.5
-# A name a question compares against ("how much faster than EfficientNet", "versus YOLOv4")
-# is not the paper it asks about.
-_COMPARED = re.compile(r"\b(?:than|over|versus|vs\.?|against|compared (?:to|with)|relative to|"
-                       r"outperform\w*|beat\w*|surpass\w*)\s+(?=((?:[\w\-./]+\s+){0,2}"
-                       r"[\w\-./]+))", re.I)
-
-
-def _subject_names(question: str) -> set[str]:
-    """The names a question gives, but those it compares against."""
-    compared = _COMPARED.findall(question)
-    return {n for n in identifiers(question) if not any(
-        re.search(rf"(?<![\w\-]){re.escape(n)}(?![\w\-])", c) for c in compared)}
-
-
 def _named_first(engine: Engine, question: str, ret: Retrieval, k: int, filters) -> Retrieval:
     """A paper the question names by its short name ("What learning rate was YOLACT trained
     with?") goes first, even when the rest of the question pulls the search elsewhere."""
-    names = _subject_names(question)
+    names = subject_names(question)
     if not names:
         return ret
     # Each name and the family of a variant ("Res2Net" of "Res2Net-50") looked up alone:

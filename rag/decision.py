@@ -122,6 +122,42 @@ def missing_identifiers(question: str, paper: Paper, weights: TermWeights) -> fl
     return sum(weights.idf(t) for t in missing) / total if total else 0.0
 
 
+# A name a question compares against ("how much faster than EfficientNet", "versus YOLOv4")
+# is not the paper it asks about.
+_COMPARED = re.compile(r"\b(?:than|over|versus|vs\.?|against|compared (?:to|with)|relative to|"
+                       r"outperform\w*|beat\w*|surpass\w*)\s+(?=((?:[\w\-./]+\s+){0,2}"
+                       r"[\w\-./]+))", re.I)
+
+
+def subject_names(question: str) -> set[str]:
+    """The names a question gives, but those it compares against."""
+    compared = _COMPARED.findall(question)
+    return {n for n in identifiers(question) if not any(
+        re.search(rf"(?<![\w\-]){re.escape(n)}(?![\w\-])", c) for c in compared)}
+
+
+def _work_names(question: str) -> set[str]:
+    """The keyword tokens of the works a question asks about: the name-like parts of its
+    subject names in mixed case or with a digit ("YOLOv7", "DINOv2", "RegNets"), not
+    acronyms ("LLM", "SR"), which an abstract may spell out, nor values ("512x512")."""
+    out = set()
+    for name in subject_names(question):
+        for part in re.split(r"[-/]", name):
+            if _is_name_like(part) and not part.removesuffix("s").isupper():
+                out.update(t for t in keyword_tokens(part) if len(t) > 1)
+    return out
+
+
+def unwritten_names(question: str, text: str, papers: list[Paper]) -> set[str]:
+    """The works the question asks about that the text names and none of the papers does:
+    an answer on "YOLOv7" citing only a paper that never names it ties the question's work
+    to the wrong paper."""
+    have = set().union(*(_paper_tokens(p) for p in papers))
+    written = set(keyword_tokens(text))
+    return {t for t in _work_names(question)
+            if _plural_forms(t) & written and not _plural_forms(t) & have}
+
+
 def unseen_identifiers(question: str, weights: TermWeights) -> bool:
     """Whether a name the question gives ("YOLOv8", "GRPO") appears in no indexed chunk: a
     question about a work the corpus never mentions counts against being covered (a signal,

@@ -15,7 +15,7 @@ import numpy as np
 from rag import prompts
 from rag.citations import MarkerFilter, check_citations
 from rag.config import YES_MODEL, Settings
-from rag.decision import Verdict, with_model_yes
+from rag.decision import Verdict, unwritten_names, with_model_yes
 from rag.engine import Engine
 from rag.errors import ConfigError
 from rag.evidence import paper_sentences, rank_sentences, values
@@ -210,7 +210,14 @@ def _one_answer(engine, model, question, ret, verdict, kind, mode, history, cont
     checked = check_citations(text, given, engine.weights, claim_support(engine))
     if checked.dropped:
         log.info("dropped %d unsupported sentence(s)", len(checked.dropped))
-    if checked.citations and kind.wants_number and not kind.identity and not states_given_value(
+    cited = [s.paper for s in given if s.n in {c.n for c in checked.citations}]
+    if checked.citations and (unnamed := unwritten_names(question, checked.text, cited)):
+        # The answer ties a work the question names to sources that never name it (asked
+        # about "YOLOv7", it quotes Scaled-YOLOv4): the indexed papers do not cover it.
+        log.info("the answer names %s, which no cited source writes", sorted(unnamed))
+        timings["unwritten_names"] = sorted(unnamed)
+        answer = abstention(question, ret, mode, timings, prompt)
+    elif checked.citations and kind.wants_number and not kind.identity and not states_given_value(
             checked.text, question, [s.paper for s in given]):
         # Asked for a number, the model gave none that its sources write: it found the
         # value nowhere (or made one up, or cited the wrong source). Unless the decision

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from rag import ask, evidence, extractive
-from rag.answer import _subject_names, retrieve
+from rag.answer import retrieve
 from rag.config import LogisticSettings, load_settings
 from rag.decision import (
     ask_match,
@@ -26,7 +26,9 @@ from rag.decision import (
     missing_identifiers,
     probability,
     question_signals,
+    subject_names,
     unseen_identifiers,
+    unwritten_names,
     with_model_yes,
     yes_log_odds,
 )
@@ -34,6 +36,7 @@ from rag.engine import get_engine
 from rag.evaluation import evaluate
 from rag.evidence import TermWeights, rank_sentences, states_number, values
 from rag.names import display_name, name_match, names_paper, short_name, variant_base
+from rag.prompts import ABSTAIN_TEXT
 from rag.questions import classify
 from rag.types import Paper, Source
 
@@ -295,8 +298,21 @@ def test_an_acronym_the_paper_spells_out_is_not_missing():
                                weights) == 1.0
 
 
+def test_a_work_the_question_names_that_no_cited_paper_writes_is_unwritten():
+    paper = fake_paper("Scaled-YOLOv4", "YOLOv4-large reaches 55.5% AP on COCO at 16 FPS on V100.")
+    question = "YOLOv7 COCO AP and FPS on a V100?"
+    assert unwritten_names(question, "YOLOv7 reaches 55.5% AP [1].", [paper]) == {"yolov7"}
+    # Not written in the answer, written by the paper, or not a work's name: nothing.
+    assert not unwritten_names(question, "It reaches 55.5% AP [1].", [paper])
+    assert not unwritten_names("YOLOv4 COCO AP on a V100?", "YOLOv4 reaches 55.5% AP [1].", [paper])
+    assert not unwritten_names("What LLM reaches 55.5 AP?", "The LLM reaches 55.5 AP [1].", [paper])
+    # A work the question compares against is not the one it asks about.
+    assert not unwritten_names("How much faster than YOLOv7 is YOLOv4?",
+                               "YOLOv4 is faster than YOLOv7 [1].", [paper])
+
+
 def test_a_name_the_question_compares_against_is_not_its_subject():
-    assert _subject_names("How much faster is ResNet-RS than EfficientNet, and does it beat "
+    assert subject_names("How much faster is ResNet-RS than EfficientNet, and does it beat "
                           "YOLOv4 or DeiT-S on COCO?") == {"ResNet-RS", "COCO"}
 
 
@@ -636,6 +652,25 @@ def test_the_cli_shows_the_checked_answer_when_the_checks_changed_the_stream(
     streamed, checked = out.split("Checked answer:\n")
     # The decision is sure the abstract gives the mAP: its quote replaces the made-up one.
     assert made_up in streamed and made_up not in checked and "29.8" in checked
+
+
+@pytest.mark.parametrize("reply, abstained", [
+    ("SOLOv2 reaches 29.8 mAP on MS COCO [1].", True),  # no source names SOLOv2
+    ("It reaches 29.8 mAP on MS COCO [1].", False),
+])
+def test_a_model_answer_naming_a_work_its_sources_never_name_abstains(
+        seed_settings, monkeypatch, reply, abstained):
+    import rag.llm
+
+    monkeypatch.setattr(rag.llm, "get_chat_model", lambda settings, mode: ScriptedChat("", reply))
+    a = ask("What mask mAP does the real-time instance segmenter SOLOv2 reach on MS COCO?",
+            mode="local", settings=seed_settings)
+    assert a.abstained is abstained, a.text
+    if abstained:
+        assert a.text == ABSTAIN_TEXT and a.timings["unwritten_names"] == ["solov2"]
+        assert a.model_output == reply and not a.citations
+    else:
+        assert "29.8" in a.text and "unwritten_names" not in a.timings
 
 
 @pytest.mark.parametrize("check, abstained", [("NONE", True), ("[1] NONE", True),
