@@ -211,9 +211,12 @@ def _one_answer(engine, model, question, ret, verdict, kind, mode, history, cont
     if checked.dropped:
         log.info("dropped %d unsupported sentence(s)", len(checked.dropped))
     cited = [s.paper for s in given if s.n in {c.n for c in checked.citations}]
-    if checked.citations and (unnamed := unwritten_names(question, checked.text, cited)):
-        # The answer ties a work the question names to sources that never name it (asked
-        # about "YOLOv7", it quotes Scaled-YOLOv4): the indexed papers do not cover it.
+    if checked.citations and not kind.identity and (
+            unnamed := unwritten_names(question, checked.text, cited)):
+        # Asked a detail of a named work, the answer ties it to sources that never name it
+        # (asked about "YOLOv7", it quotes Scaled-YOLOv4): the indexed papers do not cover
+        # it. Not for "which paper ...?": its asker describes the paper in their own words
+        # ("... the downsampling layers of a ResNet"), which its abstract need not write.
         log.info("the answer names %s, which no cited source writes", sorted(unnamed))
         timings["unwritten_names"] = sorted(unnamed)
         answer = abstention(question, ret, mode, timings, prompt)
