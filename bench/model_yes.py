@@ -9,7 +9,8 @@ logits. It prints how well that probability separates answerable questions from 
 bench/results/model_yes.json, which `bench/fit_decision.py --yes` fits the local decisions on.
 
 Usage: python bench/model_yes.py --home DIR [--probs FILE] [--out FILE]
-  --probs reuses the probabilities recorded in an earlier run's JSON.
+  --probs reuses the probabilities recorded in an earlier run's JSON and asks the model
+  only for the questions it lacks (a question newly read as about one paper).
 """
 from __future__ import annotations
 
@@ -33,9 +34,10 @@ from rag.config import load_settings  # noqa: E402
 from rag.engine import get_engine  # noqa: E402
 
 
-def yes_probabilities(settings, rows: list[dict]) -> dict[str, float]:
+def yes_probabilities(settings, rows: list[dict], known: dict[str, float]) -> dict[str, float]:
     """The local model's yes (rag/llm.py `yes_probability`) on the context its answer
-    would get, per question the answer path asks it of (all but multi-paper ones)."""
+    would get, per question the answer path asks it of (all but multi-paper ones); those
+    in `known` keep their recorded probability."""
     from rag.generation import model_yes
     from rag.llm import get_chat_model
 
@@ -44,6 +46,9 @@ def yes_probabilities(settings, rows: list[dict]) -> dict[str, float]:
     probs = {}
     for r in rows:
         t = time.perf_counter()
+        if r["id"] in known and not r["multi"]:
+            probs[r["id"]] = known[r["id"]]
+            continue
         if r["multi"] or (got := answer_context(settings, engine, r["question"])) is None:
             continue
         probs[r["id"]] = model_yes(engine, model, got[1], r["question"], None)
@@ -79,8 +84,8 @@ def main() -> int:
     args = ap.parse_args()
     settings = load_settings(home=Path(args.home))
     rows = fd.collect(settings)
-    probs = (json.loads(Path(args.probs).read_text())["probabilities"] if args.probs
-             else yes_probabilities(settings, rows))
+    known = json.loads(Path(args.probs).read_text())["probabilities"] if args.probs else {}
+    probs = yes_probabilities(settings, rows, known)
     rows = [r for r in rows if r["id"] in probs]
     aucs = separation(rows, probs)
     result = {"questions": len(rows), "prompt_tail": prompts.YES_TAIL, "auc": aucs,

@@ -50,6 +50,13 @@ _MULTI = re.compile(
     r"(?:say|report|show|find|suggest)\b"
     r"|\bwhat\s+(?:has|have)\s+been\s+(?:proposed|tried|suggested|done)\b",
     re.I)
+# Several things asked of one work ("Which three datasets was CBNet evaluated on?", "Which
+# frameworks, e.g. vLLM, does the survey introduce?"): the plural is the verb's object, its
+# subject one work (not the corpus as a body, "What methods does the corpus hold?").
+_OF_ONE_WORK = re.compile(
+    rf"^\s*(?:which|what)\s+(?:[\w\-/]+\s+){{0,3}}?(?:{_PLURAL_THINGS})(?:,[^,?]*,)?\s+"
+    r"(?:does|is|was|has)\s+(?!(?:the\s+)?(?:corpus|collection|literature|index|indexed)\b)",
+    re.I)
 # Two versions of a work named apart ("the second version ... over the first version",
 # "v1 and v2"): each version is its own paper.
 _VERSION = re.compile(r"\b(?:v\d+|version\s*\d+|(?:first|second|third|original|earlier|"
@@ -178,7 +185,8 @@ def ask_part(question: str) -> tuple[str, str]:
 
 def classify(question: str) -> QuestionKind:
     """The kind of answer a question wants, from its wording alone."""
-    multi = (bool(_MULTI.search(question)) and not _ONE_WORK.match(question)) or len(
+    multi = (bool(_MULTI.search(question)) and not _ONE_WORK.match(question)
+             and not _OF_ONE_WORK.match(question)) or len(
         {v.lower() for v in _VERSION.findall(question)}) >= 2
     ask, asked = ask_part(question)
     wants_number = bool(_QUANTITY.search(ask)) or any(

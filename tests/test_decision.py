@@ -83,6 +83,10 @@ def fake_paper(title: str, abstract: str) -> Paper:
     ("What evidence do papers give that distillation helps small models?", True),
     ("What does the collection say about mixed-precision training?", True),
     ("What has been proposed to shrink KV caches?", True),
+    # Several things asked of one work: the plural is the object, one work the subject.
+    ("Which three datasets was the edge autoencoder evaluated on?", False),
+    ("Which frameworks, e.g. vLLM, does the survey on LLM serving introduce?", False),
+    ("Which methods does the corpus hold for pruning attention heads?", True),
 ])
 def test_multi_paper_questions_are_recognised(question, multi):
     assert classify(question).multi is multi
