@@ -12,7 +12,11 @@ way; the seeds had too few papers left that no set had used, so they also ask ne
 questions about used ones) are not in the list: each was measured held out against the
 fit on these 442 (bench/results/probeN_held_out.json; probe7 also on the code before
 56dce74, probe7_before_a02b4a9.json). Add them with the next fresh set; probe8 was
-written after the local model's yes joined the decision and first measured on it. Every figure quoted from a
+written after the local model's yes joined the decision and first measured on it.
+bench/questions/probe9.jsonl (34) is what was left of a helper's 60 after dropping, before
+any run, every question whose type and gold paper a fit-set question already has (26: all
+its multi-paper questions, 7 single, 5 which-paper, 2 not-stated; every seed paper is some
+set's gold paper by now). Every figure quoted from a
 fit is cross-validated over the list; a new probe set is measured once, held out, before
 it joins it.
 """

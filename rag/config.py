@@ -125,15 +125,15 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of its fit sets (bench/fit_sets.py); its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -3.0609, "threshold": 0.7503,
-            "weights": {"dense": 3.2755,
-                        "margin": 5.9965,
-                        "coverage": 9.2825,
-                        "match": -2.9819,
-                        "unseen": -3.7742,
-                        "missing_ids": -0.6203,
-                        "unseen_ids": -1.0779,
-                        "multi": 2.2001}}
+_COVERED = {"bias": -3.1038, "threshold": 0.7498,
+            "weights": {"dense": 3.3527,
+                        "margin": 5.8644,
+                        "coverage": 9.3478,
+                        "match": -3.0293,
+                        "unseen": -3.7668,
+                        "missing_ids": -0.5952,
+                        "unseen_ids": -1.0963,
+                        "multi": 2.1769}}
 _STATED = {"bias": 7.1816, "threshold": 0.2801,
            "weights": {"quantity": -2.4302,
                        "ask_match": -2.3950,
@@ -155,24 +155,24 @@ _PAPER = {"bias": -8.9237, "threshold": 0.1497,
 
 # The covered and stated decisions with the local model's yes as one more signal
 # (`model_yes`, its log-odds; bench/fit_decision.py --yes), fitted on the same questions.
-_COVERED_YES = {"bias": -2.4487, "threshold": 0.7069,
-                "weights": {"dense": -0.2335,
-                            "margin": 4.3690,
-                            "coverage": 6.3670,
-                            "match": -1.1531,
-                            "unseen": -2.1400,
-                            "missing_ids": 0.1534,
-                            "unseen_ids": -0.9264,
-                            "model_yes": 1.4869}}
-_STATED_YES = {"bias": 3.2278, "threshold": 0.3677,
-               "weights": {"quantity": -2.3390,
-                           "ask_match": -1.1913,
-                           "quantity_ask_match": 2.4084,
-                           "ask_unmatched": -2.8309,
-                           "missing_ids": -2.9164,
-                           "coverage": -5.1643,
-                           "ask_missing": -1.6157,
-                           "model_yes": 2.9740}}
+_COVERED_YES = {"bias": -2.4845, "threshold": 0.7121,
+                "weights": {"dense": -0.1815,
+                            "margin": 4.2648,
+                            "coverage": 6.4052,
+                            "match": -1.1817,
+                            "unseen": -2.1267,
+                            "missing_ids": 0.1745,
+                            "unseen_ids": -0.9410,
+                            "model_yes": 1.4946}}
+_STATED_YES = {"bias": 2.8308, "threshold": 0.5111,
+               "weights": {"quantity": -2.0906,
+                           "ask_match": -2.2301,
+                           "quantity_ask_match": 3.3753,
+                           "ask_unmatched": -2.7046,
+                           "missing_ids": -2.9184,
+                           "coverage": -4.6142,
+                           "ask_missing": -1.5606,
+                           "model_yes": 2.8115}}
 # Fitted by bench/fit_number_check.py on a local cross-validation run's answers.
 _NUMBER_CHECK_BELOW = 0.8292
 YES_MODEL = "1.5b"  # the packaged local model whose yes those were fitted on
