@@ -136,26 +136,28 @@ def subject_names(question: str) -> set[str]:
         re.search(rf"(?<![\w\-]){re.escape(n)}(?![\w\-])", c) for c in compared)}
 
 
-def _work_names(question: str) -> set[str]:
-    """The keyword tokens of the works a question asks about: the name-like parts of its
-    subject names in mixed case or with a digit ("YOLOv7", "DINOv2", "RegNets"), not
-    acronyms ("LLM", "SR"), which an abstract may spell out, nor values ("512x512")."""
-    out = set()
+def _work_names(question: str) -> dict[str, set[str]]:
+    """The works a question asks about, as written, with their keyword tokens: the
+    name-like parts of its subject names in mixed case or with a digit ("YOLOv7", "DINOv2",
+    "RegNets"), not acronyms ("LLM", "SR"), which an abstract may spell out, nor values
+    ("512x512")."""
+    out = {}
     for name in subject_names(question):
         for part in re.split(r"[-/]", name):
             if _is_name_like(part) and not part.removesuffix("s").isupper():
-                out.update(t for t in keyword_tokens(part) if len(t) > 1)
+                out[part] = {t for t in keyword_tokens(part) if len(t) > 1}
     return out
 
 
-def unwritten_names(question: str, text: str, papers: list[Paper]) -> set[str]:
-    """The works the question asks about that the text names and none of the papers does:
-    an answer on "YOLOv7" citing only a paper that never names it ties the question's work
-    to the wrong paper."""
+def unwritten_names(question: str, text: str, papers: list[Paper]) -> list[str]:
+    """The works the question asks about (as it writes them) that the text names and none
+    of the papers does: an answer on "YOLOv7" citing only a paper that never names it ties
+    the question's work to the wrong paper."""
     have = set().union(*(_paper_tokens(p) for p in papers))
     written = set(keyword_tokens(text))
-    return {t for t in _work_names(question)
-            if _plural_forms(t) & written and not _plural_forms(t) & have}
+    return sorted(name for name, tokens in _work_names(question).items()
+                  if any(_plural_forms(t) & written and not _plural_forms(t) & have
+                         for t in tokens))
 
 
 def unseen_identifiers(question: str, weights: TermWeights) -> bool:

@@ -104,9 +104,10 @@ def name_cited(text: str, citations: list[Citation], sources: list[Source], *,
     return f"{lead}: {text}"
 
 
-def abstention(question: str, ret: Retrieval, mode: str, timings: dict, prompt: str = "") -> Answer:
+def abstention(question: str, ret: Retrieval, mode: str, timings: dict, prompt: str = "",
+               text: str = prompts.ABSTAIN_TEXT) -> Answer:
     """The answer when no indexed paper covers the question."""
-    return Answer(question, prompts.ABSTAIN_TEXT, [], ret.sources, True, mode, prompt, timings)
+    return Answer(question, text, [], ret.sources, True, mode, prompt, timings)
 
 
 def not_stated(engine: Engine, question: str, ret: Retrieval, kind: QuestionKind, mode: str,

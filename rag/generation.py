@@ -217,9 +217,9 @@ def _one_answer(engine, model, question, ret, verdict, kind, mode, history, cont
         # (asked about "YOLOv7", it quotes Scaled-YOLOv4): the indexed papers do not cover
         # it. Not for "which paper ...?": its asker describes the paper in their own words
         # ("... the downsampling layers of a ResNet"), which its abstract need not write.
-        log.info("the answer names %s, which no cited source writes", sorted(unnamed))
-        timings["unwritten_names"] = sorted(unnamed)
-        answer = abstention(question, ret, mode, timings, prompt)
+        log.info("the answer names %s, which no cited source writes", unnamed)
+        timings["unwritten_names"] = unnamed
+        answer = abstention(question, ret, mode, timings, prompt, prompts.unnamed_text(unnamed))
     elif checked.citations and kind.wants_number and not kind.identity and not states_given_value(
             checked.text, question, [s.paper for s in given]):
         # Asked for a number, the model gave none that its sources write: it found the

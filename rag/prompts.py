@@ -46,6 +46,13 @@ ABSTAIN_TEXT = (
 )
 
 
+def unnamed_text(names: list[str]) -> str:
+    """The reply when the answer tied the work asked about to papers that never name it."""
+    listed = " or ".join(names)
+    return (f"The indexed papers don't answer this question: none of the papers found "
+            f"names {listed}.")
+
+
 def not_stated_text(name: str, n: int, asked: str) -> str:
     """The reply when the question's paper is indexed but its abstract lacks the fact."""
     detail = asked or "what the question asks"
