@@ -67,6 +67,8 @@ def retrieve(engine: Engine, question: str, kind: QuestionKind, *, k: int | None
 
 # Set on the fit sets' questions where a named paper displaced the search's top one.
 NAMED_MIN_COVERAGE = 0.5
+
+
 def _named_first(engine: Engine, question: str, ret: Retrieval, k: int, filters) -> Retrieval:
     """A paper the question names by its short name ("What learning rate was YOLACT trained
     with?") goes first, even when the rest of the question pulls the search elsewhere."""
