@@ -47,10 +47,11 @@ ABSTAIN_TEXT = (
 
 
 def unnamed_text(names: list[str]) -> str:
-    """The reply when the answer tied the work asked about to papers that never name it."""
+    """The reply when the answer tied the work asked about to papers that never name it
+    (another paper found may name it in passing: these are the ones the answer cited)."""
     listed = " or ".join(names)
-    return (f"The indexed papers don't answer this question: none of the papers found "
-            f"names {listed}.")
+    return (f"The indexed papers don't answer this question: the papers an answer would "
+            f"cite never mention {listed}.")
 
 
 def not_stated_text(name: str, n: int, asked: str) -> str:

@@ -671,7 +671,7 @@ def test_a_model_answer_naming_a_work_its_sources_never_name_abstains(
     assert a.abstained is abstained, a.text
     if abstained:
         assert a.timings["unwritten_names"] == ["SOLOv2"]
-        assert a.text.startswith("The indexed papers don't answer") and "names SOLOv2" in a.text
+        assert a.text.startswith("The indexed papers don't answer") and "mention SOLOv2" in a.text
         assert a.model_output == reply and not a.citations
     else:
         assert "29.8" in a.text and "unwritten_names" not in a.timings
