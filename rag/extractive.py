@@ -3,7 +3,7 @@ abstention, the "not stated" reply, a paper's record, and naming the cited paper
 from __future__ import annotations
 
 from rag import prompts
-from rag.decision import Verdict
+from rag.decision import Verdict, unwritten_names
 from rag.engine import Engine
 from rag.evidence import Evidence, rank_sentences, states_number, stems
 from rag.names import display_name, names_paper
@@ -117,7 +117,11 @@ def not_stated(engine: Engine, question: str, ret: Retrieval, kind: QuestionKind
     counts as an abstention."""
     source = ret.sources[0]
     evs = best_sentences(source, ret.query, engine)
-    text = prompts.not_stated_text(display_name(source.paper), source.n, kind.asked)
+    # The work the question names, if the paper never does ("YOLOv7 COCO AP?" read on
+    # Scaled-YOLOv4): the question always writes it, so the question is the text checked.
+    unmentioned = unwritten_names(question, question, [source.paper])
+    text = prompts.not_stated_text(display_name(source.paper), source.n, kind.asked,
+                                   unmentioned)
     cites = [_quote(source, evs[0])] if evs else []
     return Answer(question, text, cites, ret.sources, True, mode, prompt, timings)
 

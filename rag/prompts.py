@@ -54,9 +54,15 @@ def unnamed_text(names: list[str]) -> str:
             f"cite never mention {listed}.")
 
 
-def not_stated_text(name: str, n: int, asked: str) -> str:
-    """The reply when the question's paper is indexed but its abstract lacks the fact."""
+def not_stated_text(name: str, n: int, asked: str, unmentioned: list[str] = ()) -> str:
+    """The reply when the question's paper is indexed but its abstract lacks the fact; when
+    the closest paper never mentions the work the question names (`unmentioned`), it says
+    so rather than read as that work's paper."""
     detail = asked or "what the question asks"
+    if unmentioned:
+        return (f"The closest paper found, {name} [{n}], never mentions "
+                f"{' or '.join(unmentioned)}, and no indexed paper states {detail}; the "
+                "quote below is what it does say.")
     return (f"The abstract of {name} [{n}] does not state {detail}, and no other indexed "
             "paper does; the quote below is what it does say.")
 

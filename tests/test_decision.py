@@ -507,12 +507,26 @@ def test_only_local_answers_about_one_paper_weigh_the_models_yes():
     assert not weighs_yes(settings, "local", classify(MULTI_QUESTION))
 
 
+def test_not_stated_says_when_the_closest_paper_never_mentions_the_work_asked_about(
+        seed_settings):
+    engine = get_engine(seed_settings)
+    question = "YOLOv7 COCO AP and FPS on a V100?"
+    kind = classify(question)
+    ret = retrieve(engine, question, kind)
+    a = extractive.not_stated(engine, question, ret, kind, "extractive", {})
+    top = ret.sources[0]
+    assert "yolov7" not in f"{top.paper.title} {top.paper.abstract}".lower()
+    assert a.abstained and a.citations[0].n == top.n
+    assert a.text.startswith("The closest paper found, ") and "never mentions YOLOv7" in a.text
+
+
 def test_a_detail_the_abstract_does_not_give_is_not_stated(seed_settings):
     # YOLACT++'s abstract gives no learning rate (it does say "training on only one GPU",
     # so a GPU count is not a detail it lacks); "YOLACT" names YOLACT++.
     a = ask("What learning rate was YOLACT trained with?",
             mode="extractive", settings=seed_settings)
     assert a.abstained and "does not state what learning rate" in a.text
+    assert "never mentions" not in a.text
     assert a.citations and a.citations[0].title.startswith("YOLACT")
     paper = next(s.paper for s in a.sources if s.n == a.citations[0].n)
     assert paper.abstract[a.citations[0].start:a.citations[0].end] == a.citations[0].quote
