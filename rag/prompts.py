@@ -1,6 +1,8 @@
 """Every text sent to a model, in one place so it can be read and changed."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rag.text import as_data
 from rag.types import Source
 
@@ -54,7 +56,7 @@ def unnamed_text(names: list[str]) -> str:
             f"cite never mention {listed}.")
 
 
-def not_stated_text(name: str, n: int, asked: str, unmentioned: list[str] = ()) -> str:
+def not_stated_text(name: str, n: int, asked: str, unmentioned: Sequence[str] = ()) -> str:
     """The reply when the question's paper is indexed but its abstract lacks the fact; when
     the closest paper never mentions the work the question names (`unmentioned`), it says
     so rather than read as that work's paper."""
