@@ -46,10 +46,12 @@ def yes_probabilities(settings, rows: list[dict], known: dict[str, float]) -> di
     probs = {}
     for r in rows:
         t = time.perf_counter()
-        if r["id"] in known and not r["multi"]:
+        if r["multi"]:
+            continue
+        if r["id"] in known:
             probs[r["id"]] = known[r["id"]]
             continue
-        if r["multi"] or (got := answer_context(settings, engine, r["question"])) is None:
+        if (got := answer_context(settings, engine, r["question"])) is None:
             continue
         probs[r["id"]] = model_yes(engine, model, got[1], r["question"], None)
         print(f"{r['id']:<6}{r['type']:<14}{probs[r['id']]:.3f} {time.perf_counter() - t:5.1f} s",
