@@ -15,6 +15,7 @@ import time
 import unicodedata
 from collections.abc import Iterator
 
+from rag import prompts
 from rag.config import MODES, Settings
 from rag.decision import Verdict, decide, subject_names
 from rag.engine import Engine
@@ -137,8 +138,10 @@ def ask_stream(engine: Engine, question: str, *, mode: str | None = None, k: int
     # Every answer, abstentions included, carries ret.sources: the two always agree.
     yield Retrieved(question, ret.sources, best_quotes(engine, ret),
                     {"retrieve_s": timings["retrieve_s"]})
-    if mode == "extractive" or (kind.record and ret.sources and not verdict.abstain):
-        # A paper's record (its authors, its year) is answered from the index in every mode.
+    if mode == "extractive" or verdict.unseen or (kind.record and ret.sources
+                                                  and not verdict.abstain):
+        # A paper's record (its authors, its year) is answered from the index in every mode,
+        # and a question about a work the index never mentions is refused in every mode.
         answer = _extractive(engine, question, ret, verdict, kind, timings, mode)
         timings["total_s"] = time.perf_counter() - t0
         yield answer.text
@@ -151,6 +154,9 @@ def ask_stream(engine: Engine, question: str, *, mode: str | None = None, k: int
 
 def _extractive(engine: Engine, question: str, ret: Retrieval, verdict: Verdict,
                 kind: QuestionKind, timings: dict, mode: str = "extractive") -> Answer:
+    if verdict.unseen:
+        timings["unseen_names"] = list(verdict.unseen)
+        return abstention(question, ret, mode, timings, text=prompts.unseen_text(verdict.unseen))
     if verdict.abstain or not ret.sources:
         return abstention(question, ret, mode, timings)
     if kind.record:

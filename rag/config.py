@@ -125,56 +125,56 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of its fit sets (bench/fit_sets.py); its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -3.1038, "threshold": 0.7498,
-            "weights": {"dense": 3.3527,
-                        "margin": 5.8644,
-                        "coverage": 9.3478,
-                        "match": -3.0293,
-                        "unseen": -3.7668,
-                        "missing_ids": -0.5952,
-                        "unseen_ids": -1.0963,
-                        "multi": 2.1769}}
-_STATED = {"bias": 7.1816, "threshold": 0.2801,
-           "weights": {"quantity": -2.4302,
-                       "ask_match": -2.3950,
-                       "quantity_ask_match": 3.2799,
-                       "ask_unmatched": -3.0600,
-                       "missing_ids": -3.4803,
-                       "coverage": -2.8277,
-                       "ask_missing": -2.2518}}
-_MULTI_PAPER_THRESHOLD = 0.0817
-_PAPER = {"bias": -8.9237, "threshold": 0.1497,
-          "weights": {"dense": 4.1078,
-                      "dense_gap": -4.4253,
-                      "coverage": 6.0786,
-                      "match": -5.8560,
-                      "match_ratio": 5.7289,
-                      "keyword": 3.8347,
-                      "rank": -1.1081,
-                      "multi": 2.5564}}
+_COVERED = {"bias": -3.1840, "threshold": 0.7355,
+            "weights": {"dense": 3.8436,
+                        "margin": 8.1670,
+                        "coverage": 9.0568,
+                        "match": -3.3417,
+                        "unseen": -4.7910,
+                        "missing_ids": -0.7879,
+                        "unseen_ids": -1.0233,
+                        "multi": 2.4113}}
+_STATED = {"bias": 5.6904, "threshold": 0.5416,
+           "weights": {"quantity": -2.4016,
+                       "ask_match": -3.1176,
+                       "quantity_ask_match": 4.5338,
+                       "ask_unmatched": -2.4728,
+                       "missing_ids": -2.3297,
+                       "coverage": -1.8894,
+                       "ask_missing": -1.7849}}
+_MULTI_PAPER_THRESHOLD = 0.0464
+_PAPER = {"bias": -7.2540, "threshold": 0.1480,
+          "weights": {"dense": 2.3761,
+                      "dense_gap": -4.3179,
+                      "coverage": 6.0394,
+                      "match": -6.3443,
+                      "match_ratio": 5.3895,
+                      "keyword": 4.9701,
+                      "rank": -1.6136,
+                      "multi": 2.5889}}
 
 # The covered and stated decisions with the local model's yes as one more signal
 # (`model_yes`, its log-odds; bench/fit_decision.py --yes), fitted on the same questions.
-_COVERED_YES = {"bias": -2.4845, "threshold": 0.7121,
-                "weights": {"dense": -0.1815,
-                            "margin": 4.2648,
-                            "coverage": 6.4052,
-                            "match": -1.1817,
-                            "unseen": -2.1267,
-                            "missing_ids": 0.1745,
-                            "unseen_ids": -0.9410,
-                            "model_yes": 1.4946}}
-_STATED_YES = {"bias": 2.8308, "threshold": 0.5111,
-               "weights": {"quantity": -2.0906,
-                           "ask_match": -2.2301,
-                           "quantity_ask_match": 3.3753,
-                           "ask_unmatched": -2.7046,
-                           "missing_ids": -2.9184,
-                           "coverage": -4.6142,
-                           "ask_missing": -1.5606,
-                           "model_yes": 2.8115}}
+_COVERED_YES = {"bias": -2.6803, "threshold": 0.7987,
+                "weights": {"dense": -0.3001,
+                            "margin": 6.2748,
+                            "coverage": 5.3961,
+                            "match": -0.4725,
+                            "unseen": -2.8229,
+                            "missing_ids": -0.0004,
+                            "unseen_ids": -0.7174,
+                            "model_yes": 1.8786}}
+_STATED_YES = {"bias": -0.1196, "threshold": 0.3725,
+               "weights": {"quantity": -2.0491,
+                           "ask_match": -2.9717,
+                           "quantity_ask_match": 4.4561,
+                           "ask_unmatched": -2.2174,
+                           "missing_ids": -1.7880,
+                           "coverage": -4.0150,
+                           "ask_missing": -1.1367,
+                           "model_yes": 3.8381}}
 # Fitted by bench/fit_number_check.py on a local cross-validation run's answers.
-_NUMBER_CHECK_BELOW = 0.8292
+_NUMBER_CHECK_BELOW = 0.7614
 YES_MODEL = "1.5b"  # the packaged local model whose yes those were fitted on
 
 

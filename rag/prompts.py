@@ -56,6 +56,12 @@ def unnamed_text(names: list[str]) -> str:
             f"cite never mention {listed}.")
 
 
+def unseen_text(names: Sequence[str]) -> str:
+    """The reply when the question asks about a work no indexed paper mentions."""
+    listed = " or ".join(names)
+    return f"The indexed papers don't answer this question: none of them mentions {listed}."
+
+
 def not_stated_text(name: str, n: int, asked: str, unmentioned: Sequence[str] = ()) -> str:
     """The reply when the question's paper is indexed but its abstract lacks the fact; when
     the closest paper never mentions the work the question names (`unmentioned`), it says

@@ -28,6 +28,7 @@ from rag.decision import (
     question_signals,
     subject_names,
     unseen_identifiers,
+    unseen_names,
     unwritten_names,
     with_model_yes,
     yes_log_odds,
@@ -284,6 +285,18 @@ def test_a_name_no_indexed_chunk_holds_is_unseen():
     assert not unseen_identifiers("what does the unheardof detector reach?", weights)
 
 
+def test_a_work_asked_about_that_no_indexed_chunk_names_is_unseen():
+    weights = TermWeights({"yolov4": 0, "coco": 1, "ap": 2, "llms": 3}, [3, 5, 4, 2], 10)  # a fake
+    assert unseen_names("YOLOv7 COCO AP and FPS on a V100?", weights) == ["YOLOv7"]
+    # A name the index holds in its plural, what the question compares against, and an
+    # acronym an abstract may spell out are not works the index never names.
+    assert unseen_names("What AP does YOLOv4 reach on COCO?", weights) == []
+    assert unseen_names("How much faster than YOLOv7 is YOLOv4 on COCO?", weights) == []
+    assert unseen_names("Which LLM is best on COCO captions?", weights) == []
+    assert unseen_names("Which detector decays scores by IoU with the top box?", weights) == []
+    assert unseen_names("What does ToMe-style merging give an LLM?", weights) == ["ToMe"]
+
+
 def test_a_compound_counts_by_its_name_and_a_value_is_no_name():
     weights = TermWeights({"gru": 0, "lora": 1, "ln": 2, "gpu": 3}, [3, 5, 4, 6], 10)  # a fake
     # "style", "tune", "640px" and "65B" are in no chunk, yet they name nothing.
@@ -518,6 +531,21 @@ def test_not_stated_says_when_the_closest_paper_never_mentions_the_work_asked_ab
     assert "yolov7" not in f"{top.paper.title} {top.paper.abstract}".lower()
     assert a.abstained and a.citations[0].n == top.n
     assert a.text.startswith("The closest paper found, ") and "never mentions YOLOv7" in a.text
+
+
+@pytest.mark.parametrize("mode", ["extractive", "local", "openai"])
+def test_a_work_the_index_never_mentions_is_refused_in_every_mode_without_a_model(
+        seed_settings, mode):
+    # A dead endpoint for "openai" and no local model call: the refusal needs neither.
+    settings = seed_settings.model_copy(update={"llm": seed_settings.llm.model_copy(
+        update={"openai_base_url": "http://127.0.0.1:9/v1", "timeout_s": 1,
+                "model_path": Path("/nonexistent/model.gguf")})})
+    a = ask("YOLOv7 COCO AP and FPS on a V100?", mode=mode, settings=settings)
+    assert a.abstained and not a.citations and a.sources
+    assert a.text.endswith("none of them mentions YOLOv7.")
+    assert a.timings["unseen_names"] == ["YOLOv7"]
+    assert "yolov7" not in " ".join(f"{s.paper.title} {s.paper.abstract}".lower()
+                                    for s in a.sources)
 
 
 def test_a_detail_the_abstract_does_not_give_is_not_stated(seed_settings):
