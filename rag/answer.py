@@ -138,8 +138,7 @@ def ask_stream(engine: Engine, question: str, *, mode: str | None = None, k: int
     # Every answer, abstentions included, carries ret.sources: the two always agree.
     yield Retrieved(question, ret.sources, best_quotes(engine, ret),
                     {"retrieve_s": timings["retrieve_s"]})
-    if mode == "extractive" or verdict.unseen or (kind.record and ret.sources
-                                                  and not verdict.abstain):
+    if mode == "extractive" or verdict.unseen or _answers_record(question, ret, verdict, kind):
         # A paper's record (its authors, its year) is answered from the index in every mode,
         # and a question about a work the index never mentions is refused in every mode.
         answer = _extractive(engine, question, ret, verdict, kind, timings, mode)
@@ -152,15 +151,25 @@ def ask_stream(engine: Engine, question: str, *, mode: str | None = None, k: int
     yield from generate(engine, question, ret, verdict, kind, mode, history, timings, t0)
 
 
+def _answers_record(question: str, ret: Retrieval, verdict: Verdict, kind: QuestionKind) -> bool:
+    """A question on a paper's record ("Who are the authors of FastDraft?") is answered from
+    the top paper when the decision keeps it or the question names it by its short name: a
+    record question has few words of a topic for the covered decision to weigh."""
+    if not (kind.record and ret.sources and not verdict.unseen):
+        return False
+    return (not verdict.abstain
+            or name_match(subject_names(question), ret.sources[0].paper) is not None)
+
+
 def _extractive(engine: Engine, question: str, ret: Retrieval, verdict: Verdict,
                 kind: QuestionKind, timings: dict, mode: str = "extractive") -> Answer:
     if verdict.unseen:
         timings["unseen_names"] = list(verdict.unseen)
         return abstention(question, ret, mode, timings, text=prompts.unseen_text(verdict.unseen))
+    if _answers_record(question, ret, verdict, kind):
+        return record_answer(engine, question, ret, kind, mode, timings)
     if verdict.abstain or not ret.sources:
         return abstention(question, ret, mode, timings)
-    if kind.record:
-        return record_answer(engine, question, ret, kind, mode, timings)
     if verdict.not_stated:
         return not_stated(engine, question, ret, kind, mode, timings)
     return quoted_answer(engine, question, ret, verdict, kind, mode, timings)
