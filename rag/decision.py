@@ -163,6 +163,11 @@ def unwritten_names(question: str, text: str, papers: list[Paper]) -> list[str]:
                          for t in tokens))
 
 
+def _in_no_chunk(token: str, weights: TermWeights) -> bool:
+    """Whether no indexed chunk holds the token, in any plural."""
+    return all(weights.is_unseen(f) for f in _plural_forms(token))
+
+
 def unseen_names(question: str, weights: TermWeights) -> list[str]:
     """The works the question asks about (as `_work_names` reads them: "YOLOv7", "MedQA",
     "LightGaussian") that no indexed chunk mentions, in any plural. No answer can cite a
@@ -171,16 +176,14 @@ def unseen_names(question: str, weights: TermWeights) -> list[str]:
     sets: 28 unanswerable or not-stated questions, no answerable one; with probe10 and the
     three-letter rule (written after probe10's "IoU"), 33 of 716, no answerable one."""
     return sorted(name for name, tokens in _work_names(question).items()
-                  if tokens and all(weights.is_unseen(f) for t in tokens
-                                    for f in _plural_forms(t)))
+                  if tokens and all(_in_no_chunk(t, weights) for t in tokens))
 
 
 def unseen_identifiers(question: str, weights: TermWeights) -> bool:
     """Whether a name the question gives ("YOLOv8", "GRPO") appears in no indexed chunk: a
     question about a work the corpus never mentions counts against being covered (a signal,
     not a veto: a mistyped name must not refuse on its own)."""
-    return any(all(weights.is_unseen(f) for f in _plural_forms(t))
-               for t in _identifier_tokens(question))
+    return any(_in_no_chunk(t, weights) for t in _identifier_tokens(question))
 
 
 # Names of a measure that abstracts often write another way ("top-1" for "accuracy",
