@@ -44,7 +44,7 @@ from rag.questions import classify  # noqa: E402
 # Which signals each decision sees (few, to fit on ~140 questions without overfitting).
 COVERED = ("dense", "margin", "coverage", "match", "unseen", "missing_ids", "unseen_ids", "multi")
 STATED = ("quantity", "ask_match", "quantity_ask_match", "ask_unmatched", "missing_ids", "coverage",
-          "ask_missing")
+          "ask_missing", "ask_near")
 PAPER = PAPER_SIGNALS
 # The local model's graded yes (bench/model_yes.py): local mode's covered and stated
 # decisions weigh it too. It is asked of questions about one paper only, so "multi" is

@@ -125,23 +125,24 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of its fit sets (bench/fit_sets.py); its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -3.1840, "threshold": 0.7355,
-            "weights": {"dense": 3.8436,
-                        "margin": 8.1670,
-                        "coverage": 9.0568,
-                        "match": -3.3417,
-                        "unseen": -4.7910,
-                        "missing_ids": -0.7879,
-                        "unseen_ids": -1.0233,
-                        "multi": 2.4113}}
-_STATED = {"bias": 5.6904, "threshold": 0.5416,
-           "weights": {"quantity": -2.4016,
-                       "ask_match": -3.1176,
-                       "quantity_ask_match": 4.5338,
-                       "ask_unmatched": -2.4728,
-                       "missing_ids": -2.3297,
-                       "coverage": -1.8894,
-                       "ask_missing": -1.7849}}
+_COVERED = {"bias": -3.5605, "threshold": 0.6535,
+            "weights": {"dense": 4.0670,
+                        "margin": 8.4552,
+                        "coverage": 9.3795,
+                        "match": -3.4250,
+                        "unseen": -5.7621,
+                        "missing_ids": -0.8127,
+                        "unseen_ids": -0.8026,
+                        "multi": 2.4624}}
+_STATED = {"bias": 5.7257, "threshold": 0.5656,
+           "weights": {"quantity": -2.4070,
+                       "ask_match": -3.2952,
+                       "quantity_ask_match": 3.2887,
+                       "ask_unmatched": -2.5645,
+                       "missing_ids": -2.3499,
+                       "coverage": -1.8093,
+                       "ask_missing": -1.7656,
+                       "ask_near": 1.7629}}
 _MULTI_PAPER_THRESHOLD = 0.0464
 _PAPER = {"bias": -7.2540, "threshold": 0.1480,
           "weights": {"dense": 2.3761,
@@ -155,24 +156,25 @@ _PAPER = {"bias": -7.2540, "threshold": 0.1480,
 
 # The covered and stated decisions with the local model's yes as one more signal
 # (`model_yes`, its log-odds; bench/fit_decision.py --yes), fitted on the same questions.
-_COVERED_YES = {"bias": -2.6803, "threshold": 0.7987,
-                "weights": {"dense": -0.3001,
-                            "margin": 6.2748,
-                            "coverage": 5.3961,
-                            "match": -0.4725,
-                            "unseen": -2.8229,
-                            "missing_ids": -0.0004,
-                            "unseen_ids": -0.7174,
-                            "model_yes": 1.8786}}
-_STATED_YES = {"bias": -0.1196, "threshold": 0.3725,
-               "weights": {"quantity": -2.0491,
-                           "ask_match": -2.9717,
-                           "quantity_ask_match": 4.4561,
-                           "ask_unmatched": -2.2174,
-                           "missing_ids": -1.7880,
-                           "coverage": -4.0150,
-                           "ask_missing": -1.1367,
-                           "model_yes": 3.8381}}
+_COVERED_YES = {"bias": -2.8410, "threshold": 0.7887,
+                "weights": {"dense": -0.0891,
+                            "margin": 6.6029,
+                            "coverage": 5.4883,
+                            "match": -0.5473,
+                            "unseen": -3.5392,
+                            "missing_ids": -0.0738,
+                            "unseen_ids": -0.5697,
+                            "model_yes": 1.8381}}
+_STATED_YES = {"bias": -0.1156, "threshold": 0.3774,
+               "weights": {"quantity": -2.0554,
+                           "ask_match": -3.1404,
+                           "quantity_ask_match": 3.6648,
+                           "ask_unmatched": -2.2809,
+                           "missing_ids": -1.8006,
+                           "coverage": -3.8796,
+                           "ask_missing": -1.1196,
+                           "ask_near": 1.1861,
+                           "model_yes": 3.8254}}
 # Fitted by bench/fit_number_check.py on a local cross-validation run's answers.
 _NUMBER_CHECK_BELOW = 0.7614
 YES_MODEL = "1.5b"  # the packaged local model whose yes those were fitted on

@@ -19,7 +19,7 @@ _AUX = r"(?:does|do|did|is|are|was|were|has|have|had|can|could|should|would|will
 # Nouns for a work or the thing it proposes ("which paper", "any method", "is there a tool").
 _WORK_NOUNS = (r"(?:paper|work|research|study|method|approach|technique|model|architecture|"
                r"system|framework|algorithm|network|tool|library|module|trick|transformer|"
-               r"backbone|estimator|paradigm|scheme|design|detector|optimizer)")
+               r"backbone|estimator|paradigm|scheme|design|detector|optimizer|report|survey)")
 # "which <up to four words> papers", where the words are not a verb ("Which GPU were the
 # consistency models trained on?" asks about one paper) and the first is not a work in the
 # singular ("Which approach designs convolutional networks ...?" asks for one).
@@ -63,15 +63,19 @@ _VERSION = re.compile(r"\b(?:v\d+|version\s*\d+|(?:first|second|third|original|e
                       r"previous|later|newer|improved|updated)\s+version)\b", re.I)
 # A question asking which work it is: "Which paper sorts ...", "Is there a tool that ...",
 # "I recall a generative-flow paper that ...", "method that sets ...". The work is the
-# subject: no auxiliary follows the noun ("Which model does X use?" asks a detail of X).
+# subject: no auxiliary follows the noun ("Which model does X use?" asks a detail of X), nor
+# comes before it ("Which model does the report recommend?" too).
 _IDENTITY = re.compile(
     rf"^\s*(?:which|what(?:'s| is| was) the|any|is there(?: an?| any)?|are there(?: any)?|"
     rf"i (?:remember|recall)(?: an?| the)?|(?:i'm |i am )?looking for(?: an?| the)?)\s+"
-    rf"(?:[\w\-/+]+\s+){{0,3}}?{_WORK_NOUNS}s?\b(?!\s+{_AUX}\b)"
+    rf"(?:(?!{_AUX}\b)[\w\-/+]+\s+){{0,3}}?{_WORK_NOUNS}s?\b(?!\s+{_AUX}\b)"
     # Not after a preposition: "For the scheme that ..., how much faster is it?" asks a detail.
     rf"|^\s*(?!(?:in|for|with|on|from|of|at|by|to|about|using|under)\b)"
     rf"(?:[\w\-/+]+\s+){{0,3}}?{_WORK_NOUNS}s?\s+(?:that|which|where|whose|showing|"
-    rf"proposing)\b", re.I)
+    rf"proposing)\b"
+    # Described first, then asked for its name: "..., what's it called?"
+    r"|\bwhat(?:'s|\s+is|\s+was|\s+are)\s+(?:it|this|that|they)\s+called\b"
+    r"|\bwhat(?:'s|\s+is)\s+its\s+name\b", re.I)
 # A question asking for one work, by a singular noun near its start ("Which work improves
 # ... in both dimensions?", "Is there a tool that ..."): not a multi-paper question, whatever
 # plural or "both" comes later.

@@ -20,6 +20,7 @@ from rag.config import LogisticSettings, load_settings
 from rag.decision import (
     ask_match,
     ask_missing,
+    ask_near,
     calibrated,
     decide,
     identifiers,
@@ -112,6 +113,11 @@ def test_a_multi_paper_question_lists_its_facets(question, facets):
     ("method that initialises the predictor from input statistics", True),
     ("What's the approach that pairs a small generator with a retriever?", True),
     ("Which model does the survey recommend for edge devices?", False),  # a detail of it
+    ("Which model does the report recommend for edge devices?", False),
+    ("which technical report trains a dense 135B model on 8,192 NPUs?", True),
+    # Described first, then asked for its name.
+    ("There's a model that distils a flow model into one step. What's it called?", True),
+    ("A detector that decays overlapping boxes' scores: what is its name?", True),
     ("At what model sizes was the gated linear attention Transformer evaluated?", False),
     ("What FID does the diffusion transformer reach on ImageNet?", False),
     ("For the scheme that packs weights into registers, how much faster is it?", False),
@@ -275,6 +281,35 @@ def test_which_thing_asked_for_is_matched_only_by_sentences_naming_a_new_one():
     assert ask_match(classify(question), question, named, weights) > 0
     # A number asked for is not a name asked for.
     assert not classify("Which learning rate was used?").wants_name
+
+
+def test_a_value_asked_for_must_stand_next_to_the_asked_words():
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    question = "How many GPUs was the model trained on?"
+    kind = classify(question)
+    near = fake_paper("Big model", "The model was trained on 1024 GPUs in two weeks.")
+    far = fake_paper("Big model", "Training the model on GPUs with our new scheduler and a "
+                     "careful choice of kernels and data layout is 3.2x faster than before.")
+    assert ask_near(kind, question, near, weights) == 1.0
+    # The same words and a number in one sentence, but the number is of something else.
+    assert ask_near(kind, question, far, weights) < ask_near(kind, question, near, weights)
+    assert ask_match(kind, question, far, weights) == 1.0  # the sentence-wide match says yes
+    # The question's own number answers nothing; a question asking no number scores 0.
+    own = fake_paper("Big model", "The 7B model was trained on GPUs.")
+    assert ask_near(classify("How many GPUs trained the 7B model?"), "How many GPUs trained "
+                    "the 7B model?", own, weights) == 0.0
+    which = "Which optimizer trained the model?"
+    assert ask_near(classify(which), which, near, weights) == 0.0
+
+
+def test_a_compound_of_indexed_words_is_not_unseen():
+    # A fake vocabulary: "moe" and "parameter" are indexed, "non-moe" and "huawei" are not.
+    weights = TermWeights({"moe": 0, "parameter": 1, "model": 2, "non": 3}, [3, 5, 4, 2], 10)
+    sig = lambda q: question_signals(  # noqa: E731
+        q, q, [Source(1, fake_paper("A model", "A model."), 0.5, 0.5, 0.5, [])], 0.5,
+        weights, classify(q))["unseen"]
+    assert sig("non-MoE parameter model") == 0.0  # its parts are indexed
+    assert sig("Huawei model") > 0.0
 
 
 def test_a_name_no_indexed_chunk_holds_is_unseen():
