@@ -27,7 +27,7 @@ _MULTI = re.compile(
     rf"\b(?:which|what|any|corpus's|do the|are there|several|different|various|recent)\s+"
     rf"(?!{_WORK_NOUNS}\b)(?:(?!{_AUX}\b)[\w\-/]+\s+){{0,4}}?(?:{_PLURAL_THINGS})\b"
     rf"|^\s*(?:[\w\-/]+\s+){{0,3}}?(?:{_PLURAL_THINGS})\s+(?:that|which|in|for|with|from|on|"
-    rf"about|using|to)\b"
+    rf"about|using|to|showing|proposing|reporting|studying|comparing)\b"
     rf"|\b(?:{_PLURAL_THINGS})\b[^?]*\b(?:their|each|differ|compare|both)\b"
     r"|\bhow do (?:the|these|they)\b[^?]*\b(?:differ|compare)\b"
     r"|\b(?:differ|differences? between|each of)\b"

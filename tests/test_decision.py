@@ -78,6 +78,7 @@ def fake_paper(title: str, abstract: str) -> Paper:
     ("What accuracy does each model size reach on ImageNet?", False),
     # A plural work before a verb that is also a work noun ("papers study") is plural.
     ("Which papers study how to prune attention heads?", True),
+    ("papers showing that pruned web data trains a better CLIP - by how much?", True),
     ("Which study measures attention head redundancy?", False),
     # Asked of recent work or the papers as a body.
     ("How do recent detectors handle tiny objects?", True),
