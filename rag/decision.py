@@ -5,7 +5,8 @@ how far ahead the top paper is, how much of the question's vocabulary the top pa
 holds, whether dense and keyword search agree, how much of the question the corpus has
 never seen, whether the identifiers it names ("YOLOv7", "512x512") are in the top paper or
 in any paper, whether any sentence carries the kind of fact asked for (a number for "how
-many"), and how much of what is asked the top paper never mentions. Words are matched by
+many") and whether such a value stands next to the words asked ("1024 GPUs"), and how much
+of what is asked the top paper never mentions. Words are matched by
 their stems.
 Three logistic regressions, fitted offline by `bench/fit_decision.py` and stored as plain
 numbers in the config (`decision.*`), turn them into probabilities:
