@@ -61,11 +61,11 @@ def bench_retrieval(settings, gold, repeats: int = 3) -> dict:
 
 
 def held_out_settings(settings, fit: dict | None, number_fit: dict | None = None):
-    """Question id -> the settings to answer it with: its fold's decision (and number-check
-    cut, bench/fit_number_check.py), or the defaults."""
+    """Question id -> the settings to answer it with: its fold's decision (and the number
+    and name checks' cuts, bench/fit_number_check.py), or the defaults."""
     if fit is None:
         return lambda qid: settings
-    cut = lambda f: {"number_check_below": number_fit["fold_settings"][f]} if number_fit else {}  # noqa: E731
+    cut = lambda f: number_fit["fold_settings"][f] if number_fit else {}  # noqa: E731
     per_fold = {f: load_settings(home=settings.home, decision={**m, **cut(f)})
                 for f, m in fit["fold_settings"].items()}
     return lambda qid: per_fold[str(fit["folds"][qid])]
@@ -131,7 +131,7 @@ def main() -> int:
                     "question's fold, too")
     ap.add_argument("--number-check-folds", help="number_check_fit.json of "
                     "bench/fit_number_check.py (needs --folds, same folds): the number "
-                    "check's cut fitted without the question's fold, too")
+                    "and name checks' cuts fitted without the question's fold, too")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "answer.json"))
     args = ap.parse_args()
     settings = load_settings(home=Path(args.home or tempfile.mkdtemp(prefix="askpapers-bench-")))

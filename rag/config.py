@@ -177,6 +177,7 @@ _STATED_YES = {"bias": -0.1156, "threshold": 0.3774,
                            "model_yes": 3.8254}}
 # Fitted by bench/fit_number_check.py on a local cross-validation run's answers.
 _NUMBER_CHECK_BELOW = 0.7614
+_NAME_CHECK_BELOW = 0.0
 YES_MODEL = "1.5b"  # the packaged local model whose yes those were fitted on
 
 
@@ -212,6 +213,12 @@ class DecisionSettings(_Section):
         "that writes none its sources write is \"not stated\" when the calibrated stated "
         "probability is under this; from it on, the sources are quoted instead. Fitted "
         "held out by bench/fit_number_check.py.",
+    )
+    name_check_below: float = Field(
+        _NAME_CHECK_BELOW, ge=0, le=1, description="Asked which thing (\"which GPU\"), a "
+        "model answer that writes no name its sources write is \"not stated\" when the "
+        "calibrated stated probability is under this. Fitted held out by "
+        "bench/fit_number_check.py.",
     )
     multi_paper_threshold: float = Field(
         _MULTI_PAPER_THRESHOLD, ge=0, le=1, description="The paper decision's threshold for "

@@ -166,6 +166,17 @@ def unwritten_names(question: str, text: str, papers: list[Paper]) -> list[str]:
                          for t in tokens))
 
 
+def names_given(text: str, question: str, papers: list[Paper]) -> bool:
+    """Whether the text writes a name ("A100", "ViT-L/14", "LAION", "AdamW"; not a value,
+    "300M"), other than the question's own and the papers' titles' words, that one of the
+    papers' abstracts writes too: an answer to "which teacher model ...?" that names none
+    ("the large teacher models [1]") found no name in its sources."""
+    known = set(keyword_tokens(question)).union(*(keyword_tokens(p.title) for p in papers))
+    written = {t for name in identifiers(text) for t in keyword_tokens(name)
+               if t[0].isalpha()} - known
+    return bool(written & set().union(*(keyword_tokens(p.abstract) for p in papers)))
+
+
 def _in_no_chunk(token: str, weights: TermWeights) -> bool:
     """Whether no indexed chunk holds the token, in any plural."""
     return all(weights.is_unseen(f) for f in _plural_forms(token))

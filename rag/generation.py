@@ -15,7 +15,7 @@ import numpy as np
 from rag import prompts
 from rag.citations import MarkerFilter, check_citations
 from rag.config import YES_MODEL, Settings
-from rag.decision import Verdict, unwritten_names, with_model_yes
+from rag.decision import Verdict, names_given, unwritten_names, with_model_yes
 from rag.engine import Engine
 from rag.errors import ConfigError
 from rag.evidence import paper_sentences, rank_sentences, values
@@ -211,6 +211,9 @@ def _one_answer(engine, model, question, ret, verdict, kind, mode, history, cont
     if checked.dropped:
         log.info("dropped %d unsupported sentence(s)", len(checked.dropped))
     cited = [s.paper for s in given if s.n in {c.n for c in checked.citations}]
+    if (checked.citations and kind.wants_name and not (kind.identity or kind.record)
+            and not names_given(checked.text, question, cited)):
+        timings["no_source_name"] = True
     if checked.citations and not kind.identity and (
             unnamed := unwritten_names(question, checked.text, cited)):
         # Asked a detail of a named work, the answer ties it to sources that never name it
@@ -232,6 +235,12 @@ def _one_answer(engine, model, question, ret, verdict, kind, mode, history, cont
             answer = _refused(engine, question, ret, verdict, kind, mode, timings, prompt)
         else:
             answer = quoted_answer(engine, question, ret, verdict, kind, mode, timings, prompt)
+    elif (timings.get("no_source_name")
+          and verdict.stated < engine.settings.decision.name_check_below):
+        # Asked which thing ("which teacher model"), the answer names none its sources
+        # write: unless the decision is fairly sure the abstract states it, it does not.
+        log.info("no name of the sources in the answer: %r", checked.text[:200])
+        answer = _refused(engine, question, ret, verdict, kind, mode, timings, prompt)
     elif checked.citations:
         answer = Answer(question, name_cited(checked.text, checked.citations, given,
                                              by_title=kind.identity),

@@ -25,6 +25,7 @@ from rag.decision import (
     decide,
     identifiers,
     missing_identifiers,
+    names_given,
     probability,
     question_signals,
     subject_names,
@@ -363,6 +364,19 @@ def test_a_work_the_question_names_that_no_cited_paper_writes_is_unwritten():
                                "YOLOv4 is faster than YOLOv7 [1].", [paper])
 
 
+def test_an_answer_names_a_thing_only_with_a_name_its_sources_write():
+    paper = fake_paper("TinyViT: Fast Pretraining Distillation", "The sparsified logits of "
+                       "the CLIP-ViT-L/14 teacher (300M parameters) are stored on disk.")
+    question = "Which teacher model produces the logits TinyViT stores?"
+    assert names_given("The teacher is CLIP-ViT-L/14 [1].", question, [paper])
+    # No name, the question's or the title's own, one the sources never write, a value:
+    # nothing named.
+    assert not names_given("The large teacher models [1].", question, [paper])
+    assert not names_given("The teacher of TinyViT [1] and its Distillation.", question, [paper])
+    assert not names_given("The teacher is BERT-Large [1].", question, [paper])
+    assert not names_given("The teacher has 300M parameters [1].", question, [paper])
+
+
 def test_a_name_the_question_compares_against_is_not_its_subject():
     assert subject_names("How much faster is ResNet-RS than EfficientNet, and does it beat "
                           "YOLOv4 or DeiT-S on COCO?") == {"ResNet-RS", "COCO"}
@@ -468,7 +482,8 @@ def test_the_config_holds_the_fit_of_bench_fit_decision():
         assert all(math.isfinite(w) for w in model.weights.values())
     assert cfg.multi_paper_threshold == pytest.approx(fit["multi_paper_threshold"], abs=1e-4)
     cut = json.loads((REPO / "bench" / "results" / "number_check_fit.json").read_text())["all"]
-    assert cfg.number_check_below == pytest.approx(cut, abs=1e-4)
+    assert cfg.number_check_below == pytest.approx(cut["number_check_below"], abs=1e-4)
+    assert cfg.name_check_below == pytest.approx(cut["name_check_below"], abs=1e-4)
 
 
 def test_the_sentence_priors_are_the_fit_of_bench_fit_sentences():
@@ -690,6 +705,13 @@ def test_a_model_answer_to_which_paper_leads_with_the_title(seed_settings, monke
     assert not names_paper("YOLACT++ does [1].", fake_paper(title, "x."), by_title=True)
 
 
+def ask_local_with(seed_settings, question: str, **decision):
+    """`ask` in local mode with these decision settings changed."""
+    settings = seed_settings.model_copy(update={"decision": seed_settings.decision.model_copy(
+        update=decision)})
+    return ask(question, mode="local", settings=settings)
+
+
 @pytest.mark.parametrize("reply, writes_a_source_number", [
     ("YOLACT reaches 29.8 mAP on MS COCO [1].", True),  # 29.8 is in the abstract
     ("YOLACT reaches 41.7 mAP on MS COCO [1].", False),  # 41.7 is in no source
@@ -701,13 +723,9 @@ def test_a_model_answer_to_how_much_needs_a_number_its_sources_write(
 
     monkeypatch.setattr(rag.llm, "get_chat_model", lambda settings, mode: ScriptedChat("", reply))
 
-    def ask_with(below: float):  # `number_check_below`: 1.0 the check may always refuse
-        settings = seed_settings.model_copy(update={"decision": seed_settings.decision.model_copy(
-            update={"number_check_below": below})})
-        return ask("What mask mAP does YOLACT reach on MS COCO?", mode="local",
-                   settings=settings)
-
-    doubt, sure = ask_with(1.0), ask_with(0.0)
+    # `number_check_below`: at 1.0 the check may always refuse, at 0.0 never.
+    doubt, sure = (ask_local_with(seed_settings, "What mask mAP does YOLACT reach on MS COCO?",
+                                  number_check_below=below) for below in (1.0, 0.0))
     if writes_a_source_number:
         assert not doubt.abstained and not sure.abstained and "29.8" in doubt.text
         assert "no_source_number" not in doubt.timings
@@ -718,6 +736,28 @@ def test_a_model_answer_to_how_much_needs_a_number_its_sources_write(
         assert doubt.model_output == reply and doubt.timings["no_source_number"]
         assert not sure.abstained and "29.8" in sure.text and reply not in sure.text
         assert sure.timings["no_source_number"]
+
+
+@pytest.mark.parametrize("reply, names_a_source_name", [
+    ("YOLACT was evaluated on a single Titan Xp [1].", True),  # the abstract's GPU
+    ("YOLACT was evaluated on a single GPU [1].", False),  # names no GPU
+    ("YOLACT was evaluated on a single RTX 4090 [1].", False),  # a GPU no source names
+])
+def test_a_model_answer_to_which_thing_needs_a_name_its_sources_write(
+        seed_settings, monkeypatch, reply, names_a_source_name):
+    import rag.llm
+
+    monkeypatch.setattr(rag.llm, "get_chat_model", lambda settings, mode: ScriptedChat("", reply))
+
+    doubt, sure = (ask_local_with(seed_settings, "Which GPU was YOLACT evaluated on?",
+                                  name_check_below=below) for below in (1.0, 0.0))
+    assert not sure.abstained and sure.model_output == reply
+    if names_a_source_name:
+        assert not doubt.abstained and "Titan Xp" in doubt.text
+        assert "no_source_name" not in doubt.timings
+    else:
+        assert doubt.abstained and "does not state" in doubt.text, doubt.text
+        assert doubt.timings["no_source_name"] and sure.timings["no_source_name"]
 
 
 def test_the_cli_shows_the_checked_answer_when_the_checks_changed_the_stream(

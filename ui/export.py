@@ -1,10 +1,13 @@
 """"Export cited papers as BibTeX": a download under the sources panel for the latest answer.
 
 The file is `Answer.to_bibtex()` (entries generated from the records), written to this
-process's temporary folder, which Gradio serves to the session that asked.
+process's temporary folder, which Gradio serves to the session that asked. The folder is
+removed when the process exits (a stop by SIGINT or SIGTERM exits normally, ui/signals.py).
 """
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -18,6 +21,7 @@ def _out_dir() -> Path:
     global _folder
     if _folder is None:
         _folder = Path(tempfile.mkdtemp(prefix="askpapers-bibtex-"))
+        atexit.register(shutil.rmtree, _folder, ignore_errors=True)
     return _folder
 
 
