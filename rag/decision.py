@@ -49,6 +49,7 @@ PAPER_SIGNALS = ("dense", "dense_gap", "coverage", "match", "match_ratio", "keyw
 # ("YOLOv7", "512x512", "GPT-4", "AdamW", "Lion", "LibriSpeech"); a sentence-initial word
 # counts only with a digit or an inner capital.
 _IDENT = re.compile(r"(?<![.?!]\s)(?<!^)\b[\w\-./*]*(?:\d|[A-Z])[\w\-./*]*")
+_NAME = re.compile(r"[\w\-./*]*(?:\d|[A-Z])[\w\-./*]*")  # the same, wherever it stands
 _FIRST_IDENT = re.compile(r"^\s*([\w\-./*]*(?:\d|(?<=\w)[A-Z])[\w\-./*]*)")
 # How many words either side of a value `ask_near` reads for what the value is of.
 ASK_NEAR_WINDOW = 5
@@ -166,15 +167,22 @@ def unwritten_names(question: str, text: str, papers: list[Paper]) -> list[str]:
                          for t in tokens))
 
 
+def _name_tokens(names) -> set[str]:
+    return {t for name in names for t in keyword_tokens(name) if t[0].isalpha()}
+
+
 def names_given(text: str, question: str, papers: list[Paper]) -> bool:
-    """Whether the text writes a name ("A100", "ViT-L/14", "LAION", "AdamW"; not a value,
-    "300M"), other than the question's own and the papers' titles' words, that one of the
-    papers' abstracts writes too: an answer to "which teacher model ...?" that names none
-    ("the large teacher models [1]") found no name in its sources."""
-    known = set(keyword_tokens(question)).union(*(keyword_tokens(p.title) for p in papers))
-    written = {t for name in identifiers(text) for t in keyword_tokens(name)
-               if t[0].isalpha()} - known
-    return bool(written & set().union(*(keyword_tokens(p.abstract) for p in papers)))
+    """Whether the text writes a name ("A100", "ViT-L/14", "Aaren"; not a value, "300M")
+    that the question does not, nor spells by its words' initials ("VLMs" for
+    "vision-language model"), and that one of the papers writes as a name (not only to
+    open a sentence) too: an answer to "which teacher model ...?" that names none ("the
+    large teacher models [1]") found no name in its sources."""
+    known = set(keyword_tokens(question))
+    # In the text a name may open a sentence ("Aaren can be trained ..."): the papers'
+    # side tells a name from a capitalised word.
+    written = {t for t in _name_tokens(m.group(0) for m in _NAME.finditer(text))
+               if t not in known and not _spells(t, question)}
+    return any(written & _name_tokens(identifiers(f"{p.title}. {p.abstract}")) for p in papers)
 
 
 def _in_no_chunk(token: str, weights: TermWeights) -> bool:

@@ -369,10 +369,19 @@ def test_an_answer_names_a_thing_only_with_a_name_its_sources_write():
                        "the CLIP-ViT-L/14 teacher (300M parameters) are stored on disk.")
     question = "Which teacher model produces the logits TinyViT stores?"
     assert names_given("The teacher is CLIP-ViT-L/14 [1].", question, [paper])
-    # No name, the question's or the title's own, one the sources never write, a value:
+    # No name, the question's own or its initials, one the sources never write, a value:
     # nothing named.
     assert not names_given("The large teacher models [1].", question, [paper])
-    assert not names_given("The teacher of TinyViT [1] and its Distillation.", question, [paper])
+    assert not names_given("The teacher of TinyViT [1].", question, [paper])
+    # A name may open the answer's sentence; a word that only opens the paper's does not
+    # name anything.
+    aaren = fake_paper("Attention as an RNN", "Experiments show it. We introduce Aaren.")
+    assert names_given("Aaren does [1].", "Which module is trained in parallel?", [aaren])
+    assert not names_given("Experiments show it [1].", "Which module is trained?", [aaren])
+    guided = fake_paper("Guided", "A large VLM curates the data.")
+    assert names_given("A large VLM [1].", "Which model curates the data?", [guided])
+    assert not names_given("A large VLM [1].", "Which vision-language model curates the data?",
+                           [guided])
     assert not names_given("The teacher is BERT-Large [1].", question, [paper])
     assert not names_given("The teacher has 300M parameters [1].", question, [paper])
 
