@@ -52,10 +52,16 @@ _MULTI = re.compile(
     re.I)
 # Several things asked of one work ("Which three datasets was CBNet evaluated on?", "Which
 # frameworks, e.g. vLLM, does the survey introduce?"): the plural is the verb's object, its
-# subject one work (not the corpus as a body, "What methods does the corpus hold?").
+# subject one work (not the corpus as a body, "What methods does the corpus hold?"). Only
+# at the question's start, but for a count (below).
 _OF_ONE_WORK = re.compile(
     rf"^\s*(?:which|what)\s+(?:[\w\-/]+\s+){{0,3}}?(?:{_PLURAL_THINGS})(?:,[^,?]*,)?\s+"
-    r"(?:does|is|was|has)\s+(?!(?:the\s+)?(?:corpus|collection|literature|index|indexed)\b)",
+    r"(?:does|is|was|has)\s+(?!(?:the\s+)?(?:corpus|collection|literature|index|indexed)\b)"
+    # A count of things that are not publications ("Which two datasets were used to
+    # evaluate the ... framework?", "which two student networks were trained?"): details of
+    # one work. "Which two papers ...?" still asks for several.
+    r"|\b(?:which|what)\s+(?:two|three|four|five|six|\d+)\s+(?:[\w\-/]+\s+){0,3}?"
+    rf"(?!(?:papers|studies|surveys|reviews)\b)(?:{_PLURAL_THINGS})\s+{_AUX}\b",
     re.I)
 # Two versions of a work named apart ("the second version ... over the first version",
 # "v1 and v2"): each version is its own paper.
@@ -190,7 +196,7 @@ def ask_part(question: str) -> tuple[str, str]:
 def classify(question: str) -> QuestionKind:
     """The kind of answer a question wants, from its wording alone."""
     multi = (bool(_MULTI.search(question)) and not _ONE_WORK.match(question)
-             and not _OF_ONE_WORK.match(question)) or len(
+             and not _OF_ONE_WORK.search(question)) or len(
         {v.lower() for v in _VERSION.findall(question)}) >= 2
     ask, asked = ask_part(question)
     wants_number = bool(_QUANTITY.search(ask)) or any(

@@ -90,6 +90,10 @@ def fake_paper(title: str, abstract: str) -> Paper:
     ("Which three datasets was the edge autoencoder evaluated on?", False),
     ("Which frameworks, e.g. vLLM, does the survey on LLM serving introduce?", False),
     ("Which methods does the corpus hold for pruning attention heads?", True),
+    # A count of things that are not publications is one work's, wherever it is asked.
+    ("Which two public datasets were used to evaluate the compression framework?", False),
+    ("In the distillation paper, which two student networks were trained?", False),
+    ("Which two papers compare LoRA variants?", True),
 ])
 def test_multi_paper_questions_are_recognised(question, multi):
     assert classify(question).multi is multi
