@@ -221,3 +221,13 @@ def test_build_button_builds_a_missing_index(tmp_path):
         assert (home / "index" / "CURRENT").is_file()
         messages, panel, _ = _chat(client, "What is REPresentation Alignment?")
         assert "ap-cite" in _text(messages[-1])
+
+
+def test_the_bibtex_export_folder_is_removed_when_the_process_exits(tmp_path):
+    code = "from ui import export; print(export._out_dir())"
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, cwd=REPO, check=True)
+    folder = Path(out.stdout.strip())
+    assert folder.parent == tmp_path and folder.name.startswith("askpapers-bibtex-")
+    assert not folder.exists()
