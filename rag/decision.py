@@ -48,8 +48,8 @@ PAPER_SIGNALS = ("dense", "dense_gap", "coverage", "match", "match_ratio", "keyw
 # Names a question gives: tokens with a digit or a capital after the first character
 # ("YOLOv7", "512x512", "GPT-4", "AdamW", "Lion", "LibriSpeech"); a sentence-initial word
 # counts only with a digit or an inner capital.
-_IDENT = re.compile(r"(?<![.?!]\s)(?<!^)\b[\w\-./*]*(?:\d|[A-Z])[\w\-./*]*")
-_NAME = re.compile(r"[\w\-./*]*(?:\d|[A-Z])[\w\-./*]*")  # the same, wherever it stands
+_NAME = re.compile(r"[\w\-./*]*(?:\d|[A-Z])[\w\-./*]*")  # wherever it stands
+_IDENT = re.compile(r"(?<![.?!]\s)(?<!^)\b" + _NAME.pattern)
 _FIRST_IDENT = re.compile(r"^\s*([\w\-./*]*(?:\d|(?<=\w)[A-Z])[\w\-./*]*)")
 # How many words either side of a value `ask_near` reads for what the value is of.
 ASK_NEAR_WINDOW = 5

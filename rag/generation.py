@@ -211,8 +211,9 @@ def _one_answer(engine, model, question, ret, verdict, kind, mode, history, cont
     if checked.dropped:
         log.info("dropped %d unsupported sentence(s)", len(checked.dropped))
     cited = [s.paper for s in given if s.n in {c.n for c in checked.citations}]
-    if (checked.citations and kind.wants_name and not (kind.identity or kind.record)
-            and not names_given(checked.text, question, cited)):
+    no_name = (bool(checked.citations) and kind.wants_name and not (kind.identity or kind.record)
+               and not names_given(checked.text, question, cited))
+    if no_name:
         timings["no_source_name"] = True
     if checked.citations and not kind.identity and (
             unnamed := unwritten_names(question, checked.text, cited)):
@@ -235,8 +236,7 @@ def _one_answer(engine, model, question, ret, verdict, kind, mode, history, cont
             answer = _refused(engine, question, ret, verdict, kind, mode, timings, prompt)
         else:
             answer = quoted_answer(engine, question, ret, verdict, kind, mode, timings, prompt)
-    elif (timings.get("no_source_name")
-          and verdict.stated < engine.settings.decision.name_check_below):
+    elif no_name and verdict.stated < engine.settings.decision.name_check_below:
         # Asked which thing ("which teacher model"), the answer names none its sources
         # write: unless the decision is fairly sure the abstract states it, it does not.
         log.info("no name of the sources in the answer: %r", checked.text[:200])
