@@ -195,8 +195,10 @@ def predict(model: dict, row: dict, yes: bool = False) -> dict:
     s = prob(stated, np.array([row["signals"][n] for n in stated["weights"]]),
              list(stated["weights"]))
     abstain = row["unseen"] or c < covered["threshold"]
+    # Without the model's yes, no sentence of the asked kind decides (decision.kind_check).
+    unmatched = not yes and row["signals"]["ask_unmatched"]
     not_stated = (not abstain and not (row["multi"] or row["identity"])
-                  and s < stated["threshold"])
+                  and (s < stated["threshold"] or bool(unmatched)))
     most = 6 if row["multi"] else 3
     cut = model["multi_paper_threshold"] if row["multi"] else model["paper"]["threshold"]
     kept = [0] + [i for i, pp in enumerate(row["papers"][1:], 1) if prob(

@@ -220,6 +220,13 @@ class DecisionSettings(_Section):
         "calibrated stated probability is under this. Fitted held out by "
         "bench/fit_number_check.py.",
     )
+    kind_check: bool = Field(
+        True, description="Without the model's yes (extractive and hosted modes), a "
+        "question about one paper whose top paper has no sentence that carries the asked "
+        "kind of fact (a value the question does not give, for \"how many\"; a name, for "
+        "\"which GPU\") and shares a word with what is asked is \"not stated\", whatever "
+        "`stated` says. Measured by bench/fit_decision.py (README).",
+    )
     multi_paper_threshold: float = Field(
         _MULTI_PAPER_THRESHOLD, ge=0, le=1, description="The paper decision's threshold for "
         "a multi-paper question, fitted for recall (F3; `paper.threshold` is fitted for F2).",

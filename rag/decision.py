@@ -413,6 +413,10 @@ def decide(cfg: DecisionSettings, query: str, question: str, sources: list[Sourc
     # named or the topic is not covered; "not stated" does not apply.
     whole = kind.multi or kind.identity
     stated = 1.0 if whole else calibrated(probability(cfg.stated, sig), cfg.stated)
+    if not whole and cfg.kind_check and sig["ask_unmatched"]:
+        # No sentence carries the asked kind of fact: without a model to read the abstract
+        # this decides (local mode decides again, weighing the model's yes).
+        stated = 0.0
     return replace(verdict(covered, stated, choose_papers(cfg, query, sources, weights, kind),
                            whole, cfg.grey), signals=sig)
 

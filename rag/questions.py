@@ -70,11 +70,13 @@ _VERSION = re.compile(r"\b(?:v\d+|version\s*\d+|(?:first|second|third|original|e
 # A question asking which work it is: "Which paper sorts ...", "Is there a tool that ...",
 # "I recall a generative-flow paper that ...", "method that sets ...". The work is the
 # subject: no auxiliary follows the noun ("Which model does X use?" asks a detail of X), nor
-# comes before it ("Which model does the report recommend?" too).
+# the noun phrase it ends ("Which base backbone network does X build on?"), nor comes before
+# it ("Which model does the report recommend?" too).
 _IDENTITY = re.compile(
     rf"^\s*(?:which|what(?:'s| is| was) the|any|is there(?: an?| any)?|are there(?: any)?|"
     rf"i (?:remember|recall)(?: an?| the)?|(?:i'm |i am )?looking for(?: an?| the)?)\s+"
-    rf"(?:(?!{_AUX}\b)[\w\-/+]+\s+){{0,3}}?{_WORK_NOUNS}s?\b(?!\s+{_AUX}\b)"
+    rf"(?:(?!{_AUX}\b)[\w\-/+]+\s+){{0,3}}?{_WORK_NOUNS}s?\b"
+    rf"(?!\s+(?:(?!(?:that|which|who)\b)[\w\-/+]+\s+)?{_AUX}\b)"
     # Not after a preposition: "For the scheme that ..., how much faster is it?" asks a detail.
     rf"|^\s*(?!(?:in|for|with|on|from|of|at|by|to|about|using|under)\b)"
     rf"(?:[\w\-/+]+\s+){{0,3}}?{_WORK_NOUNS}s?\s+(?:that|which|where|whose|showing|"

@@ -120,6 +120,9 @@ def test_a_multi_paper_question_lists_its_facets(question, facets):
     ("What's the approach that pairs a small generator with a retriever?", True),
     ("Which model does the survey recommend for edge devices?", False),  # a detail of it
     ("Which model does the report recommend for edge devices?", False),
+    # The noun phrase goes on past the work noun: a detail of the detector.
+    ("Which base backbone network does the single-shot detector build on?", False),
+    ("Is there a pretrained network that does regression on tiny tables?", True),
     ("which technical report trains a dense 135B model on 8,192 NPUs?", True),
     # Described first, then asked for its name.
     ("There's a model that distils a flow model into one step. What's it called?", True),
@@ -558,6 +561,25 @@ def test_a_question_asking_which_work_it_is_is_never_not_stated(seed_settings):
     v = decide(seed_settings.decision, ret.query, question, ret.sources, ret.best_dense,
                engine.weights, kind)
     assert kind.identity and v.stated == 1.0 and not v.not_stated
+
+
+def test_without_the_models_yes_no_sentence_of_the_asked_kind_is_not_stated(seed_settings):
+    # The SSD abstract writes values, but none beside a word of "learning rate": extractive
+    # and hosted modes say "not stated" (decision.kind_check); local mode decides again,
+    # and a sure model's yes answers.
+    engine, cfg = get_engine(seed_settings), seed_settings.decision
+    question = "What learning rate was the SSD single-shot detector trained with?"
+    kind = classify(question)
+    ret = retrieve(engine, question, kind)
+    args = (ret.query, question, ret.sources, ret.best_dense, engine.weights, kind)
+    on = decide(cfg, *args)
+    off = decide(cfg.model_copy(update={"kind_check": False}), *args)
+    assert ret.sources[0].paper.title.startswith("SSD")
+    assert on.signals["ask_unmatched"] == 1.0 and not on.abstain
+    assert on.not_stated and on.stated == 0.0 < off.stated
+    assert not with_model_yes(cfg, on, 0.99, kind).not_stated
+    a = ask(question, mode="extractive", settings=seed_settings)
+    assert a.abstained and a.citations[0].title.startswith("SSD")
 
 
 def test_the_models_yes_moves_the_verdict_through_the_regressions_that_weigh_it(seed_settings):
