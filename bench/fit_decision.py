@@ -196,7 +196,7 @@ def predict(model: dict, row: dict, yes: bool = False) -> dict:
              list(stated["weights"]))
     abstain = row["unseen"] or c < covered["threshold"]
     # Without the model's yes, no sentence of the asked kind decides (decision.kind_check).
-    unmatched = not yes and row["signals"]["ask_unmatched"]
+    unmatched = not yes and row["signals"]["kind_unmatched"]
     not_stated = (not abstain and not (row["multi"] or row["identity"])
                   and (s < stated["threshold"] or bool(unmatched)))
     most = 6 if row["multi"] else 3

@@ -223,9 +223,10 @@ class DecisionSettings(_Section):
     kind_check: bool = Field(
         True, description="Without the model's yes (extractive and hosted modes), a "
         "question about one paper whose top paper has no sentence that carries the asked "
-        "kind of fact (a value the question does not give, for \"how many\"; a name, for "
-        "\"which GPU\") and shares a word with what is asked is \"not stated\", whatever "
-        "`stated` says. Measured by bench/fit_decision.py (README).",
+        "kind of fact is \"not stated\", whatever `stated` says: asked \"how many\", no "
+        "value the question does not give within 8 words of a word of what is asked; asked "
+        "\"which GPU\", no new name in a sentence sharing a word with it. Measured by "
+        "bench/fit_decision.py (README).",
     )
     multi_paper_threshold: float = Field(
         _MULTI_PAPER_THRESHOLD, ge=0, le=1, description="The paper decision's threshold for "

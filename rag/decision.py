@@ -42,7 +42,8 @@ from rag.types import Paper, Source
 
 QUESTION_SIGNALS = ("dense", "margin", "coverage", "match", "keyword", "agree", "unseen",
                     "missing_ids", "unseen_ids", "multi", "quantity", "ask_match",
-                    "quantity_ask_match", "ask_unmatched", "ask_missing", "ask_near")
+                    "quantity_ask_match", "ask_unmatched", "ask_missing", "ask_near",
+                    "kind_unmatched")
 PAPER_SIGNALS = ("dense", "dense_gap", "coverage", "match", "match_ratio", "keyword", "rank",
                  "multi")
 # Names a question gives: tokens with a digit or a capital after the first character
@@ -53,6 +54,9 @@ _IDENT = re.compile(r"(?<![.?!]\s)(?<!^)\b" + _NAME.pattern)
 _FIRST_IDENT = re.compile(r"^\s*([\w\-./*]*(?:\d|(?<=\w)[A-Z])[\w\-./*]*)")
 # How many words either side of a value `ask_near` reads for what the value is of.
 ASK_NEAR_WINDOW = 5
+# The same for the kind check (`kind_unmatched`): wider, as it decides on its own. Of 3, 5
+# and 8 words, 8 refused no single-paper question of the fit sets (bench/fit_sets.py).
+KIND_CHECK_WINDOW = 8
 
 
 def probability(model: LogisticSettings, signals: dict[str, float]) -> float:
@@ -346,6 +350,8 @@ def question_signals(query: str, question: str, sources: list[Source], best_dens
         "ask_unmatched": float(asked == 0),
         "ask_missing": ask_missing(kind, question, top, weights),
         "ask_near": ask_near(kind, question, top, weights),
+        "kind_unmatched": float(asked == 0 or (
+            kind.wants_number and ask_near(kind, question, top, weights, KIND_CHECK_WINDOW) == 0)),
     }
 
 
@@ -413,8 +419,9 @@ def decide(cfg: DecisionSettings, query: str, question: str, sources: list[Sourc
     # named or the topic is not covered; "not stated" does not apply.
     whole = kind.multi or kind.identity
     stated = 1.0 if whole else calibrated(probability(cfg.stated, sig), cfg.stated)
-    if not whole and cfg.kind_check and sig["ask_unmatched"]:
-        # No sentence carries the asked kind of fact: without a model to read the abstract
+    if not whole and cfg.kind_check and sig["kind_unmatched"]:
+        # No sentence carries the asked kind of fact (for a number: no value stands within
+        # `KIND_CHECK_WINDOW` words of an asked word): without a model to read the abstract
         # this decides (local mode decides again, weighing the model's yes).
         stated = 0.0
     return replace(verdict(covered, stated, choose_papers(cfg, query, sources, weights, kind),

@@ -311,6 +311,24 @@ def test_a_value_asked_for_must_stand_next_to_the_asked_words():
     assert ask_near(classify(which), which, near, weights) == 0.0
 
 
+def test_the_kind_check_asks_for_a_value_within_a_few_words_of_what_is_asked():
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    question = "How many GPUs was the model trained on?"
+    kind = classify(question)
+
+    def kind_unmatched(abstract: str) -> float:
+        source = Source(1, fake_paper("Big model", abstract), 1.0, 0.6, 1.0)
+        return question_signals(question, question, [source], 0.6, weights,
+                                kind)["kind_unmatched"]
+
+    # A value in the sentence, but KIND_CHECK_WINDOW words and more from "GPUs".
+    far = ("Training the model on GPUs with our new scheduler, a careful choice of kernels "
+           "and a better data layout, we find it is 3.2x faster.")
+    assert kind_unmatched(far) == 1.0
+    assert kind_unmatched("The model was trained on 1024 GPUs in two weeks.") == 0.0
+    assert kind_unmatched("The model was trained on GPUs for weeks.") == 1.0  # no value
+
+
 def test_a_compound_of_indexed_words_is_not_unseen():
     # A fake vocabulary: "moe" and "parameter" are indexed, "non-moe" and "huawei" are not.
     weights = TermWeights({"moe": 0, "parameter": 1, "model": 2, "non": 3}, [3, 5, 4, 2], 10)
