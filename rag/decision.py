@@ -177,15 +177,15 @@ def _name_tokens(names) -> set[str]:
 
 def names_given(text: str, question: str, papers: list[Paper]) -> bool:
     """Whether the text writes a name ("A100", "ViT-L/14", "Aaren"; not a value, "300M")
-    that the question does not, nor spells by its words' initials ("VLMs" for
-    "vision-language model"), and that one of the papers writes as a name (not only to
+    that the question does not (in any plural: "96 GPUs" names nothing asked "which GPU"),
+    nor spells by its words' initials ("VLMs" for "vision-language model"), and that one of the papers writes as a name (not only to
     open a sentence) too: an answer to "which teacher model ...?" that names none ("the
     large teacher models [1]") found no name in its sources."""
     known = set(keyword_tokens(question))
     # In the text a name may open a sentence ("Aaren can be trained ..."): the papers'
     # side tells a name from a capitalised word.
     written = {t for t in _name_tokens(m.group(0) for m in _NAME.finditer(text))
-               if t not in known and not _spells(t, question)}
+               if not _plural_forms(t) & known and not _spells(t, question)}
     return any(written & _name_tokens(identifiers(f"{p.title}. {p.abstract}")) for p in papers)
 
 

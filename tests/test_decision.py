@@ -409,6 +409,12 @@ def test_an_answer_names_a_thing_only_with_a_name_its_sources_write():
                            [guided])
     assert not names_given("The teacher is BERT-Large [1].", question, [paper])
     assert not names_given("The teacher has 300M parameters [1].", question, [paper])
+    # The question's own name in another plural names nothing.
+    kernels = fake_paper("Fast RNN kernels", "Our kernels scale to 96 GPUs; on an A100 they "
+                         "are 50x faster.")
+    gpu = "Which GPU were the speedups measured on?"
+    assert not names_given("On a system of 96 GPUs [1].", gpu, [kernels])
+    assert names_given("On an A100 [1].", gpu, [kernels])
 
 
 def test_a_name_the_question_compares_against_is_not_its_subject():
