@@ -195,7 +195,8 @@ def predict(model: dict, row: dict, yes: bool = False) -> dict:
     s = prob(stated, np.array([row["signals"][n] for n in stated["weights"]]),
              list(stated["weights"]))
     abstain = row["unseen"] or c < covered["threshold"]
-    # Without the model's yes, no sentence of the asked kind decides (decision.kind_check).
+    # Without the model's yes, no sentence of the asked kind decides (decision.kind_check,
+    # extractive mode's; hosted mode decides by the regressions alone).
     unmatched = not yes and row["signals"]["kind_unmatched"]
     not_stated = (not abstain and not (row["multi"] or row["identity"])
                   and (s < stated["threshold"] or bool(unmatched)))

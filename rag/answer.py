@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 from rag import prompts
 from rag.config import MODES, Settings
-from rag.decision import Verdict, decide, subject_names
+from rag.decision import Verdict, decide, kind_checked, subject_names
 from rag.engine import Engine
 from rag.errors import ConfigError, QuestionError
 from rag.evidence import coverage
@@ -133,6 +133,8 @@ def ask_stream(engine: Engine, question: str, *, mode: str | None = None, k: int
     ret = retrieve(engine, question, kind, k=k, history=history, filters=filters)
     verdict = decide(settings.decision, ret.query, question, ret.sources, ret.best_dense,
                      engine.weights, kind)
+    if mode == "extractive":
+        verdict = kind_checked(settings.decision, verdict, kind)
     timings = {"retrieve_s": time.perf_counter() - t0, "covered": round(verdict.covered, 4),
                "stated": round(verdict.stated, 4)}
     # Every answer, abstentions included, carries ret.sources: the two always agree.

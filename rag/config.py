@@ -221,7 +221,7 @@ class DecisionSettings(_Section):
         "bench/fit_number_check.py.",
     )
     kind_check: bool = Field(
-        True, description="Without the model's yes (extractive and hosted modes), a "
+        True, description="Extractive mode, with no model to read the abstract: a "
         "question about one paper whose top paper has no sentence that carries the asked "
         "kind of fact is \"not stated\", whatever `stated` says: asked \"how many\", no "
         "value the question does not give within 8 words of a word of what is asked; asked "

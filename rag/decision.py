@@ -350,7 +350,7 @@ def question_signals(query: str, question: str, sources: list[Source], best_dens
         "ask_unmatched": float(asked == 0),
         "ask_missing": ask_missing(kind, question, top, weights),
         "ask_near": ask_near(kind, question, top, weights),
-        "kind_unmatched": float(asked == 0 or (
+        "kind_unmatched": float((kind.wants_number or kind.wants_name) and asked == 0 or (
             kind.wants_number and ask_near(kind, question, top, weights, KIND_CHECK_WINDOW) == 0)),
     }
 
@@ -419,13 +419,18 @@ def decide(cfg: DecisionSettings, query: str, question: str, sources: list[Sourc
     # named or the topic is not covered; "not stated" does not apply.
     whole = kind.multi or kind.identity
     stated = 1.0 if whole else calibrated(probability(cfg.stated, sig), cfg.stated)
-    if not whole and cfg.kind_check and sig["kind_unmatched"]:
-        # No sentence carries the asked kind of fact (for a number: no value stands within
-        # `KIND_CHECK_WINDOW` words of an asked word): without a model to read the abstract
-        # this decides (local mode decides again, weighing the model's yes).
-        stated = 0.0
     return replace(verdict(covered, stated, choose_papers(cfg, query, sources, weights, kind),
                            whole, cfg.grey), signals=sig)
+
+
+def kind_checked(cfg: DecisionSettings, v: Verdict, kind: QuestionKind) -> Verdict:
+    """Extractive mode's verdict: with no model to read the abstract, a question about one
+    paper whose top paper has no sentence carrying the asked kind of fact
+    (`kind_unmatched`) is "not stated" (`decision.kind_check`). Model modes leave it to
+    the model, which may know that a "Titan Xp" is a GPU."""
+    if cfg.kind_check and not (kind.multi or kind.identity) and v.signals.get("kind_unmatched"):
+        return replace(v, stated=0.0, unsure_stated=False)
+    return v
 
 
 def yes_log_odds(p: float) -> float:

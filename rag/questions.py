@@ -99,6 +99,10 @@ _WHAT_IS = re.compile(r"\s*what(?:'s|\s+is|\s+are|\s+was|\s+were)\s+(?:the|a|an|
 _TRAILING_PRONOUN = re.compile(r"\s+(?:it|they|them|this|these|those)$", re.I)
 _DIRECT = re.compile(r"\s+" + _AUX + r"\b", re.I)
 _HEAD_OF = re.compile(r"\s*(.*?)\s+(?:of|for|in|on|from)\s+(?:the|a|an|its)\b", re.I)
+# "What is YOLACT and how fast ...?" asks what a named thing is, not which thing it is
+# ("What is that framework called?" does ask for a name).
+_WHAT_IS_NAME = re.compile(r"what(?:'s|\s+is|\s+are|\s+was|\s+were)\s+(?![^?]*\b(?:called|named)\b)"
+                           r"(?!(?:the|a|an|its|their)\b)", re.I)
 # Words after "how" that ask for an amount without naming it ("how much", "how long").
 DEGREE_WORDS = frozenset("much many fast large big long small well deep often far".split())
 # Words for a paper itself ("which paper ...", "any work ..."), plural-folded: they name no
@@ -146,7 +150,8 @@ class QuestionKind:
     def wants_name(self) -> bool:
         """Asks which thing by a noun ("which vision encoder", "what optimizer"), not for a
         number: a sentence stating it names one the question does not."""
-        return not self.wants_number and self.asked.lower().startswith(("which ", "what "))
+        return (not self.wants_number and self.asked.lower().startswith(("which ", "what "))
+                and not _WHAT_IS_NAME.match(self.asked))
 
 
 # Questions about a paper's record, not its abstract.
