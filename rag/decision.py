@@ -178,8 +178,8 @@ def _name_tokens(names) -> set[str]:
 def names_given(text: str, question: str, papers: list[Paper]) -> bool:
     """Whether the text writes a name ("A100", "ViT-L/14", "Aaren"; not a value, "300M")
     that the question does not (in any plural: "96 GPUs" names nothing asked "which GPU"),
-    nor spells by its words' initials ("VLMs" for "vision-language model"), and that one of the papers writes as a name (not only to
-    open a sentence) too: an answer to "which teacher model ...?" that names none ("the
+    nor spells by its words' initials ("VLMs" for "vision-language model"), and that one
+    of the papers writes as a name (not only to open a sentence) too: an answer to "which teacher model ...?" that names none ("the
     large teacher models [1]") found no name in its sources."""
     known = set(keyword_tokens(question))
     # In the text a name may open a sentence ("Aaren can be trained ..."): the papers'
@@ -350,7 +350,8 @@ def question_signals(query: str, question: str, sources: list[Source], best_dens
         "ask_unmatched": float(asked == 0),
         "ask_missing": ask_missing(kind, question, top, weights),
         "ask_near": ask_near(kind, question, top, weights),
-        "kind_unmatched": float((kind.wants_number or kind.wants_name) and asked == 0 or (
+        # Asked a number or a name, no sentence carries one (`kind_checked`).
+        "kind_unmatched": float(((kind.wants_number or kind.wants_name) and asked == 0) or (
             kind.wants_number and ask_near(kind, question, top, weights, KIND_CHECK_WINDOW) == 0)),
     }
 
