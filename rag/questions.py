@@ -94,15 +94,16 @@ _ONE_WORK = re.compile(
 # "how many <GPUs>, ...", "...: <accuracy and params>?", "<WikiText-103 perplexity> of the ...".
 _WH = re.compile(r"\b(?:what(?:'s| is| are)?|which|how|by how)\s+(.*?)(?=\s+" + _AUX
                  + r"\b|[,?;]|$)", re.I)
-_WHAT_IS = re.compile(r"\s*what(?:'s|\s+is|\s+are|\s+was|\s+were)\s+(?:the|a|an|its|their)\b",
-                      re.I)
+_WHAT_COPULA = r"what(?:'s|\s+is|\s+are|\s+was|\s+were)\s+"
+_DETERMINER = r"(?:the|a|an|its|their)\b"
+_WHAT_IS = re.compile(rf"\s*{_WHAT_COPULA}{_DETERMINER}", re.I)
 _TRAILING_PRONOUN = re.compile(r"\s+(?:it|they|them|this|these|those)$", re.I)
 _DIRECT = re.compile(r"\s+" + _AUX + r"\b", re.I)
 _HEAD_OF = re.compile(r"\s*(.*?)\s+(?:of|for|in|on|from)\s+(?:the|a|an|its)\b", re.I)
 # "What is YOLACT and how fast ...?" asks what a named thing is, not which thing it is
 # ("What is that framework called?" does ask for a name).
-_WHAT_IS_NAME = re.compile(r"what(?:'s|\s+is|\s+are|\s+was|\s+were)\s+(?![^?]*\b(?:called|named)\b)"
-                           r"(?!(?:the|a|an|its|their)\b)", re.I)
+_WHAT_IS_NAME = re.compile(rf"{_WHAT_COPULA}(?![^?]*\b(?:called|named)\b)(?!{_DETERMINER})",
+                           re.I)
 # Words after "how" that ask for an amount without naming it ("how much", "how long").
 DEGREE_WORDS = frozenset("much many fast large big long small well deep often far".split())
 # Words for a paper itself ("which paper ...", "any work ..."), plural-folded: they name no
