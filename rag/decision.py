@@ -171,16 +171,39 @@ def unwritten_names(question: str, text: str, papers: list[Paper]) -> list[str]:
                          for t in tokens))
 
 
+# Asked which device ("on which GPU", "what hardware"), a name answers only if it is one of a
+# device: common hardware names, not fitted. "a single GPU" or "Triton" (a language) does
+# not say which GPU.
+_DEVICE_ASK = re.compile(r"\b(?:gpus?|hardware|accelerators?|devices?|chips?|processors?)\b",
+                         re.I)
+_DEVICE_NAME = re.compile(r"(?:[AHVPLK]\d{2,3}|T4|[AH]800|[GB]H?200|MI\d{3}X?|RTX|GTX|Titan|"
+                          r"Quadro|Tesla|TPUs?|TPUv\d|Jetson|Xavier|Orin|Raspberry|Snapdragon|"
+                          r"Xeon|EPYC|Ryzen|Gaudi|Ascend|FPGAs?|iPhone|Pixel|Cerebras|IPUs?)\b")
+
+
+def asks_device(kind: QuestionKind) -> bool:
+    """Whether the question asks which device ("Which GPU model ...?")."""
+    return kind.wants_name and bool(_DEVICE_ASK.search(kind.ask))
+
+
+def names_device(text: str) -> bool:
+    """Whether the text names a device ("A100", "RTX 3090", "TPU v3")."""
+    return bool(_DEVICE_NAME.search(text))
+
+
 def _name_tokens(names) -> set[str]:
     return {t for name in names for t in keyword_tokens(name) if t[0].isalpha()}
 
 
-def names_given(text: str, question: str, papers: list[Paper]) -> bool:
+def names_given(text: str, question: str, papers: list[Paper], device: bool = False) -> bool:
     """Whether the text writes a name ("A100", "ViT-L/14", "Aaren"; not a value, "300M")
     that the question does not (in any plural: "96 GPUs" names nothing asked "which GPU"),
     nor spells by its words' initials ("VLMs" for "vision-language model"), and that one
     of the papers writes as a name (not only to open a sentence) too: an answer to "which teacher model ...?" that names none ("the
-    large teacher models [1]") found no name in its sources."""
+    large teacher models [1]") found no name in its sources. Asked which `device`, the
+    name must be one of a device (`names_device`)."""
+    if device and not names_device(text):
+        return False
     known = set(keyword_tokens(question))
     # In the text a name may open a sentence ("Aaren can be trained ..."): the papers'
     # side tells a name from a capitalised word.
@@ -269,7 +292,8 @@ def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeig
     any part of the question asks for a number, only sentences writing a value the question
     does not ("22B" does not answer "the 22-billion-parameter ViT: how many chips?") count;
     when it asks which thing ("which vision encoder"), only sentences giving a name it does
-    not ("a vision-language Transformer" does not say which one). 0 when no sentence
+    not ("a vision-language Transformer" does not say which one), and asked which device,
+    only sentences naming one (`names_device`). 0 when no sentence
     carries it."""
     ask = _asked_words(kind, question, DEGREE_WORDS)
     given = values(question)
@@ -278,6 +302,8 @@ def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeig
     def carries(text: str) -> bool:
         if kind.wants_number:
             return bool(values(text) - given)
+        if asks_device(kind):
+            return names_device(text)
         return not kind.wants_name or bool({n.lower() for n in identifiers(text)} - named)
 
     return max((stem_overlap(ask, _stems_spelled(text, kind.ask), weights)

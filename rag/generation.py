@@ -15,7 +15,7 @@ import numpy as np
 from rag import prompts
 from rag.citations import MarkerFilter, check_citations
 from rag.config import YES_MODEL, Settings
-from rag.decision import Verdict, names_given, unwritten_names, with_model_yes
+from rag.decision import Verdict, asks_device, names_given, unwritten_names, with_model_yes
 from rag.engine import Engine
 from rag.errors import ConfigError
 from rag.evidence import paper_sentences, rank_sentences, values
@@ -212,7 +212,7 @@ def _one_answer(engine, model, question, ret, verdict, kind, mode, history, cont
         log.info("dropped %d unsupported sentence(s)", len(checked.dropped))
     cited = [s.paper for s in given if s.n in {c.n for c in checked.citations}]
     no_name = (bool(checked.citations) and kind.wants_name and not (kind.identity or kind.record)
-               and not names_given(checked.text, question, cited))
+               and not names_given(checked.text, question, cited, asks_device(kind)))
     if no_name:
         timings["no_source_name"] = True
     if checked.citations and not kind.identity and (
