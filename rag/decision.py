@@ -30,6 +30,7 @@ from rag.config import DecisionSettings, LogisticSettings
 from rag.evidence import (
     TermWeights,
     coverage,
+    given_values,
     paper_sentences,
     rank_sentences,
     stem_overlap,
@@ -173,12 +174,15 @@ def unwritten_names(question: str, text: str, papers: list[Paper]) -> list[str]:
 
 # Asked which device ("on which GPU", "what hardware"), a name answers only if it is one of a
 # device: common hardware names, not fitted. "a single GPU" or "Triton" (a language) does
-# not say which GPU.
+# not say which GPU. A model code ("A100", "T4") stands alone or after a count ("8xA100"),
+# not inside a word ("GPT4") or a model's size ("ViT-B16"); the product names may follow
+# a word run together by PDF extraction ("4timesRTX 3090").
 _DEVICE_ASK = re.compile(r"\b(?:gpus?|hardware|accelerators?|devices?|chips?|processors?)\b",
                          re.I)
-_DEVICE_NAME = re.compile(r"(?:[AHVPLK]\d{2,3}|T4|[AH]800|[GB]H?200|MI\d{3}X?|RTX|GTX|Titan|"
-                          r"Quadro|Tesla|TPUs?|TPUv\d|Jetson|Xavier|Orin|Raspberry|Snapdragon|"
-                          r"Xeon|EPYC|Ryzen|Gaudi|Ascend|FPGAs?|iPhone|Pixel|Cerebras|IPUs?)\b")
+_DEVICE_NAME = re.compile(r"(?:(?<![A-Za-wyz0-9/-])(?:[ABHVPLK]\d{2,4}|T4|[GB]H200|MI\d{3}X?)"
+                          r"|RTX|GTX|Titan|Quadro|Tesla|TPUs?|TPUv\d|Jetson|Orin|Raspberry|"
+                          r"Snapdragon|Xeon|EPYC|Ryzen|Gaudi|Ascend|FPGAs?|iPhone|Cerebras|"
+                          r"IPUs?)s?\b")
 
 
 def asks_device(kind: QuestionKind) -> bool:
@@ -296,7 +300,7 @@ def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeig
     only sentences naming one (`names_device`). 0 when no sentence
     carries it."""
     ask = _asked_words(kind, question, DEGREE_WORDS)
-    given = values(question)
+    given = given_values(question)
     named = {n.lower() for n in identifiers(question)}
 
     def carries(text: str) -> bool:
@@ -321,7 +325,7 @@ def ask_near(kind: QuestionKind, question: str, paper: Paper, weights: TermWeigh
     if not kind.wants_number:
         return 0.0
     ask = _asked_words(kind, question, DEGREE_WORDS | PAPER_WORDS)
-    given = values(question)
+    given = given_values(question)
     best = 0.0
     for _, _, text in paper_sentences(paper):
         words = text.split()

@@ -41,11 +41,14 @@ def states_number(text: str) -> bool:
 
 # A value as written, a unit or scale letter allowed after it ("81.6%", "0.6G", "600M",
 # "4.5x", "16-bit", "1,024"), not the digits inside a name ("YOLOv7", "ResNet-50", the
-# second "512" of "512x512") nor a citation marker ("[1]"); or a small number in words.
+# second "512" of "512x512") nor a citation marker ("[1]"); or a small number in words,
+# not the name of a setting ("zero-shot", "one-shot").
 _VALUE = re.compile(r"(?<![\w.\-/\[^])\d+(?:,\d{3})*(?:\.\d+)?(?!\])")
 _NUMBER_WORDS = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve".split())}
-_WORD_VALUE = re.compile(r"\b(?:" + "|".join(_NUMBER_WORDS) + r")\b", re.I)
+_WORD_VALUE = re.compile(r"\b(?:" + "|".join(_NUMBER_WORDS) + r")\b(?!-shot)", re.I)
+# The hyphen or slash before the digits of a name ("JetMoE-8B", "LLaMA2-7B", "ViT-B/16").
+_NAME_DIGITS = re.compile(r"(?<=[A-Za-z0-9])[-/](?=\d)")
 
 
 def values(text: str) -> set[Decimal]:
@@ -54,6 +57,13 @@ def values(text: str) -> set[Decimal]:
     written = [v.replace(",", "") for v in _VALUE.findall(text)]
     written += [_NUMBER_WORDS[w.lower()] for w in _WORD_VALUE.findall(text)]
     return {Decimal(v).normalize() for v in written}
+
+
+def given_values(question: str) -> set[Decimal]:
+    """The values a question writes, in its names too ("JetMoE-8B" gives 8): a sentence
+    writing one of them ("JetMoE-8B has 8B parameters") does not answer "how many experts
+    does JetMoE-8B have?"."""
+    return values(_NAME_DIGITS.sub(" ", question))
 
 
 class TermWeights:

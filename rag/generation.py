@@ -18,7 +18,7 @@ from rag.config import YES_MODEL, Settings
 from rag.decision import Verdict, asks_device, names_given, unwritten_names, with_model_yes
 from rag.engine import Engine
 from rag.errors import ConfigError
-from rag.evidence import paper_sentences, rank_sentences, values
+from rag.evidence import given_values, paper_sentences, rank_sentences, values
 from rag.extractive import abstention, best_sentences, key_sentences, name_cited, not_stated, quoted_answer
 from rag.names import display_name
 from rag.questions import QuestionKind
@@ -146,7 +146,7 @@ def states_given_value(text: str, question: str, papers: list[Paper]) -> bool:
     """True when the text writes a number, other than the question's own, that one of the
     papers' titles or abstracts writes too."""
     given = set().union(*(values(f"{p.title} {p.abstract}") for p in papers))
-    return bool((values(text) - values(question)) & given)
+    return bool((values(text) - given_values(question)) & given)
 
 
 def _final(answer: Answer) -> Iterator[str | Answer]:

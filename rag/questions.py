@@ -89,7 +89,9 @@ _IDENTITY = re.compile(
 # plural or "both" comes later.
 _ONE_WORK = re.compile(
     rf"^\s*(?:which|what(?:'s| is| was) the|is there an?|i (?:remember|recall) an?)\s+"
-    rf"(?:(?!(?:{_PLURAL_THINGS})\b)[\w\-/+]+\s+){{0,2}}?{_WORK_NOUNS}\b", re.I)
+    rf"(?:(?!(?:{_PLURAL_THINGS})\b)[\w\-/+]+\s+){{0,2}}?{_WORK_NOUNS}\b"
+    # Or opens on the one work it asks about: "In the study of ..., how many ...?"
+    rf"|^\s*(?:in|for|from)\s+the\s+(?:[\w\-/+]+\s+){{0,2}}?{_WORK_NOUNS}\b", re.I)
 # The part of a question that names what is asked: "what <ImageNet top-1 accuracy> does ...",
 # "how many <GPUs>, ...", "...: <accuracy and params>?", "<WikiText-103 perplexity> of the ...".
 _WH = re.compile(r"\b(?:what(?:'s| is| are)?|which|how|by how)\s+(.*?)(?=\s+" + _AUX

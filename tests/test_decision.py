@@ -21,11 +21,13 @@ from rag.decision import (
     ask_match,
     ask_missing,
     ask_near,
+    asks_device,
     calibrated,
     decide,
     identifiers,
     kind_checked,
     missing_identifiers,
+    names_device,
     names_given,
     probability,
     question_signals,
@@ -95,6 +97,10 @@ def fake_paper(title: str, abstract: str) -> Paper:
     ("Which two public datasets were used to evaluate the compression framework?", False),
     ("In the distillation paper, which two student networks were trained?", False),
     ("Which two papers compare LoRA variants?", True),
+    # Opening on one work, the plural after it is that work's subject.
+    ("In the study of data-efficient LLaVA-style models, how many samples do they keep?",
+     False),
+    ("In the papers on LLaVA-style models, how many samples do they keep?", True),
 ])
 def test_multi_paper_questions_are_recognised(question, multi):
     assert classify(question).multi is multi
@@ -310,6 +316,34 @@ def test_a_value_asked_for_must_stand_next_to_the_asked_words():
                     "the 7B model?", own, weights) == 0.0
     which = "Which optimizer trained the model?"
     assert ask_near(classify(which), which, near, weights) == 0.0
+    # A value inside the question's name ("JetMoE-8B") is the question's own too.
+    sized = fake_paper("JetMoE", "JetMoE-8B has 8B parameters and many experts per layer.")
+    experts = "How many experts per layer does JetMoE-8B have?"
+    assert ask_near(classify(experts), experts, sized, weights) == 0.0
+    assert ask_match(classify(experts), experts, sized, weights) == 0.0
+
+
+def test_asked_which_device_only_a_device_name_answers():
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    question = "Which GPU were the speedups measured on?"
+    kind = classify(question)
+    assert asks_device(kind) and not asks_device(classify("Which optimizer was used?"))
+    vague = fake_paper("Fast kernels", "The speedups were measured with Triton on one GPU.")
+    named = fake_paper("Fast kernels", "The speedups were measured on an NVIDIA H100 GPU.")
+    assert ask_match(kind, question, vague, weights) == 0.0
+    assert ask_match(kind, question, named, weights) > 0
+    for device in ("8xA100 GPUs", "two RTX 4090s", "4timesRTX 3090", "TPU v3", "TPUv4",
+                   "a Jetson Orin", "an NVIDIA T4", "K80"):
+        assert names_device(device), device
+    # Not a device: a model's name or size with digits, an initialisation, a plain GPU.
+    for other in ("GPT4", "ViT-B16", "ViT-L/14", "Xavier initialisation", "a single GPU",
+                  "Pixel-level labels"):
+        assert not names_device(other), other
+    # The local name check: a name that is not a device does not answer it.
+    paper = fake_paper("Fast kernels", "Written in Triton, on an H100 they are 50x faster.")
+    assert names_given("On an H100 [1].", question, [paper], device=True)
+    assert not names_given("In Triton [1].", question, [paper], device=True)
+    assert names_given("In Triton [1].", question, [paper])
 
 
 def test_the_kind_check_asks_for_a_value_within_a_few_words_of_what_is_asked():
@@ -478,6 +512,8 @@ def test_values_are_the_numbers_a_text_writes_exactly():
     assert values("a score of 1.0000000000000001") != values("a score of 1")
     # A superscript is part of a name ("S^2"), not a value.
     assert values("S^2 reaches 71.5 on V*") == {Decimal("71.5")}
+    # A setting is not a count; a number in words is.
+    assert values("zero-shot and one-shot transfer with two heads") == {Decimal("2")}
 
 
 def test_a_number_is_a_number_not_a_name_with_digits():
