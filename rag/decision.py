@@ -297,20 +297,24 @@ def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeig
     does not ("22B" does not answer "the 22-billion-parameter ViT: how many chips?") count;
     when it asks which thing ("which vision encoder"), only sentences giving a name it does
     not ("a vision-language Transformer" does not say which one), and asked which device,
-    only sentences naming one (`names_device`). 0 when no sentence
-    carries it."""
+    only sentences naming one (`names_device`), which need not write "GPU". 0 when no
+    sentence carries it."""
     ask = _asked_words(kind, question, DEGREE_WORDS)
     given = given_values(question)
     named = {n.lower() for n in identifiers(question)}
 
+    device = asks_device(kind)
+    # A device's name says which device without the word: "on a Titan Xp" answers "which GPU".
+    device_words = stems(" ".join(_DEVICE_ASK.findall(kind.ask))) if device else {}
+
     def carries(text: str) -> bool:
         if kind.wants_number:
             return bool(values(text) - given)
-        if asks_device(kind):
+        if device:
             return names_device(text)
         return not kind.wants_name or bool({n.lower() for n in identifiers(text)} - named)
 
-    return max((stem_overlap(ask, _stems_spelled(text, kind.ask), weights)
+    return max((stem_overlap(ask, {**_stems_spelled(text, kind.ask), **device_words}, weights)
                 for _, _, text in paper_sentences(paper) if carries(text)), default=0.0)
 
 

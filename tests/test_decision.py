@@ -712,6 +712,16 @@ def test_a_detail_the_abstract_does_not_give_is_not_stated(seed_settings):
     assert paper.abstract[a.citations[0].start:a.citations[0].end] == a.citations[0].quote
 
 
+
+def test_asked_which_device_extractive_mode_needs_a_device_name(seed_settings):
+    # YOLACT's abstract names the Titan Xp without writing "GPU"; TabPFN's says only "when
+    # using a GPU", which names none.
+    named = ask("Which GPU was YOLACT evaluated on?", mode="extractive", settings=seed_settings)
+    assert not named.abstained and "Titan Xp" in named.text
+    vague = ask("What hardware does TabPFN run on?", mode="extractive", settings=seed_settings)
+    assert vague.abstained and "does not state" in vague.text
+    assert vague.citations and vague.citations[0].title.startswith("TabPFN")
+
 MULTI_QUESTION = ("Which papers do real-time instance segmentation with prototype masks, and "
                   "how do they differ?")
 
