@@ -35,6 +35,7 @@ from rag.evidence import (
     rank_sentences,
     stem_overlap,
     stems,
+    unversioned,
     values,
 )
 from rag.questions import DEGREE_WORDS, PAPER_WORDS, QuestionKind
@@ -122,10 +123,11 @@ def _spells(token: str, text: str) -> bool:
 
 def missing_identifiers(question: str, paper: Paper, weights: TermWeights) -> float:
     """IDF share of the question's identifiers ("YOLOv7", "ASR") the paper lacks, in any
-    plural or spelled out."""
+    plural, with a version, or spelled out."""
     ids = _identifier_tokens(question)
     total = sum(weights.idf(t) for t in ids)
     have = _paper_tokens(paper)
+    have |= {unversioned(t) for t in have}  # "MoCo" is in "MoCov2"
     text = f"{paper.title} {paper.abstract}"
     missing = {t for t in ids if not (_plural_forms(t) & have) and not _spells(t, text)}
     return sum(weights.idf(t) for t in missing) / total if total else 0.0
@@ -187,7 +189,7 @@ _DEVICE_NAME = re.compile(r"(?:(?<![A-Za-wyz0-9/-])(?:[ABHVPLK]\d{2,4}|T4|[GB]H2
 
 def asks_device(kind: QuestionKind) -> bool:
     """Whether the question asks which device ("Which GPU model ...?")."""
-    return kind.wants_name and bool(_DEVICE_ASK.search(kind.ask))
+    return kind.asks_name and bool(_DEVICE_ASK.search(kind.ask))
 
 
 def names_device(text: str) -> bool:
@@ -217,8 +219,12 @@ def names_given(text: str, question: str, papers: list[Paper], device: bool = Fa
 
 
 def _in_no_chunk(token: str, weights: TermWeights) -> bool:
-    """Whether no indexed chunk holds the token, in any plural."""
-    return all(weights.is_unseen(f) for f in _plural_forms(token))
+    """Whether no indexed chunk holds the token, in any plural or with a version, nor its
+    letters and its number apart ("CoRe50" written "CoRe 50")."""
+    apart = re.fullmatch(r"([a-z]{3,})(\d+)", token)
+    if apart and all(weights.is_written(p) for p in apart.groups()):
+        return False
+    return not any(weights.is_written(f) for f in _plural_forms(token))
 
 
 def unseen_names(question: str, weights: TermWeights) -> list[str]:
@@ -293,12 +299,12 @@ def _stems_spelled(text: str, asked: str) -> dict[str, str]:
 def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeights
               ) -> float:
     """How well the paper's best sentence of the asked-for kind matches what is asked: when
-    any part of the question asks for a number, only sentences writing a value the question
-    does not ("22B" does not answer "the 22-billion-parameter ViT: how many chips?") count;
-    when it asks which thing ("which vision encoder"), only sentences giving a name it does
-    not ("a vision-language Transformer" does not say which one), and asked which device,
-    only sentences naming one (`names_device`), which need not write "GPU". 0 when no
-    sentence carries it."""
+    the main ask is which thing ("which vision encoder", "which dataset, and how many
+    images?"), only sentences giving a name the question does not ("a vision-language
+    Transformer" does not say which one), and asked which device, only sentences naming
+    one (`names_device`), which need not write "GPU"; else when any part asks for a number,
+    only sentences writing a value the question does not ("22B" does not answer "the
+    22-billion-parameter ViT: how many chips?"). 0 when no sentence carries it."""
     ask = _asked_words(kind, question, DEGREE_WORDS)
     given = given_values(question)
     named = {n.lower() for n in identifiers(question)}
@@ -308,11 +314,11 @@ def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeig
     device_words = stems(" ".join(_DEVICE_ASK.findall(kind.ask))) if device else {}
 
     def carries(text: str) -> bool:
-        if kind.wants_number:
-            return bool(values(text) - given)
         if device:
             return names_device(text)
-        return not kind.wants_name or bool({n.lower() for n in identifiers(text)} - named)
+        if kind.asks_name:  # a new name, not a value ("22B")
+            return bool({n.lower() for n in identifiers(text) if not values(n)} - named)
+        return not kind.wants_number or bool(values(text) - given)
 
     return max((stem_overlap(ask, {**_stems_spelled(text, kind.ask), **device_words}, weights)
                 for _, _, text in paper_sentences(paper) if carries(text)), default=0.0)
@@ -355,6 +361,12 @@ def best_match(query: str, paper: Paper, weights: TermWeights) -> float:
     return max((ev.match for ev in rank_sentences(paper, query, weights)), default=0.0)
 
 
+def _number_part(kind: QuestionKind) -> QuestionKind:
+    """The kind as asking what its number part asks ("which dataset, and how many images?"
+    asks "many images" a number): each part of the question must be stated."""
+    return replace(kind, ask=kind.number_ask) if kind.number_ask else kind
+
+
 def question_signals(query: str, question: str, sources: list[Source], best_dense: float,
                      weights: TermWeights, kind: QuestionKind) -> dict[str, float]:
     """The covered and stated decisions' inputs; all zeros when nothing was retrieved."""
@@ -385,8 +397,9 @@ def question_signals(query: str, question: str, sources: list[Source], best_dens
         "ask_missing": ask_missing(kind, question, top, weights),
         "ask_near": ask_near(kind, question, top, weights),
         # Asked a number or a name, no sentence carries one (`kind_checked`).
-        "kind_unmatched": float(((kind.wants_number or kind.wants_name) and asked == 0) or (
-            kind.wants_number and ask_near(kind, question, top, weights, KIND_CHECK_WINDOW) == 0)),
+        "kind_unmatched": float(((kind.wants_number or kind.asks_name) and asked == 0) or (
+            kind.wants_number and ask_near(_number_part(kind), question, top, weights,
+                                           KIND_CHECK_WINDOW) == 0)),
     }
 
 

@@ -66,6 +66,15 @@ def given_values(question: str) -> set[Decimal]:
     return values(_NAME_DIGITS.sub(" ", question))
 
 
+# A version written onto a name ("mocov2", "yolo-v4", "llama2"): the name is written too.
+_VERSION = re.compile(r"(?<=[a-z])-?v?\d+(?:\.\d+)?$")
+
+
+def unversioned(token: str) -> str:
+    """The keyword token without a version written onto it ("mocov2" -> "moco")."""
+    return _VERSION.sub("", token)
+
+
 class TermWeights:
     """IDF per token over the indexed chunks; unseen tokens get the highest weight."""
 
@@ -73,6 +82,7 @@ class TermWeights:
         self._idf = {tok: math.log(1 + (n_docs - doc_freq[i] + 0.5) / (doc_freq[i] + 0.5))
                      for tok, i in vocab.items() if tok and i < len(doc_freq)}
         self.unseen = math.log(1 + (n_docs + 0.5) / 0.5)
+        self._versioned = {unversioned(tok) for tok in self._idf}
 
     @classmethod
     def from_bm25(cls, bm25) -> TermWeights:
@@ -85,6 +95,11 @@ class TermWeights:
 
     def is_unseen(self, tok: str) -> bool:
         return tok not in self._idf
+
+    def is_written(self, tok: str) -> bool:
+        """Whether a chunk writes the token, or the token with a version ("MoCo" in
+        "MoCov2")."""
+        return tok in self._idf or tok in self._versioned
 
 
 @dataclass(frozen=True)

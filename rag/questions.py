@@ -148,13 +148,22 @@ class QuestionKind:
     # A field of the paper's record asked for, "authors" or "year", which an abstract never
     # states but a library's record may hold ("Who wrote ...?", "When was ... published?").
     record: str = ""
+    # The words of another part asking for a number when the main ask does not ("which
+    # dataset, and <how many images>?"), or "".
+    number_ask: str = ""
+
+    @property
+    def asks_name(self) -> bool:
+        """Its main ask is which thing by a noun ("which vision encoder", "what optimizer"),
+        whatever another part asks ("..., and how many TPUs?"): a sentence stating it names
+        one the question does not."""
+        return (self.asked.lower().startswith(("which ", "what "))
+                and not _WHAT_IS_NAME.match(self.asked) and not _QUANTITY.search(self.ask))
 
     @property
     def wants_name(self) -> bool:
-        """Asks which thing by a noun ("which vision encoder", "what optimizer"), not for a
-        number: a sentence stating it names one the question does not."""
-        return (not self.wants_number and self.asked.lower().startswith(("which ", "what "))
-                and not _WHAT_IS_NAME.match(self.asked))
+        """Asks which thing by a noun, and no part asks for a number."""
+        return self.asks_name and not self.wants_number
 
 
 # Questions about a paper's record, not its abstract.
@@ -209,9 +218,10 @@ def classify(question: str) -> QuestionKind:
              and not _OF_ONE_WORK.search(question)) or len(
         {v.lower() for v in _VERSION.findall(question)}) >= 2
     ask, asked = ask_part(question)
-    wants_number = bool(_QUANTITY.search(ask)) or any(
-        _QUANTITY.search(m.group(1)) for m in _WH.finditer(question))
+    numbers = [m.group(1) for m in _WH.finditer(question) if _QUANTITY.search(m.group(1))]
+    wants_number = bool(_QUANTITY.search(ask) or numbers)
     each = [m.group(1).strip() for m in _EACH.finditer(question)] if multi else []
     return QuestionKind(multi, bool(_IDENTITY.search(question)), wants_number, ask, asked,
                         facets(question) if multi else (), each[-1] if each else "",
-                        record_field(question))
+                        record_field(question),
+                        "" if _QUANTITY.search(ask) or not numbers else numbers[0])

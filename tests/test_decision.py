@@ -278,11 +278,16 @@ def test_a_number_asked_for_is_matched_only_by_sentences_writing_a_new_value():
     stated = fake_paper("Giant ViT", "We train a 22B-parameter vision transformer on 2048 "
                         "chips.")
     assert ask_match(classify(question), question, stated, weights) > 0
-    # A number asked in a later part counts as asked ("..., and how many chips?").
+    # A number asked in a later part counts as asked ("..., and how many chips?"), but the
+    # main ask, which dataset, wants a name (a size, "22B", is none): the kind check reads
+    # the number part on its own.
     later = "Which dataset trained the 22B-parameter vision transformer, and on how many chips?"
-    assert classify(later).wants_number
-    assert ask_match(classify(later), later, paper, weights) == 0.0
-    assert ask_match(classify(later), later, stated, weights) > 0
+    kind = classify(later)
+    assert kind.wants_number and kind.asks_name and kind.number_ask == "many chips"
+    assert ask_match(kind, later, paper, weights) == 0.0
+    assert ask_match(kind, later, stated, weights) == 0.0
+    named = fake_paper("Giant ViT", "We train a 22B-parameter vision transformer on JFT-4B.")
+    assert ask_match(kind, later, named, weights) > 0
 
 
 def test_which_thing_asked_for_is_matched_only_by_sentences_naming_a_new_one():
@@ -321,6 +326,17 @@ def test_a_value_asked_for_must_stand_next_to_the_asked_words():
     experts = "How many experts per layer does JetMoE-8B have?"
     assert ask_near(classify(experts), experts, sized, weights) == 0.0
     assert ask_match(classify(experts), experts, sized, weights) == 0.0
+
+
+def test_a_name_asked_for_with_a_number_is_matched_by_a_sentence_naming_one():
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    question = "What dataset were the experiments on, and how many GPUs did they use?"
+    kind = classify(question)
+    assert kind.asks_name and not kind.wants_name  # another part may ask a number
+    named = fake_paper("NAS", "We demonstrate with experiments on the CIFAR-10 dataset.")
+    vague = fake_paper("NAS", "We demonstrate with experiments on a large public dataset.")
+    assert ask_match(kind, question, named, weights) > 0
+    assert ask_match(kind, question, vague, weights) == 0.0
 
 
 def test_asked_which_device_only_a_device_name_answers():
@@ -392,6 +408,13 @@ def test_a_work_asked_about_that_no_indexed_chunk_names_is_unseen():
     assert unseen_names("Which LLM is best on COCO captions?", weights) == []
     assert unseen_names("Which detector decays scores by IoU with the top box?", weights) == []
     assert unseen_names("What does ToMe-style merging give an LLM?", weights) == ["ToMe"]
+    # Written with a version ("MoCov2"), or its letters and number apart ("CoRe 50").
+    written = TermWeights({"mocov2": 0, "core": 1, "50": 2}, [3, 5, 4], 10)  # a fake
+    assert unseen_names("Does MoCo help on CoRe50?", written) == []
+    assert unseen_names("Does SimCLRv9 help on CoRe50?", written) == ["SimCLRv9"]
+    assert unseen_names("Does MoCov3 help?", written) == ["MoCov3"]
+    paper = fake_paper("Pathology pretraining", "ResNet50 pretrained with MoCov2 on TCGA.")
+    assert missing_identifiers("Is MoCo on TCGA better?", paper, weights) == 0.0
 
 
 def test_a_compound_counts_by_its_name_and_a_value_is_no_name():
