@@ -218,10 +218,13 @@ def names_given(text: str, question: str, papers: list[Paper], device: bool = Fa
     return any(written & _name_tokens(identifiers(f"{p.title}. {p.abstract}")) for p in papers)
 
 
+_LETTERS_NUMBER = re.compile(r"([a-z]{3,})(\d+)")
+
+
 def _in_no_chunk(token: str, weights: TermWeights) -> bool:
     """Whether no indexed chunk holds the token, in any plural or with a version, nor its
     letters and its number apart ("CoRe50" written "CoRe 50")."""
-    apart = re.fullmatch(r"([a-z]{3,})(\d+)", token)
+    apart = _LETTERS_NUMBER.fullmatch(token)
     if apart and all(weights.is_written(p) for p in apart.groups()):
         return False
     return not any(weights.is_written(f) for f in _plural_forms(token))
