@@ -119,6 +119,7 @@ _QUANTITY = re.compile(
     r"precision|recall|ndcg|gain|improvement|reduction|memory|cost|"
     r"compute|flops|params?|parameters|faster|slower|smaller|larger|higher|lower|"
     r"bits?|budget|steps|values?|factors?|fractions?|shares?|exponents?|coefficients?)\b", re.I)
+_HOW_MANY = re.compile(r"(?<=\band\s)how\s+(?:many|much)\s+[\w\-]+", re.I)
 # The later part of a multi-paper question asking what each paper reports ("..., and what
 # precisions do they use?", "...; how does each schedule the shrinking?").
 _EACH = re.compile(r"(?:[,;]\s*(?:and\s+)?|\band\s+)((?:what|which|how)\b[^?;]*)", re.I)
@@ -219,6 +220,8 @@ def classify(question: str) -> QuestionKind:
         {v.lower() for v in _VERSION.findall(question)}) >= 2
     ask, asked = ask_part(question)
     numbers = [m.group(1) for m in _WH.finditer(question) if _QUANTITY.search(m.group(1))]
+    # "how many" inside the main ask ("which corpus and how many tokens ...?") asks one too.
+    numbers += [m.group(0) for m in _HOW_MANY.finditer(ask)]
     wants_number = bool(_QUANTITY.search(ask) or numbers)
     each = [m.group(1).strip() for m in _EACH.finditer(question)] if multi else []
     return QuestionKind(multi, bool(_IDENTITY.search(question)), wants_number, ask, asked,

@@ -288,6 +288,9 @@ def test_a_number_asked_for_is_matched_only_by_sentences_writing_a_new_value():
     assert ask_match(kind, later, stated, weights) == 0.0
     named = fake_paper("Giant ViT", "We train a 22B-parameter vision transformer on JFT-4B.")
     assert ask_match(kind, later, named, weights) > 0
+    # "and how many" inside the main ask asks a number too.
+    inside = classify("Which pretraining corpus and how many tokens were the models trained on?")
+    assert inside.wants_number and inside.asks_name and inside.number_ask == "how many tokens"
 
 
 def test_which_thing_asked_for_is_matched_only_by_sentences_naming_a_new_one():
