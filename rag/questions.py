@@ -119,6 +119,9 @@ _QUANTITY = re.compile(
     r"precision|recall|ndcg|gain|improvement|reduction|memory|cost|"
     r"compute|flops|params?|parameters|faster|slower|smaller|larger|higher|lower|"
     r"bits?|budget|steps|values?|factors?|fractions?|shares?|exponents?|coefficients?)\b", re.I)
+# What a thing is asked in place of names no ask: "what does the surrogate predict instead
+# of validation error?" asks for a thing, not an error.
+_REPLACED = re.compile(r"\b(?:instead\s+of|rather\s+than|in\s+place\s+of)\b.*", re.I)
 _HOW_MANY = re.compile(r"(?<=\band\s)how\s+(?:many|much)\s+[\w\-]+", re.I)
 # The later part of a multi-paper question asking what each paper reports ("..., and what
 # precisions do they use?", "...; how does each schedule the shrinking?").
@@ -219,7 +222,8 @@ def classify(question: str) -> QuestionKind:
              and not _OF_ONE_WORK.search(question)) or len(
         {v.lower() for v in _VERSION.findall(question)}) >= 2
     ask, asked = ask_part(question)
-    numbers = [m.group(1) for m in _WH.finditer(question) if _QUANTITY.search(m.group(1))]
+    numbers = [m.group(1) for m in _WH.finditer(question)
+               if _QUANTITY.search(_REPLACED.sub("", m.group(1)))]
     # "how many" inside the main ask ("which corpus and how many tokens ...?") asks one too.
     numbers += [m.group(0) for m in _HOW_MANY.finditer(ask)]
     wants_number = bool(_QUANTITY.search(ask) or numbers)

@@ -291,6 +291,11 @@ def test_a_number_asked_for_is_matched_only_by_sentences_writing_a_new_value():
     # "and how many" inside the main ask asks a number too.
     inside = classify("Which pretraining corpus and how many tokens were the models trained on?")
     assert inside.wants_number and inside.asks_name and inside.number_ask == "how many tokens"
+    # What is asked in place of a measure names no number: the part asks for a thing.
+    instead = classify("What does the surrogate predict instead of validation error, and what "
+                       "dataset were the experiments on?")
+    assert not instead.wants_number and instead.wants_name
+    assert classify("What does the surrogate predict, and what validation error?").wants_number
 
 
 def test_which_thing_asked_for_is_matched_only_by_sentences_naming_a_new_one():
