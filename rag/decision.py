@@ -201,15 +201,38 @@ def _name_tokens(names) -> set[str]:
     return {t for name in names for t in keyword_tokens(name) if t[0].isalpha()}
 
 
-def names_given(text: str, question: str, papers: list[Paper], device: bool = False) -> bool:
+_ITEM = r"[a-z][\w\-]*"
+
+
+def lists_asked(text: str, question: str, ask: str) -> bool:
+    """Whether the text lists two or more things of the asked kind that the question does
+    not give, by the ask's last noun: "trend, seasonal and residual components" or
+    "components such as trend and season" answer "which components ...?", where no name
+    does."""
+    words = keyword_tokens(ask)
+    if not words:
+        return False
+    head = rf"{re.escape(next(iter(stems(words[-1]))))}\w*"
+    known = set(keyword_tokens(question))
+    before = rf"((?:{_ITEM},\s+)*{_ITEM},?\s+(?:and|or)\s+{_ITEM})\s+{head}\b"
+    after = rf"\b{head}\s*,?\s+(?:such\s+as|including|like|namely|e\.g\.,?|:)\s+([^.;]+)"
+    return any(set(keyword_tokens(m.group(1))) - known
+               for pattern in (before, after) for m in re.finditer(pattern, text.lower()))
+
+
+def names_given(text: str, question: str, papers: list[Paper], device: bool = False,
+                ask: str = "") -> bool:
     """Whether the text writes a name ("A100", "ViT-L/14", "Aaren"; not a value, "300M")
     that the question does not (in any plural: "96 GPUs" names nothing asked "which GPU"),
     nor spells by its words' initials ("VLMs" for "vision-language model"), and that one
     of the papers writes as a name (not only to open a sentence) too: an answer to "which teacher model ...?" that names none ("the
     large teacher models [1]") found no name in its sources. Asked which `device`, the
-    name must be one of a device (`names_device`)."""
+    name must be one of a device (`names_device`); else a list of the things asked (`ask`,
+    `lists_asked`) names them too."""
     if device and not names_device(text):
         return False
+    if not device and ask and lists_asked(text, question, ask):
+        return True
     known = set(keyword_tokens(question))
     # In the text a name may open a sentence ("Aaren can be trained ..."): the papers'
     # side tells a name from a capitalised word.
@@ -319,8 +342,9 @@ def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeig
     def carries(text: str) -> bool:
         if device:
             return names_device(text)
-        if kind.asks_name:  # a new name, not a value ("22B")
-            return bool({n.lower() for n in identifiers(text) if not values(n)} - named)
+        if kind.asks_name:  # a new name, not a value ("22B"), or a list of the asked things
+            return bool({n.lower() for n in identifiers(text) if not values(n)} - named
+                        ) or lists_asked(text, question, kind.ask)
         return not kind.wants_number or bool(values(text) - given)
 
     return max((stem_overlap(ask, {**_stems_spelled(text, kind.ask), **device_words}, weights)

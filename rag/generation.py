@@ -212,7 +212,7 @@ def _one_answer(engine, model, question, ret, verdict, kind, mode, history, cont
         log.info("dropped %d unsupported sentence(s)", len(checked.dropped))
     cited = [s.paper for s in given if s.n in {c.n for c in checked.citations}]
     no_name = (bool(checked.citations) and kind.wants_name and not (kind.identity or kind.record)
-               and not names_given(checked.text, question, cited, asks_device(kind)))
+               and not names_given(checked.text, question, cited, asks_device(kind), kind.ask))
     if no_name:
         timings["no_source_name"] = True
     if checked.citations and not kind.identity and (
