@@ -27,6 +27,7 @@ from rag.decision import (
     identifiers,
     kind_checked,
     missing_identifiers,
+    lists_asked,
     names_device,
     names_given,
     probability,
@@ -963,3 +964,23 @@ def test_the_model_check_turns_none_into_not_stated(seed_settings, monkeypatch, 
         assert a.citations[0].title.startswith("YOLACT")
     else:
         assert "29.8" in a.text and len(fake.prompts) == 2
+
+
+def test_a_list_of_the_asked_things_answers_a_which_things_question():
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    question = "In TEMPO, which components is the input series decomposed into?"
+    kind = classify(question)
+    assert kind.wants_name
+    listed = fake_paper("TEMPO", "We decompose the interaction between trend, seasonal and "
+                        "residual components.")
+    vague = fake_paper("TEMPO", "We decompose the input series into three components.")
+    assert ask_match(kind, question, listed, weights) > 0
+    assert ask_match(kind, question, vague, weights) == 0.0
+    assert lists_asked("components such as trend and season", question, kind.ask)
+    # The question's own words listed name nothing new.
+    assert not lists_asked("the input and series components", question, kind.ask)
+    # The local name check reads a list as naming the things asked.
+    assert names_given("It splits the series into trend, seasonal and residual components.",
+                       question, [listed], ask=kind.ask)
+    assert not names_given("It splits the series into components.", question, [listed],
+                           ask=kind.ask)
