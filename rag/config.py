@@ -125,15 +125,16 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of its fit sets (bench/fit_sets.py); its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -3.5339, "threshold": 0.6601,
-            "weights": {"dense": 4.0233,
-                        "margin": 8.6269,
-                        "coverage": 9.3523,
-                        "match": -3.4237,
-                        "unseen": -5.7078,
-                        "missing_ids": -0.7900,
-                        "unseen_ids": -0.9299,
-                        "multi": 2.4142}}
+_COVERED = {"bias": -3.5122, "threshold": 0.6210,
+            "weights": {"dense": 4.3267,
+                        "margin": 5.9860,
+                        "coverage": 8.8155,
+                        "match": -4.6355,
+                        "unseen": -5.2467,
+                        "missing_ids": -0.9278,
+                        "unseen_ids": -0.9844,
+                        "multi": 2.4515,
+                        "keyword_margin": 8.6823}}
 _STATED = {"bias": 5.4018, "threshold": 0.5237,
            "weights": {"quantity": -2.1025,
                        "ask_match": -2.6725,
@@ -156,15 +157,16 @@ _PAPER = {"bias": -7.2540, "threshold": 0.1480,
 
 # The covered and stated decisions with the local model's yes as one more signal
 # (`model_yes`, its log-odds; bench/fit_decision.py --yes), fitted on the same questions.
-_COVERED_YES = {"bias": -2.9127, "threshold": 0.7938,
-                "weights": {"dense": 0.1621,
-                            "margin": 6.8579,
-                            "coverage": 5.5621,
-                            "match": -0.6921,
-                            "unseen": -3.6281,
-                            "missing_ids": -0.1087,
-                            "unseen_ids": -0.5555,
-                            "model_yes": 1.8007}}
+_COVERED_YES = {"bias": -2.9483, "threshold": 0.7785,
+                "weights": {"dense": 0.4533,
+                            "margin": 5.4246,
+                            "coverage": 5.3820,
+                            "match": -1.6195,
+                            "unseen": -3.3655,
+                            "missing_ids": -0.1495,
+                            "unseen_ids": -0.6184,
+                            "keyword_margin": 5.1995,
+                            "model_yes": 1.7572}}
 _STATED_YES = {"bias": -0.2245, "threshold": 0.3210,
                "weights": {"quantity": -1.9017,
                            "ask_match": -2.9203,

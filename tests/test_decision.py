@@ -984,3 +984,17 @@ def test_a_list_of_the_asked_things_answers_a_which_things_question():
                        question, [listed], ask=kind.ask)
     assert not names_given("It splits the series into components.", question, [listed],
                            ask=kind.ask)
+
+
+def test_the_keyword_margin_sets_apart_a_paper_dense_scores_tie():
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    question = "Which network nests small U-shaped blocks in a bigger U-shaped one?"
+    ahead = [Source(1, fake_paper("Nested U", "Nested U-shaped blocks."), 1.0, 0.55, 20.0),
+             Source(2, fake_paper("Res2Net", "Multi-scale blocks."), 0.9, 0.56, 5.0)]
+    level = [Source(1, ahead[0].paper, 1.0, 0.55, 6.0), Source(2, ahead[1].paper, 0.9, 0.56, 5.0)]
+
+    def margin(sources):
+        return question_signals(question, question, sources, 0.56, weights,
+                                classify(question))["keyword_margin"]
+
+    assert margin(ahead) > margin(level) > 0.0
