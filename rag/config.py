@@ -125,16 +125,16 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of its fit sets (bench/fit_sets.py); its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -3.5122, "threshold": 0.6210,
-            "weights": {"dense": 4.3267,
-                        "margin": 5.9860,
-                        "coverage": 8.8155,
-                        "match": -4.6355,
-                        "unseen": -5.2467,
-                        "missing_ids": -0.9278,
-                        "unseen_ids": -0.9844,
-                        "multi": 2.4515,
-                        "keyword_margin": 8.6823}}
+_COVERED = {"bias": -3.5160, "threshold": 0.6210,
+            "weights": {"dense": 4.3111,
+                        "margin": 5.9782,
+                        "coverage": 8.8441,
+                        "match": -4.6402,
+                        "unseen": -5.2376,
+                        "missing_ids": -0.9207,
+                        "unseen_ids": -0.9859,
+                        "multi": 2.4389,
+                        "keyword_margin": 8.6666}}
 _STATED = {"bias": 5.4018, "threshold": 0.5237,
            "weights": {"quantity": -2.1025,
                        "ask_match": -2.6725,
@@ -144,16 +144,16 @@ _STATED = {"bias": 5.4018, "threshold": 0.5237,
                        "coverage": -1.6803,
                        "ask_missing": -1.5055,
                        "ask_near": 2.4752}}
-_MULTI_PAPER_THRESHOLD = 0.0464
-_PAPER = {"bias": -7.2540, "threshold": 0.1480,
-          "weights": {"dense": 2.3761,
-                      "dense_gap": -4.3179,
-                      "coverage": 6.0394,
-                      "match": -6.3443,
-                      "match_ratio": 5.3895,
-                      "keyword": 4.9701,
-                      "rank": -1.6136,
-                      "multi": 2.5889}}
+_MULTI_PAPER_THRESHOLD = 0.0459
+_PAPER = {"bias": -7.2505, "threshold": 0.1631,
+          "weights": {"dense": 2.4081,
+                      "dense_gap": -4.4532,
+                      "coverage": 6.0543,
+                      "match": -6.3375,
+                      "match_ratio": 5.3507,
+                      "keyword": 4.9198,
+                      "rank": -1.5923,
+                      "multi": 2.5803}}
 
 # The covered and stated decisions with the local model's yes as one more signal
 # (`model_yes`, its log-odds; bench/fit_decision.py --yes), fitted on the same questions.

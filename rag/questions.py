@@ -30,6 +30,9 @@ _MULTI = re.compile(
     rf"about|using|to|showing|proposing|reporting|studying|comparing)\b"
     rf"|\b(?:{_PLURAL_THINGS})\b[^?]*\b(?:their|each|differ|compare|both)\b"
     r"|\bhow do (?:the|these|they)\b[^?]*\b(?:differ|compare)\b"
+    # "How do hardware-focused papers make ...?": works in the plural as the subject.
+    r"|^\s*how\s+(?:do|did|have)\s+(?:[\w\-/]+\s+){0,3}?(?:papers|works|studies|methods|"
+    r"approaches)\b"
     r"|\b(?:differ|differences? between|each of)\b"
     r"|\beach\s+(?:paper|work|method|approach|technique|system|framework)\b"
     # "How do A, B and C each handle ...?": several works, each asked about.
@@ -61,7 +64,13 @@ _OF_ONE_WORK = re.compile(
     # evaluate the ... framework?", "which two student networks were trained?"): details of
     # one work. "Which two papers ...?" still asks for several.
     r"|\b(?:which|what)\s+(?:two|three|four|five|six|\d+)\s+(?:[\w\-/]+\s+){0,3}?"
-    rf"(?!(?:papers|studies|surveys|reviews)\b)(?:{_PLURAL_THINGS})\s+{_AUX}\b",
+    rf"(?!(?:papers|studies|surveys|reviews)\b)(?:{_PLURAL_THINGS})\s+{_AUX}\b"
+    # Things that are not works, used by one ("Which datasets were used in the framework
+    # that ...?", "Which benchmarks are used to evaluate the method?").
+    rf"|^\s*(?:which|what)\s+(?:[\w\-/]+\s+){{0,3}}?"
+    rf"(?!(?:papers|works|studies|surveys|reviews|methods|approaches)\b)(?:{_PLURAL_THINGS})"
+    rf"\s+(?:were|are)\s+[^?]*?\b(?:the|this|that)\s+(?:[\w\-/]+\s+){{0,3}}?"
+    rf"{_WORK_NOUNS}\b(?!s)",
     re.I)
 # Two versions of a work named apart ("the second version ... over the first version",
 # "v1 and v2"): each version is its own paper.
@@ -91,7 +100,7 @@ _ONE_WORK = re.compile(
     rf"^\s*(?:which|what(?:'s| is| was) the|is there an?|i (?:remember|recall) an?)\s+"
     rf"(?:(?!(?:{_PLURAL_THINGS})\b)[\w\-/+]+\s+){{0,2}}?{_WORK_NOUNS}\b"
     # Or opens on the one work it asks about: "In the study of ..., how many ...?"
-    rf"|^\s*(?:in|for|from)\s+the\s+(?:[\w\-/+]+\s+){{0,2}}?{_WORK_NOUNS}\b", re.I)
+    rf"|^\s*(?:in|for|from)\s+the\s+(?:[\w\-/+]+\s+){{0,4}}?{_WORK_NOUNS}\b", re.I)
 # The part of a question that names what is asked: "what <ImageNet top-1 accuracy> does ...",
 # "how many <GPUs>, ...", "...: <accuracy and params>?", "<WikiText-103 perplexity> of the ...".
 _WH = re.compile(r"\b(?:what(?:'s| is| are)?|which|how|by how)\s+(.*?)(?=\s+" + _AUX
@@ -115,7 +124,8 @@ PAPER_WORDS = frozenset("paper work method approach study model".split())
 _QUANTITY = re.compile(
     rf"^(?:{'|'.join(sorted(DEGREE_WORDS))})\b|\b(?:accuracy|top-[15]|"
     r"fid|score|perplexity|speed-?ups?|throughput|latency|sizes?|number|rate|ratio|percentage|"
-    r"error|m?ap|bleu|wer|f1|auc|auroc|iou|psnr|ssim|mae|r?mse|f-(?:measure|score)|fps|speed|"
+    r"error|m?ap|bleu|wer|cer|eer|f1|auc|auroc|m?iou|dice|ppl|cider|rouge(?:-\w+)?|meteor|"
+    r"pass@\d+|psnr|ssim|mae|r?mse|f-(?:measure|score)|fps|speed|"
     r"precision|recall|ndcg|gain|improvement|reduction|memory|cost|"
     r"compute|flops|params?|parameters|faster|slower|smaller|larger|higher|lower|"
     r"bits?|budget|steps|values?|factors?|fractions?|shares?|exponents?|coefficients?)\b", re.I)
@@ -131,7 +141,7 @@ _FACET_SPLIT = re.compile(r"\s+(?:versus|vs\.?|compared (?:to|with)|as opposed t
 # Works told apart one by one ("one that improves ... and one that focuses on ...", "one
 # aligning ..., one adding ..."): each is a facet, up to a dash (or the end).
 _ONE_BY_ONE = re.compile(r"(?:^|[,;:\u2013\u2014]\s*|\s-\s+|\band\s+)one\s+"
-                         r"(?=(?:that|which|who|\w+ing)\b)", re.I)
+                         r"(?=(?:that|which|who|on|for|in|about|\w+ing)\b)", re.I)
 _FACET_END = re.compile(r"\s[-\u2013\u2014]\s")
 
 

@@ -102,6 +102,13 @@ def fake_paper(title: str, abstract: str) -> Paper:
     ("In the study of data-efficient LLaVA-style models, how many samples do they keep?",
      False),
     ("In the papers on LLaVA-style models, how many samples do they keep?", True),
+    ("In the deep kernel machines paper, which benchmark datasets were used?", False),
+    # Things that are not works, used by one work; used by several papers, several.
+    ("Which datasets were used in the framework that learns weights and architecture?",
+     False),
+    ("Which datasets are used by the papers on pruning?", True),
+    # Works in the plural as the subject of "how do".
+    ("How do hardware-focused papers make convolutions faster?", True),
 ])
 def test_multi_paper_questions_are_recognised(question, multi):
     assert classify(question).multi is multi
@@ -115,6 +122,8 @@ def test_multi_paper_questions_are_recognised(question, multi):
     ("Which papers compare large kernels versus stacked small kernels?",
      ("Which papers compare large kernels", "stacked small kernels")),
     ("Which papers prune one layer at a time?", ()),
+    ("How do papers make convolutions faster - one on FPGAs for deformable convs, one on GPUs "
+     "with a new layout?", ("on FPGAs for deformable convs", "on GPUs with a new layout")),
 ])
 def test_a_multi_paper_question_lists_its_facets(question, facets):
     assert classify(question).facets == facets
@@ -150,6 +159,8 @@ def test_questions_asking_which_work_it_is_are_recognised(question, identity):
     ("Which dataset was used for pre-training?", False, "which dataset"),
     ("By what factor is the search time cut?", True, "what factor"),
     ("What RMSE does the depth model reach on KITTI?", True, "what RMSE"),
+    ("What ADE20K mIoU does the large-kernel ConvNet report?", True, "what ADE20K mIoU"),
+    ("What Dice does it get on Kvasir-SEG?", True, "what Dice"),
     ("What inference speed in FPS does the detector reach?", True,
      "what inference speed in FPS"),
     ("What NeRF trusts only depth order in coarse depth maps?", False,
