@@ -84,7 +84,7 @@ _VERSION = re.compile(r"\b(?:v\d+|version\s*\d+|(?:first|second|third|original|e
 _IDENTITY = re.compile(
     rf"^\s*(?:which|what(?:'s| is| was) the|any|is there(?: an?| any)?|are there(?: any)?|"
     rf"i (?:remember|recall)(?: an?| the)?|(?:i'm |i am )?looking for(?: an?| the)?)\s+"
-    rf"(?:(?!{_AUX}\b)[\w\-/+]+\s+){{0,3}}?{_WORK_NOUNS}s?\b"
+    rf"(?:(?!{_AUX}\b)[\w\-/+']+\s+){{0,3}}?{_WORK_NOUNS}s?\b"
     rf"(?!\s+(?:(?!(?:that|which|who)\b)[\w\-/+]+\s+)?{_AUX}\b)"
     # Not after a preposition: "For the scheme that ..., how much faster is it?" asks a detail.
     rf"|^\s*(?!(?:in|for|with|on|from|of|at|by|to|about|using|under)\b)"

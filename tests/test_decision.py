@@ -141,6 +141,7 @@ def test_a_multi_paper_question_lists_its_facets(question, facets):
     ("Which base backbone network does the single-shot detector build on?", False),
     ("Is there a pretrained network that does regression on tiny tables?", True),
     ("which technical report trains a dense 135B model on 8,192 NPUs?", True),
+    ("Looking for the lightweight bird's-eye-view framework that predicts flow.", True),
     # Described first, then asked for its name.
     ("There's a model that distils a flow model into one step. What's it called?", True),
     ("A detector that decays overlapping boxes' scores: what is its name?", True),
