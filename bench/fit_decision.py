@@ -197,8 +197,9 @@ def predict(model: dict, row: dict, yes: bool = False) -> dict:
              list(stated["weights"]))
     abstain = row["unseen"] or c < covered["threshold"]
     # Without the model's yes, no sentence of the asked kind decides (decision.kind_check,
-    # extractive mode's; hosted mode decides by the regressions alone).
-    unmatched = not yes and row["signals"]["kind_unmatched"]
+    # extractive mode's; hosted mode decides by the regressions alone); in every mode, no
+    # value counting a thing asked to count (decision.count_unstated).
+    unmatched = (not yes and row["signals"]["kind_unmatched"]) or row["signals"]["count_unstated"]
     not_stated = (not abstain and not (row["multi"] or row["identity"])
                   and (s < stated["threshold"] or bool(unmatched)))
     most = 6 if row["multi"] else 3

@@ -45,7 +45,7 @@ from rag.types import Paper, Source
 QUESTION_SIGNALS = ("dense", "margin", "coverage", "match", "keyword", "agree", "unseen",
                     "missing_ids", "unseen_ids", "multi", "quantity", "ask_match",
                     "quantity_ask_match", "ask_unmatched", "ask_missing", "ask_near",
-                    "kind_unmatched", "keyword_margin")
+                    "kind_unmatched", "keyword_margin", "count_unstated")
 PAPER_SIGNALS = ("dense", "dense_gap", "coverage", "match", "match_ratio", "keyword", "rank",
                  "multi")
 # Names a question gives: tokens with a digit or a capital after the first character
@@ -373,6 +373,53 @@ def ask_near(kind: QuestionKind, question: str, paper: Paper, weights: TermWeigh
     return best
 
 
+# "how many X" / "number of X" in what is asked: the counted thing X, the first plural
+# noun within three words (an adjective or a name may stand between). A difference ("how many fewer
+# epochs", "how many times faster", "how many F1 points better") is no count: it is
+# written as a ratio or a percentage.
+_COUNT = re.compile(r"\b(?:how\s+many|number\s+of)\s+((?:[\w\-]+\s+){0,2}?)([a-z][\w\-]*?s)\b"
+                    r"(?!\s+(?:better|worse|more|fewer|less|higher|lower|faster|slower)\b)", re.I)
+_DIFFERENCE = re.compile(r"\b(?:fewer|more|less|times|points?)\b", re.I)
+_KINDS = frozenset("types kinds sorts variants".split())
+# How many words may stand between a count's value and the counted thing ("8,192 Ascend
+# NPUs", "1024 A100 GPUs").
+COUNT_WINDOW = 3
+
+
+def counted(kind: QuestionKind, question: str) -> list[set[str]]:
+    """The things the question asks to count (in the part it asks, `kind.ask` or
+    `kind.number_ask`), each as its stems with those of its `METRIC_EQUIVALENTS`: "how
+    many GPUs and how many days" -> [{"gpu"}, {"day"}]."""
+    asked = f"{kind.ask} {kind.number_ask}"
+    out = []
+    for m in _COUNT.finditer(question):
+        if (re.sub(r"^how\s+", "", m.group(0), flags=re.I) not in asked
+                or _DIFFERENCE.search(m.group(1)) or _DIFFERENCE.fullmatch(m.group(2))):
+            continue
+        words = (m.group(1) + m.group(2)).lower().split()
+        # "how many CWE types": the CWEs are counted ("150 CWEs").
+        noun = words[-2] if words[-1] in _KINDS and len(words) > 1 else words[-1]
+        out.append(set(stems(f"{noun} {METRIC_EQUIVALENTS.get(noun, '')}")))
+    return out
+
+
+def count_unstated(kind: QuestionKind, question: str, paper: Paper) -> float:
+    """1.0 when the question asks to count things and, for one of them, no value in the
+    paper's title or abstract counts it: a value written within `COUNT_WINDOW` words
+    before the thing ("trained on 1024 A100 GPUs" counts GPUs; "on A100 GPUs" and "up to
+    2.5x faster on 64 nodes" do not count GPUs). 0.0 otherwise."""
+    things = counted(kind, question)
+    if not things:
+        return 0.0
+    given = given_values(question)
+    words = f"{paper.title}. {paper.abstract}".split()
+    found = set()
+    for i, word in enumerate(words):
+        if values(word) - given:
+            found |= set(stems(" ".join(words[i:i + COUNT_WINDOW + 1])))
+    return float(any(not t & found for t in things))
+
+
 def ask_missing(kind: QuestionKind, question: str, paper: Paper, weights: TermWeights
                 ) -> float:
     """IDF share of the asked words found nowhere in the paper's title or abstract ("block
@@ -432,6 +479,7 @@ def question_signals(query: str, question: str, sources: list[Source], best_dens
         "kind_unmatched": float(((kind.wants_number or kind.asks_name) and asked == 0) or (
             kind.wants_number and ask_near(_number_part(kind), question, top, weights,
                                            KIND_CHECK_WINDOW) == 0)),
+        "count_unstated": count_unstated(kind, question, top),
     }
 
 
@@ -498,9 +546,18 @@ def decide(cfg: DecisionSettings, query: str, question: str, sources: list[Sourc
     # A multi-paper question, or one asking which work it is, asks for papers: they are
     # named or the topic is not covered; "not stated" does not apply.
     whole = kind.multi or kind.identity
-    stated = 1.0 if whole else calibrated(probability(cfg.stated, sig), cfg.stated)
+    stated = _stated(cfg.stated, sig, whole)
     return replace(verdict(covered, stated, choose_papers(cfg, query, sources, weights, kind),
                            whole, cfg.grey), signals=sig)
+
+
+def _stated(model: LogisticSettings, sig: dict[str, float], whole: bool) -> float:
+    """The calibrated stated probability: 1 for a question asking for papers (`whole`); 0
+    when it asks to count a thing no value in the top paper counts (`count_unstated`), in
+    every mode: no model can read a count from an abstract that writes none."""
+    if whole:
+        return 1.0
+    return 0.0 if sig.get("count_unstated") else calibrated(probability(model, sig), model)
 
 
 def kind_checked(cfg: DecisionSettings, v: Verdict, kind: QuestionKind) -> Verdict:
@@ -526,7 +583,7 @@ def with_model_yes(cfg: DecisionSettings, before: Verdict, yes: float, kind: Que
     sig = {**before.signals, "model_yes": yes_log_odds(yes)}
     covered = calibrated(probability(cfg.covered_yes, sig), cfg.covered_yes)
     whole = kind.multi or kind.identity
-    stated = 1.0 if whole else calibrated(probability(cfg.stated_yes, sig), cfg.stated_yes)
+    stated = _stated(cfg.stated_yes, sig, whole)
     return replace(verdict(covered, stated, before.papers, whole, cfg.grey), signals=sig)
 
 

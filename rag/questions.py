@@ -90,8 +90,10 @@ _IDENTITY = re.compile(
     rf"|^\s*(?!(?:in|for|with|on|from|of|at|by|to|about|using|under)\b)"
     rf"(?:[\w\-/+]+\s+){{0,3}}?{_WORK_NOUNS}s?\s+(?:that|which|where|whose|showing|"
     rf"proposing)\b"
-    # Described first, then asked for its name: "..., what's it called?"
+    # Described first, then asked for its name: "..., what's it called?", "Which paper was
+    # that?"
     r"|\bwhat(?:'s|\s+is|\s+was|\s+are)\s+(?:it|this|that|they)\s+called\b"
+    rf"|\b(?:which|what)\s+{_WORK_NOUNS}\s+(?:is|was)\s+(?:it|this|that)\s*\?"
     r"|\bwhat(?:'s|\s+is)\s+its\s+name\b", re.I)
 # A question asking for one work, by a singular noun near its start ("Which work improves
 # ... in both dimensions?", "Is there a tool that ..."): not a multi-paper question, whatever

@@ -23,6 +23,8 @@ from rag.decision import (
     ask_near,
     asks_device,
     calibrated,
+    count_unstated,
+    counted,
     decide,
     identifiers,
     kind_checked,
@@ -399,6 +401,44 @@ def test_the_kind_check_asks_for_a_value_within_a_few_words_of_what_is_asked():
     assert kind_unmatched(far) == 1.0
     assert kind_unmatched("The model was trained on 1024 GPUs in two weeks.") == 0.0
     assert kind_unmatched("The model was trained on GPUs for weeks.") == 1.0  # no value
+
+
+def test_a_count_is_stated_only_by_a_value_counting_the_asked_thing():
+    question = "How many GPUs and how many days did pretraining take?"
+    kind = classify(question)
+    assert counted(kind, question) == [{"gpu"}, {"day"}]
+
+    def unstated(abstract: str) -> float:
+        return count_unstated(kind, question, fake_paper("Big model", abstract))
+
+    assert unstated("We pretrain on 1024 A100 GPUs for 21 days.") == 0.0
+    # Days counted, GPUs not: "on A100 GPUs" names them; 2.5x counts nothing.
+    assert unstated("We pretrain on A100 GPUs for 21 days, 2.5x faster.") == 1.0
+    assert unstated("Pretraining on 64 nodes takes days.") == 1.0
+    # A difference is no count ("how many fewer", "how many times"), nor a plain "many".
+    for other in ("How many fewer epochs does it need?", "How many times faster is it?",
+                  "Which system batches many concurrent requests?"):
+        assert counted(classify(other), other) == []
+    # "how many CWE types": the CWEs are counted; "params" asks for parameters.
+    for q, abstract in (("How many CWE types does the dataset span?", "It spans 150 CWEs."),
+                        ("How many params does it have?", "It has 64M parameters.")):
+        assert count_unstated(classify(q), q, fake_paper("Data", abstract)) == 0.0
+
+
+def test_an_uncounted_count_is_not_stated_with_or_without_the_models_yes():
+    cfg = load_settings().decision
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    question = "How many experts per layer does the mixture-of-experts model use?"
+    kind = classify(question)
+    source = Source(1, fake_paper("A mixture-of-experts model",
+                                  "The mixture-of-experts model routes each token to experts "
+                                  "in every layer, reaching 71.2% accuracy."), 1.0, 0.7, 9.0)
+    v = decide(cfg, question, question, [source], 0.7, weights, kind)
+    assert v.signals["count_unstated"] == 1.0 and v.stated == 0.0 and not v.unsure_stated
+    assert with_model_yes(cfg, v, 0.99, kind).stated == 0.0
+    # A question asking which paper is not asked a count of it.
+    which = "Which paper counts how many experts per layer a model needs?"
+    assert decide(cfg, which, which, [source], 0.7, weights, classify(which)).stated == 1.0
 
 
 def test_a_compound_of_indexed_words_is_not_unseen():
