@@ -351,6 +351,30 @@ def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeig
                 for _, _, text in paper_sentences(paper) if carries(text)), default=0.0)
 
 
+def name_near(kind: QuestionKind, question: str, paper: Paper,
+              window: int = KIND_CHECK_WINDOW) -> bool:
+    """Asked which thing: whether a sentence of the paper writes a name the question does
+    not give (nor spells by its initials: "VLMs" for "vision-language models"), or a list
+    of the asked things (`lists_asked`), within `window` words of an asked word or holding
+    one ("Adam-atan2" for "which Adam variant"). "Experiments on three popular datasets on a
+    Raspberry Pi 4" names no dataset: the name is of something else."""
+    ask = _asked_words(kind, question, DEGREE_WORDS | PAPER_WORDS)
+    named = {n.lower() for n in identifiers(question)}
+    known = set(keyword_tokens(question))
+    for _, _, text in paper_sentences(paper):
+        if lists_asked(text, question, kind.ask):
+            return True
+        for m in _IDENT.finditer(text):
+            name = m.group(0).lower()
+            if (values(name) or name in named or _spells(name, question)
+                    or _plural_forms(name) & known):
+                continue
+            near = text[:m.start()].split()[-window:] + [name] + text[m.end():].split()[:window]
+            if set(ask) & set(stems(" ".join(near))):
+                return True
+    return False
+
+
 def ask_near(kind: QuestionKind, question: str, paper: Paper, weights: TermWeights,
              window: int = ASK_NEAR_WINDOW) -> float:
     """Asked for a number: the best share of the asked words within `window` words of a
@@ -477,6 +501,8 @@ def question_signals(query: str, question: str, sources: list[Source], best_dens
         "ask_near": ask_near(kind, question, top, weights),
         # Asked a number or a name, no sentence carries one (`kind_checked`).
         "kind_unmatched": float(((kind.wants_number or kind.asks_name) and asked == 0) or (
+            kind.asks_name and not asks_device(kind) and not name_near(kind, question, top))
+            or (
             kind.wants_number and ask_near(_number_part(kind), question, top, weights,
                                            KIND_CHECK_WINDOW) == 0)),
         "count_unstated": count_unstated(kind, question, top),

@@ -91,9 +91,9 @@ _IDENTITY = re.compile(
     rf"(?:[\w\-/+]+\s+){{0,3}}?{_WORK_NOUNS}s?\s+(?:that|which|where|whose|showing|"
     rf"proposing)\b"
     # Described first, then asked for its name: "..., what's it called?", "Which paper was
-    # that?"
+    # that?", "... - which paper?", "Which one?"
     r"|\bwhat(?:'s|\s+is|\s+was|\s+are)\s+(?:it|this|that|they)\s+called\b"
-    rf"|\b(?:which|what)\s+{_WORK_NOUNS}\s+(?:is|was)\s+(?:it|this|that)\s*\?"
+    rf"|\b(?:which|what)\s+(?:{_WORK_NOUNS}|one)(?:\s+(?:is|was)\s+(?:it|this|that))?\s*\?\s*$"
     r"|\bwhat(?:'s|\s+is)\s+its\s+name\b", re.I)
 # A question asking for one work, by a singular noun near its start ("Which work improves
 # ... in both dimensions?", "Is there a tool that ..."): not a multi-paper question, whatever
@@ -130,7 +130,9 @@ _QUANTITY = re.compile(
     r"pass@\d+|psnr|ssim|mae|r?mse|f-(?:measure|score)|fps|speed|"
     r"precision|recall|ndcg|gain|improvement|reduction|memory|cost|"
     r"compute|flops|params?|parameters|faster|slower|smaller|larger|higher|lower|"
-    r"bits?|budget|steps|values?|factors?|fractions?|shares?|exponents?|coefficients?)\b", re.I)
+    r"bits?|budget|steps|values?|factors?|fractions?|shares?|exponents?|coefficients?)\b"
+    # Not a compound's part: "low-rank", "sequence-length filters" name no number.
+    r"|(?<![\w-])(?:lengths?|dimensions?|ranks?)(?![\w-])", re.I)
 # What a thing is asked in place of names no ask: "what does the surrogate predict instead
 # of validation error?" asks for a thing, not an error.
 _REPLACED = re.compile(r"\b(?:instead\s+of|rather\s+than|in\s+place\s+of)\b.*", re.I)

@@ -30,6 +30,7 @@ from rag.decision import (
     kind_checked,
     lists_asked,
     missing_identifiers,
+    name_near,
     names_device,
     names_given,
     probability,
@@ -147,6 +148,11 @@ def test_a_multi_paper_question_lists_its_facets(question, facets):
     # Described first, then asked for its name.
     ("There's a model that distils a flow model into one step. What's it called?", True),
     ("A detector that decays overlapping boxes' scores: what is its name?", True),
+    ("A study blames the accuracy drop on images with several objects. Which paper was that?",
+     True),
+    ("FPGA engine for deformable convolutions - which paper?", True),
+    ("I remember small video LLMs with a two-stream design. Which one?", True),
+    ("Which one of the two schedules decays faster, and by how much?", False),
     ("At what model sizes was the gated linear attention Transformer evaluated?", False),
     ("What FID does the diffusion transformer reach on ImageNet?", False),
     ("For the scheme that packs weights into registers, how much faster is it?", False),
@@ -168,6 +174,10 @@ def test_questions_asking_which_work_it_is_are_recognised(question, identity):
      "what inference speed in FPS"),
     ("What NeRF trusts only depth order in coarse depth maps?", False,
      "what NeRF trusts only depth order in coarse depth maps"),
+    ("MosaicBERT pretraining sequence length", True, ""),
+    ("What LoRA rank does the tracker use?", True, "what LoRA rank"),
+    ("Which low-rank technique is added to the quantizer?", False,
+     "which low-rank technique"),
     # A reply reads "does not state the dataset ...", not "what is the dataset ... it".
     ("What is the dataset of code graphs it is trained on called?", False,
      "the dataset of code graphs"),
@@ -423,6 +433,23 @@ def test_a_count_is_stated_only_by_a_value_counting_the_asked_thing():
     for q, abstract in (("How many CWE types does the dataset span?", "It spans 150 CWEs."),
                         ("How many params does it have?", "It has 64M parameters.")):
         assert count_unstated(classify(q), q, fake_paper("Data", abstract)) == 0.0
+
+
+def test_a_name_answers_which_thing_only_near_what_is_asked():
+    question = "Which three image-classification datasets was the framework evaluated on?"
+    kind = classify(question)
+
+    def near(abstract: str) -> bool:
+        return name_near(kind, question, fake_paper("Edge inference", abstract))
+
+    assert near("We evaluate on CIFAR-10, SVHN and MNIST image-classification datasets.")
+    # Names of other things only: the board and the cloud, not a dataset.
+    assert not near("Results on three popular datasets show lower latency and energy use "
+                    "across all of our evaluation runs on a Raspberry Pi 4.")
+    # A name holding the asked word answers ("Adam-atan2" for "which Adam variant").
+    variant = "Which Adam variant do the authors propose?"
+    assert name_near(classify(variant), variant,
+                     fake_paper("Optimizers", "We propose Adam-atan2, which needs no epsilon."))
 
 
 def test_an_uncounted_count_is_not_stated_with_or_without_the_models_yes():
