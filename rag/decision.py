@@ -351,6 +351,11 @@ def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeig
                 for _, _, text in paper_sentences(paper) if carries(text)), default=0.0)
 
 
+_RELATIVE = re.compile(r"\s+(?:that|which|who|whose|where)\s+", re.I)
+_HARDWARE = re.compile(rf"{_DEVICE_ASK.pattern}|[cgtn]pus?", re.I)
+_LINK = re.compile(r"https?:|www\.|github|\.(?:io|com|org|net)\b", re.I)
+
+
 def name_near(kind: QuestionKind, question: str, paper: Paper,
               window: int = KIND_CHECK_WINDOW) -> bool:
     """Asked which thing: whether a sentence of the paper writes a name the question does
@@ -358,16 +363,23 @@ def name_near(kind: QuestionKind, question: str, paper: Paper,
     of the asked things (`lists_asked`), within `window` words of an asked word or holding
     one ("Adam-atan2" for "which Adam variant"). "Experiments on three popular datasets on a
     Raspberry Pi 4" names no dataset: the name is of something else."""
-    ask = _asked_words(kind, question, DEGREE_WORDS | PAPER_WORDS)
     named = {n.lower() for n in identifiers(question)}
-    known = set(keyword_tokens(question))
+    # What is asked, without a clause on the subject ("the dataset <that F5-TTS is trained
+    # on>").
+    head = replace(kind, ask=_RELATIVE.split(kind.ask)[0])
+    ask = _asked_words(head, question, DEGREE_WORDS | PAPER_WORDS | {"name", "names"})
+    # The paper's title words name the paper, not what it uses ("Mathematical
+    # Architecture Design for Deep CNN (DeepMAD)"); hardware and links name no solver or
+    # dataset.
+    known = set(keyword_tokens(f"{question} {paper.title}"))
     for _, _, text in paper_sentences(paper):
         if lists_asked(text, question, kind.ask):
             return True
         for m in _IDENT.finditer(text):
             name = m.group(0).lower()
             if (values(name) or name in named or _spells(name, question)
-                    or _plural_forms(name) & known):
+                    or _plural_forms(name) & known or names_device(m.group(0))
+                    or _HARDWARE.fullmatch(name) or _LINK.search(name)):
                 continue
             near = text[:m.start()].split()[-window:] + [name] + text[m.end():].split()[:window]
             if set(ask) & set(stems(" ".join(near))):

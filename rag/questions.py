@@ -117,6 +117,7 @@ _HEAD_OF = re.compile(r"\s*(.*?)\s+(?:of|for|in|on|from)\s+(?:the|a|an|its)\b", 
 # ("What is that framework called?" does ask for a name).
 _WHAT_IS_NAME = re.compile(rf"{_WHAT_COPULA}(?![^?]*\b(?:called|named)\b)(?!{_DETERMINER})",
                            re.I)
+_NAME_OF = re.compile(r"(?:the\s+)?(?:exact\s+|specific\s+)?names?\s+of\b", re.I)
 # Words after "how" that ask for an amount without naming it ("how much", "how long").
 DEGREE_WORDS = frozenset("much many fast large big long small well deep often far".split())
 # Words for a paper itself ("which paper ...", "any work ..."), plural-folded: they name no
@@ -174,9 +175,10 @@ class QuestionKind:
     def asks_name(self) -> bool:
         """Its main ask is which thing by a noun ("which vision encoder", "what optimizer"),
         whatever another part asks ("..., and how many TPUs?"): a sentence stating it names
-        one the question does not."""
-        return (self.asked.lower().startswith(("which ", "what "))
-                and not _WHAT_IS_NAME.match(self.asked) and not _QUANTITY.search(self.ask))
+        one the question does not. "What is the name of the chip ...?" asks one too."""
+        return ((self.asked.lower().startswith(("which ", "what "))
+                 and not _WHAT_IS_NAME.match(self.asked) and not _QUANTITY.search(self.ask))
+                or bool(_NAME_OF.match(self.asked)))
 
     @property
     def wants_name(self) -> bool:

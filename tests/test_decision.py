@@ -446,6 +446,20 @@ def test_a_name_answers_which_thing_only_near_what_is_asked():
     # Names of other things only: the board and the cloud, not a dataset.
     assert not near("Results on three popular datasets show lower latency and energy use "
                     "across all of our evaluation runs on a Raspberry Pi 4.")
+    # Hardware, a link and the paper's own title words name no solver.
+    solver = "Which off-the-shelf mathematical programming solver does MAD use?"
+    paper = fake_paper("Mathematical Architecture Design",
+                       "A framework termed Mathematical Architecture Design (MAD) is proposed. "
+                       "It is solved by off-the-shelf MP solvers on CPUs; see github.com/x/MAD.")
+    assert not name_near(classify(solver), solver, paper)
+    assert name_near(classify(solver), solver, fake_paper(
+        "Mathematical Architecture Design", "It is solved by the Gurobi solver in seconds."))
+    # Asked the name of a dataset, a name in a clause on the subject does not answer.
+    data = "What is the name of the multilingual dataset that F5-TTS is trained on?"
+    assert classify(data).asks_name
+    assert not name_near(classify(data), data, fake_paper(
+        "F5-TTS", "Trained on a public multilingual dataset, F5-TTS shows highly natural and "
+        "expressive zero-shot ability, and it clearly beats the E2 TTS baseline."))
     # A name holding the asked word answers ("Adam-atan2" for "which Adam variant").
     variant = "Which Adam variant do the authors propose?"
     assert name_near(classify(variant), variant,
