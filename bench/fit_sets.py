@@ -17,9 +17,9 @@ bench/questions/probe10.jsonl (60) is not in the list: written by a helper that 
 the code or the eval files, with gold papers drawn only from those no set had used for the
 question's type, it was measured once, held out, against the fit on these 656
 (bench/results/probe10_held_out.json). probe11-15 are not in it either (probe15: written
-by a helper that read only the seed papers' titles and abstracts). Every figure quoted
-from a fit is cross-validated over the list; a new probe set is measured once, held out,
-before it joins it.
+by a helper that read only the seed papers' titles and abstracts), nor probe16-17.
+Every figure quoted from a fit is cross-validated over the list; a new probe set is
+measured once, held out, before it joins it.
 """
 from __future__ import annotations
 
