@@ -410,9 +410,9 @@ def ask_near(kind: QuestionKind, question: str, paper: Paper, weights: TermWeigh
 
 
 # "how many X" / "number of X" in what is asked: the counted thing X, the first plural
-# noun within three words (an adjective or a name may stand between). A difference ("how many fewer
-# epochs", "how many times faster", "how many F1 points better") is no count: it is
-# written as a ratio or a percentage.
+# noun within three words (an adjective or a name may stand between). A difference ("how
+# many fewer epochs", "how many times faster", "how many F1 points better") is no count:
+# it is written as a ratio or a percentage.
 _COUNT = re.compile(r"\b(?:how\s+many|number\s+of)\s+((?:[\w\-]+\s+){0,2}?)([a-z][\w\-]*?s)\b"
                     r"(?!\s+(?:better|worse|more|fewer|less|higher|lower|faster|slower)\b)", re.I)
 _DIFFERENCE = re.compile(r"\b(?:fewer|more|less|times|points?)\b", re.I)
@@ -511,12 +511,14 @@ def question_signals(query: str, question: str, sources: list[Source], best_dens
         "ask_unmatched": float(asked == 0),
         "ask_missing": ask_missing(kind, question, top, weights),
         "ask_near": ask_near(kind, question, top, weights),
-        # Asked a number or a name, no sentence carries one (`kind_checked`).
-        "kind_unmatched": float(((kind.wants_number or kind.asks_name) and asked == 0) or (
-            kind.asks_name and not asks_device(kind) and not name_near(kind, question, top))
-            or (
-            kind.wants_number and ask_near(_number_part(kind), question, top, weights,
-                                           KIND_CHECK_WINDOW) == 0)),
+        # Asked a number or a name, no sentence carries one near what is asked
+        # (`kind_checked`).
+        "kind_unmatched": float(
+            ((kind.wants_number or kind.asks_name) and asked == 0)
+            or (kind.asks_name and not asks_device(kind)
+                and not name_near(kind, question, top))
+            or (kind.wants_number and ask_near(_number_part(kind), question, top, weights,
+                                               KIND_CHECK_WINDOW) == 0)),
         "count_unstated": count_unstated(kind, question, top),
     }
 
