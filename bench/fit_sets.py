@@ -13,13 +13,17 @@
   was measured held out against the fit on the sets before it, then joined the list
   (656 questions in all).
 
-bench/questions/probe10.jsonl (60) is not in the list: written by a helper that never read
-the code or the eval files, with gold papers drawn only from those no set had used for the
-question's type, it was measured once, held out, against the fit on these 656
-(bench/results/probe10_held_out.json). probe11-15 are not in it either (probe15: written
-by a helper that read only the seed papers' titles and abstracts), nor probe16-17.
-Every figure quoted from a fit is cross-validated over the list; a new probe set is
-measured once, held out, before it joins it.
+- bench/questions/probe10.jsonl .. probe17.jsonl (60 each): written by helpers that never
+  read the code or the eval files (from probe15 on, only the seed papers' titles and
+  abstracts), gold papers drawn only from those no set had used for the question's type.
+  Each was measured once, held out, against the fit on the sets before it
+  (bench/results/probeN_held_out*.json), then, in session 41, joined the list (1,136
+  questions in all).
+
+bench/questions/probe18.jsonl (60) is not in the list: written the same way, it was
+measured once, held out, against the fit on the 656 and against the fit on these 1,136
+(bench/results/probe18_held_out_*.json). Every figure quoted from a fit is cross-validated
+over the list; a new probe set is measured once, held out, before it joins it.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 EVAL = REPO.parent / "shared" / "eval"
 FIT_SETS = (EVAL / "dev.jsonl", EVAL / "dev2.jsonl",
-            *(REPO / "bench" / "questions" / f"probe{i}.jsonl" for i in range(1, 10)))
+            *(REPO / "bench" / "questions" / f"probe{i}.jsonl" for i in range(1, 18)))
 
 
 def read_gold(paths=FIT_SETS) -> list[dict]:

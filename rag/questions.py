@@ -19,7 +19,8 @@ _AUX = r"(?:does|do|did|is|are|was|were|has|have|had|can|could|should|would|will
 # Nouns for a work or the thing it proposes ("which paper", "any method", "is there a tool").
 _WORK_NOUNS = (r"(?:paper|work|research|study|method|approach|technique|model|architecture|"
                r"system|framework|algorithm|network|tool|library|module|trick|transformer|"
-               r"backbone|estimator|paradigm|scheme|design|detector|optimizer|report|survey)")
+               r"backbone|estimator|paradigm|scheme|design|detector|optimizer|report|survey|"
+               r"compiler|runtime|engine|toolkit|pipeline|platform|package|accelerator)")
 # "which <up to four words> papers", where the words are not a verb ("Which GPU were the
 # consistency models trained on?" asks about one paper) and the first is not a work in the
 # singular ("Which approach designs convolutional networks ...?" asks for one).
@@ -39,7 +40,10 @@ _MULTI = re.compile(
     r"|\b(?:do|did|are|were|have)\s[^?]*\band\b[^?]*\beach\b"
     # An order to compare ("Compare the mask mAP of X with its improved version") sets
     # two or more works side by side; "How does X compare with Y?" may ask about one.
-    r"|^\s*(?:please\s+)?(?:compare|contrast)\b"
+    r"|(?:^|[.?!]\s+)(?:please\s+)?(?:compare|contrast)\b"
+    # "anything here on X?", "anything in the index that ...": whatever papers there are.
+    r"|^\s*anything\s+(?:(?:here|in\s+(?:here|the\s+(?:index|corpus|collection)))\s+)?"
+    r"(?:that|which|on|about|for|using|with)\b"
     r"|\b(?:which|what|any|several|different|various|other|recent|related|prior)\s+works\b"
     # "What <things> have been proposed / exist?": several are asked for, whatever they are
     # called ("what normalization fixes have been proposed").
@@ -188,9 +192,14 @@ class QuestionKind:
 
 # Questions about a paper's record, not its abstract.
 _RECORD = {
+    # "authors of" asks for them only as what is asked ("List the authors of X", "authors
+    # of X?"), not inside a question on something else ("which engine did the authors of
+    # X build on?").
     "authors": re.compile(r"\b(?:who\s+(?:wrote|authored|are\s+the\s+authors|were\s+the\s+"
-                          r"authors|is\s+the\s+author)|(?:names?\s+of\s+the\s+)?authors?\s+of|"
-                          r"written\s+by\s+whom)\b", re.I),
+                          r"authors|is\s+the\s+author)|written\s+by\s+whom)\b"
+                          r"|(?:^\s*|\b(?:what|which|list|name|give|tell)\s+(?:me\s+)?"
+                          r"(?:are\s+|were\s+)?)(?:the\s+)?(?:names?\s+of\s+the\s+)?"
+                          r"authors?\s+of\b", re.I),
     "year": re.compile(r"\b(?:(?:what|which)\s+year|when\s+(?:was|were)\b[^?]*\b(?:published|"
                        r"released|written|posted|introduced|proposed)|publication\s+(?:year|"
                        r"date))\b", re.I),

@@ -46,7 +46,7 @@ from rag.engine import get_engine
 from rag.evaluation import evaluate
 from rag.evidence import TermWeights, rank_sentences, states_number, values
 from rag.names import display_name, name_match, names_paper, short_name, variant_base
-from rag.questions import classify
+from rag.questions import classify, record_field
 from rag.types import Paper, Source
 
 REPO = Path(__file__).resolve().parent.parent
@@ -112,6 +112,10 @@ def fake_paper(title: str, abstract: str) -> Paper:
     ("Which datasets are used by the papers on pruning?", True),
     # Works in the plural as the subject of "how do".
     ("How do hardware-focused papers make convolutions faster?", True),
+    # An order to compare after the question, and "anything here on X", ask for several.
+    ("How is speech recognition made to run on phones? Compare the approaches.", True),
+    ("anything here on graph pruning? what do they report", True),
+    ("Is anything known about the second dataset they compare against?", False),
 ])
 def test_multi_paper_questions_are_recognised(question, multi):
     assert classify(question).multi is multi
@@ -143,6 +147,8 @@ def test_a_multi_paper_question_lists_its_facets(question, facets):
     # The noun phrase goes on past the work noun: a detail of the detector.
     ("Which base backbone network does the single-shot detector build on?", False),
     ("Is there a pretrained network that does regression on tiny tables?", True),
+    ("Is there an inference engine that runs 2-bit models on phones?", True),
+    ("Which engine does the serving system build on?", False),
     ("which technical report trains a dense 135B model on 8,192 NPUs?", True),
     ("Looking for the lightweight bird's-eye-view framework that predicts flow.", True),
     # Described first, then asked for its name.
@@ -1091,3 +1097,17 @@ def test_the_keyword_margin_sets_apart_a_paper_dense_scores_tie():
                                 classify(question))["keyword_margin"]
 
     assert margin(ahead) > margin(level) > 0.0
+
+
+@pytest.mark.parametrize("question, field", [
+    ("Who wrote the paper on speculative decoding?", "authors"),
+    ("authors of the sparse attention paper?", "authors"),
+    ("List the authors of the pruning survey.", "authors"),
+    ("What are the names of the authors of the MoE paper?", "authors"),
+    ("When was the diffusion distillation paper published?", "year"),
+    # The authors named inside a question on something else: not a record question.
+    ("Which serving engine did the authors of the MoE paper build their kernels into?", ""),
+    ("Which dataset do the authors of the survey recommend?", ""),
+])
+def test_a_record_field_is_read_only_when_it_is_asked(question, field):
+    assert record_field(question) == field
