@@ -125,58 +125,58 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of its fit sets (bench/fit_sets.py); its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -3.5160, "threshold": 0.6210,
-            "weights": {"dense": 4.3111,
-                        "margin": 5.9782,
-                        "coverage": 8.8441,
-                        "match": -4.6402,
-                        "unseen": -5.2376,
-                        "missing_ids": -0.9207,
-                        "unseen_ids": -0.9859,
-                        "multi": 2.4389,
-                        "keyword_margin": 8.6666}}
-_STATED = {"bias": 5.2881, "threshold": 0.5559,
-           "weights": {"quantity": -2.3201,
-                       "ask_match": -2.0494,
-                       "quantity_ask_match": 1.8992,
-                       "ask_unmatched": -2.7054,
-                       "missing_ids": -2.4218,
-                       "coverage": -1.6503,
-                       "ask_missing": -1.2684,
-                       "ask_near": 2.2445}}
-_MULTI_PAPER_THRESHOLD = 0.0459
-_PAPER = {"bias": -7.2505, "threshold": 0.1631,
-          "weights": {"dense": 2.4081,
-                      "dense_gap": -4.4532,
-                      "coverage": 6.0543,
-                      "match": -6.3375,
-                      "match_ratio": 5.3507,
-                      "keyword": 4.9198,
-                      "rank": -1.5923,
-                      "multi": 2.5803}}
+_COVERED = {"bias": -5.0227, "threshold": 0.6381,
+            "weights": {"dense": 5.8076,
+                        "margin": 5.3396,
+                        "coverage": 9.8572,
+                        "match": -4.5797,
+                        "unseen": -5.3766,
+                        "missing_ids": -0.3904,
+                        "unseen_ids": -1.0460,
+                        "multi": 1.9644,
+                        "keyword_margin": 12.0493}}
+_STATED = {"bias": 4.5542, "threshold": 0.5003,
+           "weights": {"quantity": -1.9963,
+                       "ask_match": -1.6690,
+                       "quantity_ask_match": 2.0648,
+                       "ask_unmatched": -2.1199,
+                       "missing_ids": -2.0934,
+                       "coverage": -1.8666,
+                       "ask_missing": -1.1229,
+                       "ask_near": 1.0734}}
+_MULTI_PAPER_THRESHOLD = 0.0487
+_PAPER = {"bias": -5.7899, "threshold": 0.1358,
+          "weights": {"dense": 0.8122,
+                      "dense_gap": -5.2107,
+                      "coverage": 7.3534,
+                      "match": -6.2192,
+                      "match_ratio": 4.4977,
+                      "keyword": 2.5548,
+                      "rank": -1.7093,
+                      "multi": 2.5034}}
 
 # The covered and stated decisions with the local model's yes as one more signal
 # (`model_yes`, its log-odds; bench/fit_decision.py --yes), fitted on the same questions.
-_COVERED_YES = {"bias": -2.9483, "threshold": 0.7785,
-                "weights": {"dense": 0.4533,
-                            "margin": 5.4246,
-                            "coverage": 5.3820,
-                            "match": -1.6195,
-                            "unseen": -3.3655,
-                            "missing_ids": -0.1495,
-                            "unseen_ids": -0.6184,
-                            "keyword_margin": 5.1995,
-                            "model_yes": 1.7572}}
-_STATED_YES = {"bias": -0.2013, "threshold": 0.4271,
-               "weights": {"quantity": -1.9917,
-                           "ask_match": -2.5125,
-                           "quantity_ask_match": 2.6658,
-                           "ask_unmatched": -2.4443,
-                           "missing_ids": -2.0426,
-                           "coverage": -3.8415,
-                           "ask_missing": -0.8192,
-                           "ask_near": 1.8674,
-                           "model_yes": 3.7577}}
+_COVERED_YES = {"bias": -3.6709, "threshold": 0.6988,
+                "weights": {"dense": 0.1137,
+                            "margin": 4.3108,
+                            "coverage": 5.4223,
+                            "match": -0.8509,
+                            "unseen": -3.5967,
+                            "missing_ids": 0.3311,
+                            "unseen_ids": -0.9601,
+                            "keyword_margin": 9.9026,
+                            "model_yes": 2.1357}}
+_STATED_YES = {"bias": -1.6463, "threshold": 0.3258,
+               "weights": {"quantity": -1.9822,
+                           "ask_match": -1.5191,
+                           "quantity_ask_match": 2.2080,
+                           "ask_unmatched": -1.6667,
+                           "missing_ids": -2.0617,
+                           "coverage": -4.2976,
+                           "ask_missing": -0.5296,
+                           "ask_near": 1.5716,
+                           "model_yes": 4.2969}}
 # Fitted by bench/fit_number_check.py on a local cross-validation run's answers (both checks).
 _NUMBER_CHECK_BELOW = 0.7493
 _NAME_CHECK_BELOW = 0.8770
