@@ -43,7 +43,7 @@ from rag.questions import classify  # noqa: E402
 
 # Which signals each decision sees (few, to fit on ~140 questions without overfitting).
 COVERED = ("dense", "margin", "coverage", "match", "unseen", "missing_ids", "unseen_ids", "multi",
-           "keyword_margin")
+           "keyword_margin", "length")
 STATED = ("quantity", "ask_match", "quantity_ask_match", "ask_unmatched", "missing_ids", "coverage",
           "ask_missing", "ask_near")
 PAPER = PAPER_SIGNALS

@@ -125,16 +125,17 @@ class LogisticSettings(_Section):
 
 # Fitted by bench/fit_decision.py on all of its fit sets (bench/fit_sets.py); its k-fold
 # cross-validated figures (fit on four folds, judged on the fifth) are in the README.
-_COVERED = {"bias": -5.0227, "threshold": 0.6381,
-            "weights": {"dense": 5.8076,
-                        "margin": 5.3396,
-                        "coverage": 9.8572,
-                        "match": -4.5797,
-                        "unseen": -5.3766,
-                        "missing_ids": -0.3904,
-                        "unseen_ids": -1.0460,
-                        "multi": 1.9644,
-                        "keyword_margin": 12.0493}}
+_COVERED = {"bias": -5.7129, "threshold": 0.5154,
+            "weights": {"dense": 2.5495,
+                        "margin": 4.8410,
+                        "coverage": 8.0056,
+                        "match": -0.0747,
+                        "unseen": -4.2130,
+                        "missing_ids": -0.6935,
+                        "unseen_ids": -1.0965,
+                        "multi": 2.0171,
+                        "keyword_margin": 9.8622,
+                        "length": 2.6407}}
 _STATED = {"bias": 4.5542, "threshold": 0.5003,
            "weights": {"quantity": -1.9963,
                        "ask_match": -1.6690,
@@ -157,16 +158,17 @@ _PAPER = {"bias": -5.7899, "threshold": 0.1358,
 
 # The covered and stated decisions with the local model's yes as one more signal
 # (`model_yes`, its log-odds; bench/fit_decision.py --yes), fitted on the same questions.
-_COVERED_YES = {"bias": -3.6709, "threshold": 0.6988,
-                "weights": {"dense": 0.1137,
-                            "margin": 4.3108,
-                            "coverage": 5.4223,
-                            "match": -0.8509,
-                            "unseen": -3.5967,
-                            "missing_ids": 0.3311,
-                            "unseen_ids": -0.9601,
-                            "keyword_margin": 9.9026,
-                            "model_yes": 2.1357}}
+_COVERED_YES = {"bias": -4.0671, "threshold": 0.5892,
+                "weights": {"dense": -1.1789,
+                            "margin": 4.4683,
+                            "coverage": 5.1403,
+                            "match": 0.7242,
+                            "unseen": -3.1774,
+                            "missing_ids": 0.1309,
+                            "unseen_ids": -0.9175,
+                            "keyword_margin": 9.1512,
+                            "length": 1.3425,
+                            "model_yes": 1.9361}}
 _STATED_YES = {"bias": -1.6463, "threshold": 0.3258,
                "weights": {"quantity": -1.9822,
                            "ask_match": -1.5191,

@@ -1111,3 +1111,17 @@ def test_the_keyword_margin_sets_apart_a_paper_dense_scores_tie():
 ])
 def test_a_record_field_is_read_only_when_it_is_asked(question, field):
     assert record_field(question) == field
+
+
+def test_the_length_signal_counts_only_the_words_past_a_short_question():
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    source = Source(1, fake_paper("A model", "A model."), 0.5, 0.5, 0.5, [])
+
+    def length(question):
+        return question_signals(question, question, [source], 0.5, weights,
+                                classify(question))["length"]
+    assert length("What hardware does TabPFN run on?") == 0.0
+    long = ("Which paper trains one weight-sharing supernet, then picks subnets for each "
+            "device and latency target with no retraining, shrinking kernels and depth?")
+    longer = long[:-1] + ", width and input resolution as training goes on?"
+    assert 0.0 < length(long) < length(longer)
