@@ -20,10 +20,11 @@
   (bench/results/probeN_held_out*.json), then, in session 41, joined the list (1,136
   questions in all).
 
-bench/questions/probe18.jsonl (60) is not in the list: written the same way, it was
-measured once, held out, against the fit on the 656 and against the fit on these 1,136
-(bench/results/probe18_held_out_*.json). Every figure quoted from a fit is cross-validated
-over the list; a new probe set is measured once, held out, before it joins it.
+bench/questions/probe18.jsonl and probe19.jsonl (60 each) are not in the list: written
+the same way, they were measured held out (probe18 against the fit on the 656 and on
+these 1,136, probe19 against the fit on these 1,136; bench/results/probe18_*.json). Every
+figure quoted from a fit is cross-validated over the list; a new probe set is measured
+once, held out, before it joins it.
 """
 from __future__ import annotations
 
