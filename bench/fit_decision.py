@@ -45,7 +45,7 @@ from rag.questions import classify  # noqa: E402
 COVERED = ("dense", "margin", "coverage", "match", "unseen", "missing_ids", "unseen_ids", "multi",
            "keyword_margin", "length")
 STATED = ("quantity", "ask_match", "quantity_ask_match", "ask_unmatched", "missing_ids", "coverage",
-          "ask_missing", "ask_near")
+          "ask_missing", "ask_near", "kind_unmatched")
 PAPER = PAPER_SIGNALS
 # The local model's graded yes (bench/model_yes.py): local mode's covered and stated
 # decisions weigh it too. It is asked of questions about one paper only, so "multi" is
@@ -196,12 +196,11 @@ def predict(model: dict, row: dict, yes: bool = False) -> dict:
     s = prob(stated, np.array([row["signals"][n] for n in stated["weights"]]),
              list(stated["weights"]))
     abstain = row["unseen"] or c < covered["threshold"]
-    # Without the model's yes, no sentence of the asked kind decides (decision.kind_check,
-    # extractive mode's; hosted mode decides by the regressions alone); in every mode, no
-    # value counting a thing asked to count (decision.count_unstated).
-    unmatched = (not yes and row["signals"]["kind_unmatched"]) or row["signals"]["count_unstated"]
+    # In every mode, no value counting a thing asked to count decides
+    # (decision.count_unstated). No sentence of the asked kind (`kind_unmatched`) is weighed
+    # by the regressions; the kind check that made it decide is off by default.
     not_stated = (not abstain and not (row["multi"] or row["identity"])
-                  and (s < stated["threshold"] or bool(unmatched)))
+                  and (s < stated["threshold"] or bool(row["signals"]["count_unstated"])))
     most = 6 if row["multi"] else 3
     cut = model["multi_paper_threshold"] if row["multi"] else model["paper"]["threshold"]
     kept = [0] + [i for i, pp in enumerate(row["papers"][1:], 1) if prob(

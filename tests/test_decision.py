@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -401,6 +402,21 @@ def test_asked_which_device_only_a_device_name_answers():
     assert names_given("In Triton [1].", question, [paper])
 
 
+def test_a_comparative_asked_is_stated_by_a_relative_value():
+    weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
+    question = "How much faster was training on the ETTh1 data?"
+    kind = classify(question)
+    relative = fake_paper("SpaceTime", "Our model speeds up training on ETTh1 by 73%.")
+    assert ask_match(kind, question, relative, weights) > 0
+    assert ask_missing(kind, question, relative, weights) < 1.0
+    # A value that is no change ("on 8 GPUs") does not say how much faster.
+    absolute = fake_paper("SpaceTime", "Our model speeds up training on ETTh1 on 8 GPUs.")
+    assert ask_match(kind, question, absolute, weights) == 0.0
+    # Nor does a relative value answer a measure that is no comparative.
+    question = "What perplexity does it reach on ETTh1?"
+    assert ask_match(classify(question), question, relative, weights) == 0.0
+
+
 def test_the_kind_check_asks_for_a_value_within_a_few_words_of_what_is_asked():
     weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
     question = "How many GPUs was the model trained on?"
@@ -757,18 +773,20 @@ def test_a_question_asking_which_work_it_is_is_never_not_stated(seed_settings):
 
 def test_extractive_mode_says_not_stated_when_no_sentence_carries_the_asked_kind(
         seed_settings):
-    # The SSD abstract writes values, but none beside a word of "learning rate": extractive
-    # mode says "not stated" (decision.kind_check); model modes leave it to the model.
+    # The SSD abstract writes values, but none beside a word of "learning rate": the stated
+    # regression weighs that (`kind_unmatched`) and says "not stated"; the kind check, off
+    # by default, makes it decide on its own.
     engine, cfg = get_engine(seed_settings), seed_settings.decision
     question = "What learning rate was the SSD single-shot detector trained with?"
     kind = classify(question)
     ret = retrieve(engine, question, kind)
     v = decide(cfg, ret.query, question, ret.sources, ret.best_dense, engine.weights, kind)
     assert ret.sources[0].paper.title.startswith("SSD") and not v.abstain
-    assert v.signals["kind_unmatched"] == 1.0 and v.stated > 0.0
-    checked = kind_checked(cfg, v, kind)
+    assert v.signals["kind_unmatched"] == 1.0 and v.not_stated
+    assert not cfg.kind_check and kind_checked(cfg, v, kind) == v
+    checked = kind_checked(cfg.model_copy(update={"kind_check": True}), replace(v, stated=0.9),
+                           kind)
     assert checked.not_stated and checked.stated == 0.0
-    assert kind_checked(cfg.model_copy(update={"kind_check": False}), v, kind) == v
     a = ask(question, mode="extractive", settings=seed_settings)
     assert a.abstained and a.citations[0].title.startswith("SSD")
     # "What is YOLACT ...?" asks what it is, not which thing: no kind to check.
@@ -844,12 +862,17 @@ def test_a_detail_the_abstract_does_not_give_is_not_stated(seed_settings):
 
 
 
-def test_asked_which_device_extractive_mode_needs_a_device_name(seed_settings):
+def test_asked_which_device_the_kind_check_needs_a_device_name(seed_settings):
     # YOLACT's abstract names the Titan Xp without writing "GPU"; TabPFN's says only "when
     # using a GPU", which names none.
     named = ask("Which GPU was YOLACT evaluated on?", mode="extractive", settings=seed_settings)
     assert not named.abstained and "Titan Xp" in named.text
-    vague = ask("What hardware does TabPFN run on?", mode="extractive", settings=seed_settings)
+    # With the kind check (decision.kind_check, off by default: the stated regression
+    # weighs the same signal) a device must be named, else "not stated".
+    question = "What hardware does TabPFN run on?"
+    checking = seed_settings.model_copy(update={"decision": seed_settings.decision.model_copy(
+        update={"kind_check": True})})
+    vague = ask(question, mode="extractive", settings=checking)
     assert vague.abstained and "does not state" in vague.text
     assert vague.citations and vague.citations[0].title.startswith("TabPFN")
 
