@@ -197,8 +197,9 @@ def predict(model: dict, row: dict, yes: bool = False) -> dict:
              list(stated["weights"]))
     abstain = row["unseen"] or c < covered["threshold"]
     # In every mode, no value counting a thing asked to count decides
-    # (decision.count_unstated). No sentence of the asked kind (`kind_unmatched`) is weighed
-    # by the regressions; the kind check that made it decide is off by default.
+    # (decision.count_unstated). Whether a sentence carries the asked kind of fact
+    # (`kind_unmatched`) is weighed by the stated regressions; the kind check that let it
+    # decide alone (decision.kind_check) is off by default.
     not_stated = (not abstain and not (row["multi"] or row["identity"])
                   and (s < stated["threshold"] or bool(row["signals"]["count_unstated"])))
     most = 6 if row["multi"] else 3

@@ -56,8 +56,9 @@ _IDENT = re.compile(r"(?<![.?!]\s)(?<!^)\b" + _NAME.pattern)
 _FIRST_IDENT = re.compile(r"^\s*([\w\-./*]*(?:\d|(?<=\w)[A-Z])[\w\-./*]*)")
 # How many words either side of a value `ask_near` reads for what the value is of.
 ASK_NEAR_WINDOW = 5
-# The same for the kind check (`kind_unmatched`): wider, as it decides on its own. Of 3, 5
-# and 8 words, 8 refused no single-paper question of the fit sets (bench/fit_sets.py).
+# The same for `kind_unmatched` (a stated signal, and the kind check when that is on):
+# wider. Chosen when it decided on its own: of 3, 5 and 8 words, 8 refused no single-paper
+# question of the fit sets (bench/fit_sets.py).
 KIND_CHECK_WINDOW = 8
 # Distinct content words up to which a question counts as short (the `length` signal; 6
 # beat 10 and 14 held out on the 1,136).
@@ -527,8 +528,8 @@ def question_signals(query: str, question: str, sources: list[Source], best_dens
         "ask_unmatched": float(asked == 0),
         "ask_missing": ask_missing(kind, question, top, weights),
         "ask_near": ask_near(kind, question, top, weights),
-        # Asked a number or a name, no sentence carries one near what is asked
-        # (`kind_checked`).
+        # Asked a number or a name, no sentence carries one near what is asked (weighed
+        # by the stated regressions; `kind_checked` when decision.kind_check is on).
         "kind_unmatched": float(
             ((kind.wants_number or kind.asks_name) and asked == 0)
             or (kind.asks_name and not asks_device(kind)
