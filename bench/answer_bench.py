@@ -3,7 +3,7 @@
 (bench/fit_sets.py: dev.jsonl, dev2.jsonl and bench/questions/) or --gold.
 
 Usage: python bench/answer_bench.py [--modes extractive,local] [--home DIR]
-           [--gold FILE,FILE] [--out FILE]
+           [--gold FILE,FILE] [--out FILE] [--resume]
            [--folds bench/results/decision_fit.json]
            [--sentence-folds bench/results/sentence_fit.json]
            [--number-check-folds bench/results/number_check_fit.json]
@@ -11,7 +11,9 @@ With --folds, each question is answered with the decision fitted without its fol
 (bench/fit_decision.py); with --sentence-folds too, also with the sentence priors picked
 without it (bench/fit_sentences.py), so every figure is held out. Builds the seed index
 under --home first if none is there. Predictions go to bench/results/predictions/ (not
-committed).
+committed), each as it is answered: local mode on the fit sets takes over two hours on 2
+cores, and `--resume` (same code, flags and --out) answers only the questions a stopped
+run had not.
 """
 from __future__ import annotations
 
@@ -87,9 +89,17 @@ def held_out_priors(settings_for, fit: dict, sentence_fit: dict):
     return settings_and_priors
 
 
-def run_mode(settings_for, gold, mode: str) -> tuple[dict, list[dict]]:
+def run_mode(settings_for, gold, mode: str, save: Path | None = None,
+             done: dict[str, dict] | None = None) -> tuple[dict, list[dict]]:
+    """Answers every question; each prediction is appended to `save` as it comes, so a
+    stopped run keeps what it answered, and those in `done` (by id) are not asked again
+    (the speed figures then cover only the questions answered in this run)."""
     preds, totals, firsts = [], [], []
+    done = done or {}
     for g in gold:
+        if g["id"] in done:
+            preds.append(done[g["id"]])
+            continue
         settings = settings_for(g["id"])
         t0 = time.perf_counter()
         first = None
@@ -104,6 +114,11 @@ def run_mode(settings_for, gold, mode: str) -> tuple[dict, list[dict]]:
             firsts.append(first if first is not None else totals[-1])
         preds.append({**answer.to_prediction(g["id"]), "timings": answer.timings,
                       "model_output": answer.model_output})
+        if save is not None:
+            with open(save, "a", encoding="utf-8") as f:
+                f.write(json.dumps(preds[-1], ensure_ascii=False) + "\n")
+    if not totals:
+        return {"answer_p50_s": None, "answer_p95_s": None, "first_text_median_s": None}, preds
     speed = {"answer_p50_s": round(pct(totals, .5), 3), "answer_p95_s": round(pct(totals, .95), 3),
              "first_text_median_s": round(statistics.median(firsts), 3) if firsts else None}
     return speed, preds
@@ -132,6 +147,9 @@ def main() -> int:
     ap.add_argument("--number-check-folds", help="number_check_fit.json of "
                     "bench/fit_number_check.py (needs --folds, same folds): the number "
                     "and name checks' cuts fitted without the question's fold, too")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the predictions a stopped run of the same --out saved and "
+                    "answer only the rest (same code and flags, or the figures mix)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "answer.json"))
     args = ap.parse_args()
     settings = load_settings(home=Path(args.home or tempfile.mkdtemp(prefix="askpapers-bench-")))
@@ -154,14 +172,20 @@ def main() -> int:
               "held_out_number_check": bool(args.number_check_folds),
               "commit": _commit(), "load_avg": os.getloadavg(), **bench_retrieval(settings, gold)}
     for mode in args.modes.split(","):
-        run_mode(lambda qid: settings, gold[:1], mode)  # load the model before timing
-        speed, preds = run_mode(settings_for, gold, mode)
-        metrics = evaluate(gold, preds)
-        result[mode] = {**speed, "metrics": metrics, "by_file": by_file(gold, preds)}
         pred_dir = Path(args.out).parent / "predictions"
         pred_dir.mkdir(parents=True, exist_ok=True)
-        with open(pred_dir / f"{Path(args.out).stem}_{mode}.jsonl", "w") as f:
-            f.writelines(json.dumps(p, ensure_ascii=False) + "\n" for p in preds)
+        save = pred_dir / f"{Path(args.out).stem}_{mode}.jsonl"
+        done = {}
+        if args.resume and save.exists():
+            done = {p["id"]: p for p in map(json.loads, save.read_text().splitlines()) if p}
+            print(f"{mode}: {len(done)} questions answered before, kept")
+        else:
+            save.write_text("")
+        run_mode(lambda qid: settings, gold[:1], mode)  # load the model before timing
+        speed, preds = run_mode(settings_for, gold, mode, save, done)
+        metrics = evaluate(gold, preds)
+        result[mode] = {**speed, "resumed_from": len(done), "metrics": metrics,
+                        "by_file": by_file(gold, preds)}
         print(f"\n== {mode}: answer p50 {speed['answer_p50_s']} s, p95 {speed['answer_p95_s']} s, "
               f"first text (median, answered) {speed['first_text_median_s']} s")
         print(format_table(metrics))

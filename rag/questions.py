@@ -30,7 +30,18 @@ _MULTI = re.compile(
     rf"|^\s*(?:[\w\-/]+\s+){{0,3}}?(?:{_PLURAL_THINGS})\s+(?:that|which|in|for|with|from|on|"
     rf"about|using|to|showing|proposing|reporting|studying|comparing)\b"
     rf"|\b(?:{_PLURAL_THINGS})\b[^?]*\b(?:their|each|differ|compare|both)\b"
-    r"|\bhow do (?:the|these|they)\b[^?]*\b(?:differ|compare)\b"
+    r"|\bhow do (?:the|these|they|their)\b[^?]*\b(?:differ|compare)\b"
+    # A typed query ending in works in the plural ("warmup-stable-decay LR schedule
+    # papers"); ways or options asked for ("ways to train networks without backprop?").
+    r"|\b(?:papers|works|studies|surveys)\s*[?.]?\s*$"
+    r"|^\s*(?:what\s+are\s+(?:the\s+)?|any\s+)?(?:ways|options)\s+(?:to|of|for)\b"
+    r"|\boptions\s*\?\s*$"
+    # Works asked for by how many or side by side ("two surveys: one on ..., and one
+    # covering ...", "Both the X and the Y ..."), or first ("Papers building on ...").
+    r"|\b(?:two|three|four|both)\s+(?:[\w\-/]+\s+){0,2}?(?:papers|works|studies|surveys|"
+    r"reviews)\b"
+    r"|^\s*both\s+the\b[^?]*\band\b"
+    r"|^\s*(?:papers|works|studies|surveys)\b"
     # "How do hardware-focused papers make ...?": works in the plural as the subject.
     r"|^\s*how\s+(?:do|did|have)\s+(?:[\w\-/]+\s+){0,3}?(?:papers|works|studies|methods|"
     r"approaches)\b"

@@ -117,6 +117,17 @@ def fake_paper(title: str, abstract: str) -> Paper:
     ("How is speech recognition made to run on phones? Compare the approaches.", True),
     ("anything here on graph pruning? what do they report", True),
     ("Is anything known about the second dataset they compare against?", False),
+    # A typed query ending in works, ways or options asked for, works counted or set side
+    # by side, and a question opening on works ask for several.
+    ("sparse attention for long video papers", True),
+    ("ways to make diffusion sampling cheaper?", True),
+    ("quantization toolkits for edge devices - options?", True),
+    ("Looking for two studies: one on pruning and one on distillation.", True),
+    ("Both the tiny detector and the larger one reach 40 mAP. How do their costs compare?",
+     True),
+    ("Papers building on recurrent networks for video captioning?", True),
+    ("Which model uses two branches, one for magnitude and one for phase?", False),
+    ("What did the study find when both the width and the depth grow?", False),
 ])
 def test_multi_paper_questions_are_recognised(question, multi):
     assert classify(question).multi is multi
