@@ -33,13 +33,14 @@ _MULTI = re.compile(
     r"|\bhow do (?:the|these|they|their)\b[^?]*\b(?:differ|compare)\b"
     # A typed query ending in works in the plural ("warmup-stable-decay LR schedule
     # papers"); ways or options asked for ("ways to train networks without backprop?").
-    r"|\b(?:papers|works|studies|surveys)\s*[?.]?\s*$"
+    # ("works" at the end may be the verb: "Which optimizer works?").
+    r"|\b(?:papers|studies|surveys)\s*[?.]?\s*$"
     r"|^\s*(?:what\s+are\s+(?:the\s+)?|any\s+)?(?:ways|options)\s+(?:to|of|for)\b"
     r"|\boptions\s*\?\s*$"
     # Works asked for by how many or side by side ("two surveys: one on ..., and one
     # covering ...", "Both the X and the Y ..."), or first ("Papers building on ...").
-    r"|\b(?:two|three|four|both)\s+(?:[\w\-/]+\s+){0,2}?(?:papers|works|studies|surveys|"
-    r"reviews)\b"
+    # (Not "two studies": one paper may run two user studies.)
+    r"|\b(?:two|three|four|both)\s+(?:[\w\-/]+\s+){0,2}?(?:papers|works|surveys|reviews)\b"
     r"|^\s*both\s+the\b[^?]*\band\b"
     r"|^\s*(?:papers|works|studies|surveys)\b"
     # "How do hardware-focused papers make ...?": works in the plural as the subject.
