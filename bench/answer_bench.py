@@ -124,6 +124,19 @@ def run_mode(settings_for, gold, mode: str, save: Path | None = None,
     return speed, preds
 
 
+def saved_predictions(path: Path) -> dict[str, dict]:
+    """The predictions a stopped run saved, by id, up to a line it was stopped in the middle
+    of writing."""
+    done = {}
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        try:
+            p = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        done[p["id"]] = p
+    return done
+
+
 def by_file(gold: list[dict], preds: list[dict]) -> dict[str, dict]:
     """The metrics of each gold file on its own (gold rows carry their file in "_file")."""
     out = {}
@@ -175,12 +188,10 @@ def main() -> int:
         pred_dir = Path(args.out).parent / "predictions"
         pred_dir.mkdir(parents=True, exist_ok=True)
         save = pred_dir / f"{Path(args.out).stem}_{mode}.jsonl"
-        done = {}
-        if args.resume and save.exists():
-            done = {p["id"]: p for p in map(json.loads, save.read_text().splitlines()) if p}
+        done = saved_predictions(save) if args.resume else {}
+        if done:
             print(f"{mode}: {len(done)} questions answered before, kept")
-        else:
-            save.write_text("")
+        save.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in done.values()))
         run_mode(lambda qid: settings, gold[:1], mode)  # load the model before timing
         speed, preds = run_mode(settings_for, gold, mode, save, done)
         metrics = evaluate(gold, preds)

@@ -61,7 +61,6 @@ _MULTI = re.compile(
     # called ("what normalization fixes have been proposed").
     r"|\b(?:what|which)\s+(?:[\w\-/]+\s+){0,3}?[\w\-/]+s\s+(?:have\s+been|exist\b|are\s+"
     r"(?:there|available))(?:\s+(?:proposed|introduced|developed|suggested))?"
-    r"|^\s*works\s+(?:that|which|on|in|for|about|using)\b"
     # Asked of the papers as a body ("what evidence do papers give", "what does the
     # collection say about", "what has been proposed for ...").
     rf"|\b(?:do|did|have|according to)\s+(?:the\s+)?(?:papers|works|studies)\b"
