@@ -4,7 +4,7 @@
 - bench/questions/probe1.jsonl .. probe5.jsonl (60 each): questions written by session
   helpers that had never read the code, on seed papers drawn at random and not in the sets
   before them, in the same five types and styles. Each was measured once as a fresh
-  held-out set before it joined the fit (README "Measured";
+  held-out set before it joined the fit (docs/measured.md;
   bench/results/probeN_held_out.json).
 - bench/questions/probe6.jsonl .. probe9.jsonl (60, 60, 60 and 34), written the same way;
   the seeds had too few papers left that no set had used, so they also ask new questions

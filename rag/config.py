@@ -281,7 +281,7 @@ class LLMSettings(_Section):
     multi_lines: Literal["quotes", "model"] = Field(
         "quotes", description="A multi-paper answer's line per paper in the model modes: "
         "'quotes' gives the paper's best sentences, cited, with no model call (held out, the "
-        "1.5B model's own lines kept fewer facts: README, 'Measured'); 'model' has the "
+        "1.5B model's own lines kept fewer facts: README, 'Answer modes'); 'model' has the "
         "model write each line from those sentences.")
     openai_base_url: str = Field(
         "https://api.openai.com/v1", description="OpenAI-compatible endpoint for mode=openai."

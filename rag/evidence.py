@@ -26,7 +26,7 @@ _RESULT = re.compile(r"\d(?:[.,]\d+)?\s*(?:%|x\b|×|times)|\d+\.\d+")
 # much when sentences within a paper are ordered. Fitted with cross-validation by
 # bench/fit_sentences.py (answer facts of extractive answers, decision held out): 0.1 when
 # sentences were matched by words; with stems every fold picked 0 on 142 questions, and
-# 0.05 on all 322 of the fit sets (folds picked 0 to 0.1; README, "Measured").
+# every fold 0.05 on the 656 (bench/results/sentence_fit.json).
 LEAD_PENALTY = 0.05
 # A number standing on its own ("1024 GPUs", "FID 3.94", "4.5x"), not part of a name
 # ("ImageNet-1K", "224x224", "YOLOv7").

@@ -125,7 +125,7 @@ def generate(engine: Engine, question: str, ret: Retrieval, verdict: Verdict, ki
     # NONE to 20% of the single-paper ones and only 65% of the not-stated), so by default
     # it is off. The check is a call of its own, sharing the answer's cached prompt prefix:
     # an answer prompt that may open with NONE made the 1.5B model say NONE to 11 of 24
-    # answerable questions (issue 15 measurement, README "Faster local answers").
+    # answerable questions (issue 15 measurement, docs/measured.md "Faster local answers").
     if verdict.needs_check:
         found_nothing = _model_finds_nothing(model, context, question, kind, history,
                                              timings, _fixed(engine, context))

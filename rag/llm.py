@@ -355,7 +355,7 @@ def _new_llama(path: Path, **options):
     log.info("loading %s (%s)", path, options)
     # Prompt-lookup decoding (llama_cpp.llama_speculative) was measured and left out: it
     # makes llama.cpp keep every token's logits, which slowed the first token by ~30% and
-    # the whole answer too (README, "Faster local answers").
+    # the whole answer too (docs/measured.md, "Faster local answers").
     try:
         return llama_cpp.Llama(model_path=str(path), logits_all=False, verbose=False, **options)
     except ValueError:  # llama_cpp's only signal for a missing, truncated or corrupt file

@@ -3,7 +3,7 @@
 An answer prompt starts with the system prompt and then the top paper's title and whole
 abstract; only the question and its instruction (~40 tokens) follow. Reading ~300 tokens of
 abstract takes this machine's 1.5B model 6-9 s, loading their saved state ~10 ms
-(README, "Faster local answers"). So the first time a paper heads a prompt its state is
+(docs/measured.md, "Saved paper states"). So the first time a paper heads a prompt its state is
 saved, and every later question about it reads only the question.
 
 One file per state, named by the hash of the model's identity and the state's tokens:

@@ -85,7 +85,13 @@ _OF_ONE_WORK = re.compile(
     rf"|^\s*(?:which|what)\s+(?:[\w\-/]+\s+){{0,3}}?"
     rf"(?!(?:papers|works|studies|surveys|reviews|methods|approaches)\b)(?:{_PLURAL_THINGS})"
     rf"\s+(?:were|are)\s+[^?]*?\b(?:the|this|that)\s+(?:[\w\-/]+\s+){{0,3}}?"
-    rf"{_WORK_NOUNS}\b(?!s)",
+    rf"{_WORK_NOUNS}\b(?!s)"
+    # A count of things that are not works, opening the question ("How many member networks
+    # are in each ensemble ...?"): a detail of one work, whatever "each" follows, unless
+    # works are counted apart ("... do A and B each ...", "... does each paper ...").
+    rf"|^\s*how\s+many\s+(?:[\w\-/]+\s+){{0,3}}?"
+    rf"(?!(?:papers|works|studies|surveys|reviews|methods|approaches)\b)(?:{_PLURAL_THINGS})\b"
+    rf"(?![^?]*\band\b[^?]*\beach\b)(?![^?]*\beach\s+{_WORK_NOUNS}\b)",
     re.I)
 # Two versions of a work named apart ("the second version ... over the first version",
 # "v1 and v2"): each version is its own paper.

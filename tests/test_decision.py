@@ -130,6 +130,11 @@ def fake_paper(title: str, abstract: str) -> Paper:
     ("Papers building on recurrent networks for video captioning?", True),
     ("Which model uses two branches, one for magnitude and one for phase?", False),
     ("What did the study find when both the width and the depth grow?", False),
+    # A count of things that are not works, opening the question, is one work's, whatever
+    # "each" follows; works counted apart are several.
+    ("How many member networks are in each ensemble the search finds?", False),
+    ("How many layers do the encoder and the decoder of DeiT and ViT each have?", True),
+    ("How many models does each paper train?", True),
 ])
 def test_multi_paper_questions_are_recognised(question, multi):
     assert classify(question).multi is multi
