@@ -20,11 +20,12 @@
   (bench/results/probeN_held_out*.json), then, in session 41, joined the list (1,136
   questions in all).
 
-bench/questions/probe18.jsonl .. probe21.jsonl (60 each) are not in the
+bench/questions/probe18.jsonl .. probe22.jsonl (60 each) are not in the
 list: written the same way, they were measured held out (probe18 against the fit on the
 656 and on these 1,136, probe19 and probe20 against the fit on these 1,136;
 bench/results/probe18_*.json, probe20_held_out_246b99d.json; probe21 against
-the fit on these 1,136 at aab5dd8, probe21_held_out_aab5dd8.json). Every
+the fit on these 1,136 at aab5dd8, probe21_held_out_aab5dd8.json; probe22 at 42bb548,
+probe22_held_out_42bb548*.json). Every
 figure quoted from a fit is cross-validated over the list; a new probe set is measured
 once, held out, before it joins it.
 """
