@@ -38,7 +38,7 @@ from rag.evidence import (
     unversioned,
     values,
 )
-from rag.questions import DEGREE_WORDS, PAPER_WORDS, QuestionKind
+from rag.questions import DEGREE_WORDS, PAPER_WORDS, QuestionKind, asked_head
 from rag.text import keyword_tokens
 from rag.types import Paper, Source
 
@@ -312,12 +312,14 @@ def _asked_words(kind: QuestionKind, question: str, drop: frozenset[str]) -> dic
 
 
 # Words asking for a change relative to something ("how much faster", "what accuracy
-# gain"): a relative value ("by 73%", "2.5x", "three times") states one without the word
+# gain"): a relative value ("by 73%", "2.5x", "three times", "twice") states one without the word
 # ("speeds up training by 73%"). Common English, not fitted.
 COMPARATIVES = frozenset(stems(
     "faster slower quicker better worse higher lower smaller larger bigger cheaper fewer "
     "improvement improve gain boost reduction reduce saving speedup drop"))
-_RELATIVE_VALUE = re.compile(r"\d(?:\.\d+)?\s?(?:%|×|x\b|times\b|-?fold\b)", re.I)
+_RELATIVE_VALUE = re.compile(r"\d(?:\.\d+)?\s?(?:%|×|x\b|times\b|-?fold\b)|\b(?:twice|thrice)\b"
+                             r"|\b(?:two|three|four|five|six|seven|eight|nine|ten)[\s-]"
+                             r"(?:times|fold)\b", re.I)
 
 
 def _stems_spelled(text: str, asked: str) -> dict[str, str]:
@@ -368,7 +370,6 @@ def ask_match(kind: QuestionKind, question: str, paper: Paper, weights: TermWeig
                 for _, _, text in paper_sentences(paper) if carries(text)), default=0.0)
 
 
-_RELATIVE = re.compile(r"\s+(?:that|which|who|whose|where)\s+", re.I)
 _HARDWARE = re.compile(rf"{_DEVICE_ASK.pattern}|[cgtn]pus?", re.I)
 _LINK = re.compile(r"https?:|www\.|github|\.(?:io|com|org|net)\b", re.I)
 
@@ -383,7 +384,7 @@ def name_near(kind: QuestionKind, question: str, paper: Paper,
     named = {n.lower() for n in identifiers(question)}
     # What is asked, without a clause on the subject ("the dataset <that F5-TTS is trained
     # on>").
-    head = replace(kind, ask=_RELATIVE.split(kind.ask)[0])
+    head = replace(kind, ask=asked_head(kind.ask))
     ask = _asked_words(head, question, DEGREE_WORDS | PAPER_WORDS | {"name", "names"})
     # The paper's title words name the paper, not what it uses ("Mathematical
     # Architecture Design for Deep CNN (DeepMAD)"); hardware and links name no solver or

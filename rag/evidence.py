@@ -30,7 +30,8 @@ _RESULT = re.compile(r"\d(?:[.,]\d+)?\s*(?:%|x\b|×|times)|\d+\.\d+")
 LEAD_PENALTY = 0.05
 # A number standing on its own ("1024 GPUs", "FID 3.94", "4.5x"), not part of a name
 # ("ImageNet-1K", "224x224", "YOLOv7").
-_NUMBER = re.compile(r"(?<![\w.\-])\d+(?:[.,]\d+)?(?![\w\-])|\d(?:[.,]\d+)?\s*(?:%|x\b|×|times)")
+_NUMBER = re.compile(r"(?<![\w.\-])\d+(?:[.,]\d+)?(?![\w\-])|\d(?:[.,]\d+)?\s*(?:%|x\b|×|times)"
+                     r"|\b(?:twice|thrice)\b", re.I)
 _STEMMERS = threading.local()  # a PyStemmer object is not to be shared between threads
 
 
@@ -46,6 +47,7 @@ def states_number(text: str) -> bool:
 _VALUE = re.compile(r"(?<![\w.\-/\[^])\d+(?:,\d{3})*(?:\.\d+)?(?!\])")
 _NUMBER_WORDS = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve".split())}
+_NUMBER_WORDS |= {"twice": "2", "thrice": "3"}  # "twice as fast" writes a factor of 2
 _WORD_VALUE = re.compile(r"\b(?:" + "|".join(_NUMBER_WORDS) + r")\b(?!-shot)", re.I)
 # The hyphen or slash before the digits of a name ("JetMoE-8B", "LLaMA2-7B", "ViT-B/16").
 _NAME_DIGITS = re.compile(r"(?<=[A-Za-z0-9])[-/](?=\d)")

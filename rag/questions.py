@@ -158,6 +158,34 @@ _QUANTITY = re.compile(
 # What a thing is asked in place of names no ask: "what does the surrogate predict instead
 # of validation error?" asks for a thing, not an error.
 _REPLACED = re.compile(r"\b(?:instead\s+of|rather\s+than|in\s+place\s+of)\b.*", re.I)
+# Words that describe the asked thing, not ask: a relative clause after it ("statistic
+# that predicts the largest useful batch size" asks for a statistic) and, after "which" or
+# "what", the measure it is picked by ("which data source gave the best accuracy" asks for
+# a data source). "What is the highest accuracy" and "which batch size works best" still
+# ask for a number: a verb and "the" must come between the thing and the measure.
+_DESCRIBED = re.compile(r"(?<=\S)\s+(?:that|which|who|whose|where)\s.*", re.I | re.S)
+_PICKED_BY = re.compile(r"(?<=\S)\s+(?!the\b)[\w\-]+\s+the\s+(?:best|highest|lowest|largest|"
+                        r"smallest|most|fewest|least|strongest|greatest|top)\b.*", re.I | re.S)
+
+
+def asked_head(ask: str) -> str:
+    """The words naming what is asked without a clause describing it ("the dataset <that
+    F5-TTS is trained on>")."""
+    return _DESCRIBED.sub("", ask)
+
+
+def _asks_quantity(ask: str, wh: str = "") -> bool:
+    """Whether the words naming what is asked ask for an amount. `wh` is the word before
+    them: after "how" they start with a verb ("how do the papers that ... compare in
+    speed"), so a clause is not cut off; after "which" or "what", a measure the thing is
+    picked by is left out."""
+    wh = wh.lower().removesuffix("'s")
+    if wh not in ("how", "by"):
+        ask = asked_head(ask)
+    if wh in ("which", "what"):
+        ask = _PICKED_BY.sub("", ask)
+    return bool(_QUANTITY.search(ask))
+
 _HOW_MANY = re.compile(r"(?<=\band\s)how\s+(?:many|much)\s+[\w\-]+", re.I)
 # The later part of a multi-paper question asking what each paper reports ("..., and what
 # precisions do they use?", "...; how does each schedule the shrinking?").
@@ -198,7 +226,8 @@ class QuestionKind:
         whatever another part asks ("..., and how many TPUs?"): a sentence stating it names
         one the question does not. "What is the name of the chip ...?" asks one too."""
         return ((self.asked.lower().startswith(("which ", "what "))
-                 and not _WHAT_IS_NAME.match(self.asked) and not _QUANTITY.search(self.ask))
+                 and not _WHAT_IS_NAME.match(self.asked)
+                 and not _asks_quantity(self.ask, self.asked.split()[0]))
                 or bool(_NAME_OF.match(self.asked)))
 
     @property
@@ -265,12 +294,13 @@ def classify(question: str) -> QuestionKind:
         {v.lower() for v in _VERSION.findall(question)}) >= 2
     ask, asked = ask_part(question)
     numbers = [m.group(1) for m in _WH.finditer(question)
-               if _QUANTITY.search(_REPLACED.sub("", m.group(1)))]
+               if _asks_quantity(_REPLACED.sub("", m.group(1)), m.group(0).split()[0])]
     # "how many" inside the main ask ("which corpus and how many tokens ...?") asks one too.
     numbers += [m.group(0) for m in _HOW_MANY.finditer(ask)]
-    wants_number = bool(_QUANTITY.search(ask) or numbers)
+    main = _asks_quantity(ask, asked.split()[0] if asked else "")
+    wants_number = bool(main or numbers)
     each = [m.group(1).strip() for m in _EACH.finditer(question)] if multi else []
     return QuestionKind(multi, bool(_IDENTITY.search(question)), wants_number, ask, asked,
                         facets(question) if multi else (), each[-1] if each else "",
                         record_field(question),
-                        "" if _QUANTITY.search(ask) or not numbers else numbers[0])
+                        "" if main or not numbers else numbers[0])

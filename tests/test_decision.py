@@ -206,6 +206,13 @@ def test_questions_asking_which_work_it_is_are_recognised(question, identity):
     # A reply reads "does not state the dataset ...", not "what is the dataset ... it".
     ("What is the dataset of code graphs it is trained on called?", False,
      "the dataset of code graphs"),
+    # The measure a thing is picked by, or a clause describing it, is not what is asked.
+    ("Which pretraining corpus gave the highest BLEU?", False,
+     "which pretraining corpus gave the highest BLEU"),
+    ("loss function that keeps the error rate low under label noise", False, ""),
+    # With no verb between, the measure is what is asked.
+    ("What is the highest accuracy reported?", True, "the highest accuracy reported"),
+    ("Which batch size works best?", True, "which batch size works best"),
 ])
 def test_what_a_question_asks_for(question, quantity, asked):
     kind = classify(question)
@@ -427,6 +434,10 @@ def test_a_comparative_asked_is_stated_by_a_relative_value():
     relative = fake_paper("SpaceTime", "Our model speeds up training on ETTh1 by 73%.")
     assert ask_match(kind, question, relative, weights) > 0
     assert ask_missing(kind, question, relative, weights) < 1.0
+    # A factor in words is one too.
+    for factor in ("twice as fast", "three times faster", "thrice as fast"):
+        worded = fake_paper("SpaceTime", f"Training on ETTh1 is {factor}.")
+        assert ask_match(kind, question, worded, weights) > 0, factor
     # A value that is no change ("on 8 GPUs") does not say how much faster.
     absolute = fake_paper("SpaceTime", "Our model speeds up training on ETTh1 on 8 GPUs.")
     assert ask_match(kind, question, absolute, weights) == 0.0
@@ -679,11 +690,13 @@ def test_values_are_the_numbers_a_text_writes_exactly():
     assert values("S^2 reaches 71.5 on V*") == {Decimal("71.5")}
     # A setting is not a count; a number in words is.
     assert values("zero-shot and one-shot transfer with two heads") == {Decimal("2")}
+    assert values("twice as fast, thrice as large") == {Decimal("2"), Decimal("3")}
 
 
 def test_a_number_is_a_number_not_a_name_with_digits():
     assert states_number("It trains on 1024 GPUs.") and states_number("FID 3.94 at 256.")
     assert states_number("a 4.5x speed-up") and states_number("within 1% of FP32")
+    assert states_number("Twice as fast as the baseline.")
     assert not states_number("We evaluate on ImageNet-1K with YOLOv7 at 224x224.")
 
 
