@@ -312,8 +312,8 @@ def _asked_words(kind: QuestionKind, question: str, drop: frozenset[str]) -> dic
 
 
 # Words asking for a change relative to something ("how much faster", "what accuracy
-# gain"): a relative value ("by 73%", "2.5x", "three times", "twice") states one without the word
-# ("speeds up training by 73%"). Common English, not fitted.
+# gain"): a relative value ("by 73%", "2.5x", "three times", "twice") states one without
+# the word ("speeds up training by 73%"). Common English, not fitted.
 COMPARATIVES = frozenset(stems(
     "faster slower quicker better worse higher lower smaller larger bigger cheaper fewer "
     "improvement improve gain boost reduction reduce saving speedup drop"))

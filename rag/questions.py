@@ -186,6 +186,7 @@ def _asks_quantity(ask: str, wh: str = "") -> bool:
         ask = _PICKED_BY.sub("", ask)
     return bool(_QUANTITY.search(ask))
 
+
 _HOW_MANY = re.compile(r"(?<=\band\s)how\s+(?:many|much)\s+[\w\-]+", re.I)
 # The later part of a multi-paper question asking what each paper reports ("..., and what
 # precisions do they use?", "...; how does each schedule the shrinking?").
