@@ -20,13 +20,14 @@
   (bench/results/probeN_held_out*.json), then, in session 41, joined the list (1,136
   questions in all).
 
-bench/questions/probe18.jsonl .. probe22.jsonl (60 each) are not in the
-list: written the same way, they were measured held out (probe18 against the fit on the
-656 and on these 1,136, probe19 and probe20 against the fit on these 1,136;
-bench/results/probe18_*.json, probe20_held_out_246b99d.json; probe21 against
-the fit on these 1,136 at aab5dd8, probe21_held_out_aab5dd8.json; probe22 at 42bb548,
-probe22_held_out_42bb548*.json). Every
-figure quoted from a fit is cross-validated over the list; a new probe set is measured
+- bench/questions/probe18.jsonl .. probe22.jsonl (60 each), written the same way. Each was
+  measured once, held out (probe18 against the fit on the 656 and on the 1,136, probe19 to
+  probe22 against the fit on the 1,136; bench/results/probe18_*.json,
+  probe20_held_out_246b99d.json, probe21_held_out_aab5dd8.json,
+  probe22_held_out_42bb548*.json), then, in session 46, joined the list (1,436 questions in
+  all).
+
+Every figure quoted from a fit is cross-validated over the list; a new probe set is measured
 once, held out, before it joins it.
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 EVAL = REPO.parent / "shared" / "eval"
 FIT_SETS = (EVAL / "dev.jsonl", EVAL / "dev2.jsonl",
-            *(REPO / "bench" / "questions" / f"probe{i}.jsonl" for i in range(1, 18)))
+            *(REPO / "bench" / "questions" / f"probe{i}.jsonl" for i in range(1, 23)))
 
 
 def read_gold(paths=FIT_SETS) -> list[dict]:
