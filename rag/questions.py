@@ -29,7 +29,9 @@ _MULTI = re.compile(
     rf"(?!{_WORK_NOUNS}\b)(?:(?!{_AUX}\b)[\w\-/]+\s+){{0,4}}?(?:{_PLURAL_THINGS})\b"
     rf"|^\s*(?:[\w\-/]+\s+){{0,3}}?(?:{_PLURAL_THINGS})\s+(?:that|which|in|for|with|from|on|"
     rf"about|using|to|showing|proposing|reporting|studying|comparing)\b"
-    rf"|\b(?:{_PLURAL_THINGS})\b[^?]*\b(?:their|each|differ|compare|both)\b"
+    # Works in the plural, then each, differ, compare or both. Not "their": it refers back
+    # to one work's own plural ("the pruned transformers: what limits their speed-up?").
+    rf"|\b(?:{_PLURAL_THINGS})\b[^?]*\b(?:each|differ|compare|both)\b"
     r"|\bhow do (?:the|these|they|their)\b[^?]*\b(?:differ|compare)\b"
     # A typed query ending in works in the plural ("warmup-stable-decay LR schedule
     # papers"); ways or options asked for ("ways to train networks without backprop?").

@@ -135,6 +135,10 @@ def fake_paper(title: str, abstract: str) -> Paper:
     ("How many member networks are in each ensemble the search finds?", False),
     ("How many layers do the encoder and the decoder of DeiT and ViT each have?", True),
     ("How many models does each paper train?", True),
+    # "their" refers back to the one work's plural: no second work.
+    ("In the token-pruned vision transformers, what limits their speed-up?", False),
+    ("Which detectors report their latency on a phone?", True),
+    ("How do the two models differ in their losses?", True),
 ])
 def test_multi_paper_questions_are_recognised(question, multi):
     assert classify(question).multi is multi
