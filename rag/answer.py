@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 from rag import prompts
 from rag.config import MODES, Settings
-from rag.decision import Verdict, decide, kind_checked, subject_names
+from rag.decision import Verdict, decide, identifiers, kind_checked, subject_names
 from rag.engine import Engine
 from rag.errors import ConfigError, QuestionError
 from rag.evidence import coverage
@@ -25,6 +25,7 @@ from rag.extractive import abstention, best_quotes, not_stated, quoted_answer, r
 from rag.names import name_match, variant_base
 from rag.questions import QuestionKind, classify
 from rag.retrieval import Retrieval
+from rag.text import keyword_tokens
 from rag.types import Answer, Retrieved, Source
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,23 @@ def retrieve(engine: Engine, question: str, kind: QuestionKind, *, k: int | None
         k = max(k, engine.settings.decision.multi_k)
     ret = engine.retriever.search(question, k=k, history=history, filters=filters)
     ret = _named_first(engine, question, ret, k, filters)
-    if not kind.facets:
+    if not kind.multi:
         return ret
-    rankings = [ret.sources] + [engine.retriever.search(f, k=k, filters=filters).sources
-                                for f in kind.facets]
-    return dataclasses.replace(ret, sources=_interleave(rankings, k))
+    rankings = [engine.retriever.search(f, k=k, filters=filters).sources for f in kind.facets]
+    rankings += _marked(engine, question, filters)
+    if not rankings:
+        return ret
+    return dataclasses.replace(ret, sources=_interleave([ret.sources] + rankings, k))
+
+
+def _marked(engine: Engine, question: str, filters) -> list[list[Source]]:
+    """For a multi-paper question, the papers that write a name it gives which only a few
+    papers write ("Which papers report experiments on T4 GPUs?", "... on both IWSLT and
+    WMT"): such a name marks the papers asked for, however far the search ranks them."""
+    most = engine.settings.decision.multi_papers
+    tokens = {t for name in identifiers(question) for t in keyword_tokens(name)[:1]}
+    found = (engine.retriever.papers_writing(t, most, filters) for t in sorted(tokens))
+    return [papers for papers in found if papers]
 
 
 # Set on the fit sets' questions where a named paper displaced the search's top one.

@@ -85,7 +85,9 @@ class HybridRetriever:
         return ids[0], scores[0]
 
     def _keyword(self, query: str, n: int, filters: dict):
-        tokens = [t for t in keyword_tokens(query) if t in self._vocab]
+        return self._scored([t for t in keyword_tokens(query) if t in self._vocab], n, filters)
+
+    def _scored(self, tokens: list[str], n: int, filters: dict):
         if not tokens:
             return np.array([], dtype=int), np.array([], dtype=np.float32)
         mask = None
@@ -138,6 +140,20 @@ class HybridRetriever:
         ranked = sorted(keyword, key=lambda pid: (-keyword[pid], pid))[:k]
         return [Source(n, self.index.papers[pid], keyword[pid], 0.0, keyword[pid],
                        self.index.chunks_of(pid)) for n, pid in enumerate(ranked, 1)]
+
+    def papers_writing(self, token: str, most: int, filters: dict | None = None
+                       ) -> list[Source] | None:
+        """The papers whose chunks hold a keyword token, best first; None when more than
+        `most` papers do (the token is no mark of a few) or none does."""
+        if token not in self._vocab:
+            return None
+        n = min(self.cfg.candidates, len(self.index.chunks))
+        keyword = _best_per_paper(*self._scored([token], n, active(filters)), self.index)
+        if not keyword or len(keyword) > most:
+            return None
+        ranked = sorted(keyword, key=lambda pid: (-keyword[pid], pid))
+        return [Source(n_, self.index.papers[pid], keyword[pid], 0.0, keyword[pid],
+                       self.index.chunks_of(pid)) for n_, pid in enumerate(ranked, 1)]
 
     def _fuse(self, dense: dict[str, float], keyword: dict[str, float]) -> list[tuple[str, float]]:
         """Reciprocal-rank fusion of the two paper rankings."""

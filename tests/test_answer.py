@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 
 from rag import ask, ask_stream
+from rag.answer import retrieve
 from rag.citations import MarkerFilter, check_citations, keep_valid_markers, marker_numbers
 from rag.engine import get_engine
 from rag.errors import ConfigError
 from rag.evidence import TermWeights
+from rag.questions import classify
 from rag.text import as_data
 from rag.types import Answer, Paper, Retrieved, Source
 
@@ -30,6 +32,26 @@ def test_dev_gold_papers_are_in_the_top_5(seed_settings):
         titles = [s.paper.title for s in engine.retriever.search(g["question"], k=5).sources]
         misses += [(g["id"], t) for t in g["gold_titles"] if t not in titles]
     assert len(misses) <= 1, misses
+
+
+@pytest.mark.parametrize(("question", "token"), [
+    ("Which papers report results on UCF101?", "ucf101"),
+    ("Which papers train on the C4 corpus?", "c4"),
+])
+def test_a_multi_paper_question_finds_every_paper_writing_a_rare_name_it_gives(
+        seed_settings, question, token):
+    engine = get_engine(seed_settings)
+    # The papers that write the name, read off the index (the search alone misses some).
+    writers = {s.paper.paper_id for s in engine.retriever.papers_writing(token, 6)}
+    assert len(writers) >= 2
+    found = {s.paper.paper_id for s in retrieve(engine, question, classify(question)).sources}
+    assert writers <= found
+
+
+def test_a_name_many_papers_write_marks_none(seed_settings):
+    retriever = get_engine(seed_settings).retriever
+    assert retriever.papers_writing("transformer", 6) is None
+    assert retriever.papers_writing("notawordinthecorpus", 6) is None
 
 
 def test_extractive_answer_cites_the_right_paper_with_a_real_quote(seed_settings):
@@ -181,7 +203,6 @@ def test_a_question_about_a_papers_record_is_answered_from_it_in_every_mode(seed
 
 def test_a_record_answer_gives_the_authors_and_year_the_record_holds(seed_settings):
     from rag.extractive import record_answer
-    from rag.questions import classify
     from rag.retrieval import Retrieval
 
     paper = Paper("x1", "Lantern Sampling", "We propose Lantern. It reaches an FID of 1.9.",
