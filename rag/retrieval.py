@@ -137,9 +137,7 @@ class HybridRetriever:
         keyword = _best_per_paper(*self._keyword(query, min(self.cfg.candidates,
                                                              len(self.index.chunks)),
                                                  active(filters)), self.index)
-        ranked = sorted(keyword, key=lambda pid: (-keyword[pid], pid))[:k]
-        return [Source(n, self.index.papers[pid], keyword[pid], 0.0, keyword[pid],
-                       self.index.chunks_of(pid)) for n, pid in enumerate(ranked, 1)]
+        return self._keyword_sources(keyword)[:k]
 
     def papers_writing(self, token: str, most: int, filters: dict | None = None
                        ) -> list[Source] | None:
@@ -151,9 +149,13 @@ class HybridRetriever:
         keyword = _best_per_paper(*self._scored([token], n, active(filters)), self.index)
         if not keyword or len(keyword) > most:
             return None
+        return self._keyword_sources(keyword)
+
+    def _keyword_sources(self, keyword: dict[str, float]) -> list[Source]:
+        """Papers scored by keyword search alone, best first (no dense score)."""
         ranked = sorted(keyword, key=lambda pid: (-keyword[pid], pid))
-        return [Source(n_, self.index.papers[pid], keyword[pid], 0.0, keyword[pid],
-                       self.index.chunks_of(pid)) for n_, pid in enumerate(ranked, 1)]
+        return [Source(n, self.index.papers[pid], keyword[pid], 0.0, keyword[pid],
+                       self.index.chunks_of(pid)) for n, pid in enumerate(ranked, 1)]
 
     def _fuse(self, dense: dict[str, float], keyword: dict[str, float]) -> list[tuple[str, float]]:
         """Reciprocal-rank fusion of the two paper rankings."""
