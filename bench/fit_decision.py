@@ -11,9 +11,12 @@ With ~140 questions the held-out figures depend on which questions share a fold,
 same cross-validation is repeated over other fold assignments (--repeats) and the spread of
 refusals per type printed and stored too.
 
-Usage: python bench/fit_decision.py [--home DIR] [--folds 5] [--repeats 5] [--yes FILE]
+Usage: python bench/fit_decision.py [--home DIR] [--folds 5] [--repeats 5] [--yes FILE] [--frontier COSTS]
   --yes: bench/model_yes.py's probabilities; also fit and report local mode's decisions,
   which weigh the local model's yes (rag/config.py covered_yes, stated_yes).
+  --frontier 2,4,6,9: fit nothing; report, held out, the refusals per type at each cost of a
+  false abstention against issue 11's targets (can any cost meet them all?), and the
+  multi-paper threshold's recall/precision trade (bench/results/decision_frontier.json).
 """
 from __future__ import annotations
 
@@ -159,7 +162,7 @@ def _fit_stated(rows: list[dict], cost: float, names) -> dict:
     return stated
 
 
-def fit_all(rows: list[dict], cost: float) -> dict:
+def fit_all(rows: list[dict], cost: float, multi_beta: float = MULTI_BETA) -> dict:
     """The three decisions fitted on these questions, thresholds included; with the model's
     yes among the signals, also the covered and stated decisions that weigh it, fitted on
     the questions local mode asks it of (all but multi-paper ones)."""
@@ -182,7 +185,7 @@ def fit_all(rows: list[dict], cost: float) -> dict:
     # multi-paper answer is judged on the papers it finds, so its threshold weighs recall more.
     paper["threshold"] = fbeta_threshold(p[~multi], yp[~multi])
     return {**out, "paper": paper,
-            "multi_paper_threshold": fbeta_threshold(p[multi], yp[multi], MULTI_BETA)}
+            "multi_paper_threshold": fbeta_threshold(p[multi], yp[multi], multi_beta)}
 
 
 def predict(model: dict, row: dict, yes: bool = False) -> dict:
@@ -210,11 +213,12 @@ def predict(model: dict, row: dict, yes: bool = False) -> dict:
 
 
 def cross_validate(rows: list[dict], folds: dict[str, int], k: int, cost: float,
-                   yes: bool = False) -> tuple[dict[int, dict], dict[str, dict]]:
+                   yes: bool = False, multi_beta: float = MULTI_BETA
+                   ) -> tuple[dict[int, dict], dict[str, dict]]:
     """Each fold's fit on the other folds, and every question's held-out outcome."""
     per_fold, outcomes = {}, {}
     for f in range(k):
-        per_fold[f] = fit_all([r for r in rows if folds[r["id"]] != f], cost)
+        per_fold[f] = fit_all([r for r in rows if folds[r["id"]] != f], cost, multi_beta)
         outcomes.update({r["id"]: predict(per_fold[f], r, yes) for r in rows
                          if folds[r["id"]] == f})
     return per_fold, outcomes
@@ -284,6 +288,55 @@ def held_out(rows: list[dict], k: int, repeats: int, cost: float, yes: bool, tit
             "fold_settings": {str(f): m for f, m in per_fold.items()}}
 
 
+# The issue's bar (issue 11) that a frontier row is read against: refused at most this for
+# each answerable type; unanswerable and not-stated refused at least these.
+TARGETS = {"single": 0.05, "which-paper": 0.05, "multi": 0.05, "unanswerable": 0.95,
+           "not-stated": 0.85}
+
+
+def meets_targets(refused: dict[str, float]) -> bool:
+    """Whether refusals per type meet every target: at most the bar for the answerable
+    types, at least it for unanswerable and not-stated."""
+    return all(refused[t] >= v if t in UNANSWERABLE else refused[t] <= v
+               for t, v in TARGETS.items())
+
+
+def frontier(rows: list[dict], k: int, repeats: int, costs: list[float], yes: bool,
+             title: str) -> list[dict]:
+    """What the signals can buy: held-out refusals per type at each false-abstention cost
+    (mean over `repeats` fold assignments), and for the multi-paper threshold's F-beta the
+    held-out share of the retrieved gold papers kept and of the kept papers that are gold.
+    A cost meets the refusal targets only if every type's column does."""
+    def mean_over_assignments(cost: float, beta: float) -> dict:
+        reports = [report(rows, cross_validate(rows, assign_folds(rows, k, str(i) if i else ""),
+                                               k, cost, yes, beta)[1]) for i in range(repeats)]
+        return {t: {key: round(float(np.mean([r[t][key] for r in reports])), 3)
+                    for key in reports[0][t] if key != "n"} for t in reports[0]}
+
+    types = list(TARGETS)
+    print(f"\n{title}: refused, held out, mean over {repeats} fold assignments")
+    print(f"{'cost':>6}" + "".join(f"{t:>14}" for t in types) + "  all targets")
+    print(f"{'target':>6}" + "".join(f"{('<= ' if t not in UNANSWERABLE else '>= ') + str(v):>14}"
+                                    for t, v in TARGETS.items()))
+    out = []
+    for cost in costs:
+        table = mean_over_assignments(cost, MULTI_BETA)
+        met = meets_targets({t: table[t]["refused"] for t in types})
+        print(f"{cost:>6g}" + "".join(f"{table[t]['refused']:>14.3f}" for t in types)
+              + f"  {'yes' if met else 'no'}")
+        out.append({"cost": cost, "refused": {t: table[t]["refused"] for t in types},
+                    "all_targets_met": met})
+    print("multi-paper threshold, F-beta: kept share of the retrieved gold papers / "
+          "gold share of the kept ones (held out)")
+    betas = []
+    for beta in (2.0, MULTI_BETA, 4.0, 6.0):
+        m = mean_over_assignments(FALSE_ABSTENTION_COST, beta)["multi"]
+        print(f"  beta {beta:g}: {m['kept_gold_recall']:.3f} / {m['kept_precision']:.3f}")
+        betas.append({"beta": beta, "kept_gold_recall": m["kept_gold_recall"],
+                      "kept_precision": m["kept_precision"]})
+    return {"costs": out, "multi_betas": betas}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", help="ASKPAPERS home holding the seed index (default: a temp dir)")
@@ -294,8 +347,16 @@ def main() -> int:
                     help="cost of a false abstention relative to a missed one")
     ap.add_argument("--yes", help="bench/model_yes.py's JSON: also fit the decisions local "
                     "mode makes with the model's yes, and report them")
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "decision_fit.json"))
+    ap.add_argument("--frontier", help="comma-separated false-abstention costs: only report "
+                    "the held-out refusals per type at each (and the multi-paper threshold's "
+                    "recall/precision over F-beta), against the issue's targets; fits nothing "
+                    "into the config")
+    ap.add_argument("--out", help="default: bench/results/decision_fit.json, or "
+                    "decision_frontier.json with --frontier")
     args = ap.parse_args()
+    results = REPO / "bench" / "results"
+    args.out = args.out or str(results / ("decision_frontier.json" if args.frontier
+                                          else "decision_fit.json"))
     settings = load_settings(home=Path(args.home or tempfile.mkdtemp(prefix="askpapers-fit-")))
     if store.current_build(settings.index_dir) is None:
         from index.build import build_index
@@ -303,6 +364,8 @@ def main() -> int:
     rows = collect(settings)
     if args.yes:
         add_model_yes(rows, json.loads(Path(args.yes).read_text())["probabilities"])
+    if args.frontier:
+        return _write_frontier(rows, args)
     cheap = held_out(rows, args.folds, args.repeats, args.cost, False,
                      "Decision without a model (extractive and hosted modes)")
     result = {"signals": {"covered": COVERED, "stated": STATED, "paper": PAPER}, **cheap}
@@ -312,14 +375,30 @@ def main() -> int:
         result["signals"].update(covered_yes=COVERED_YES, stated_yes=STATED_YES)
         result["local"] = {k: v for k, v in local.items() if k not in ("folds", "fold_settings")}
     final = fit_all(rows, args.cost)
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
-    result = {"commit": commit, "questions": len(rows), "false_abstention_cost": args.cost,
+    result = {"commit": _commit(), "questions": len(rows), "false_abstention_cost": args.cost,
               **result, "all": final}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print("\nFit on all questions (the defaults in rag/config.py):")
     print(json.dumps(final, indent=1))
+    return 0
+
+
+def _commit() -> str:
+    return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def _write_frontier(rows: list[dict], args) -> int:
+    costs = [float(c) for c in args.frontier.split(",") if c.strip()]
+    result = {"commit": _commit(), "questions": len(rows), "targets": TARGETS,
+              "extractive": frontier(rows, args.folds, args.repeats, costs, False,
+                                     "Decision without a model (extractive and hosted modes)")}
+    if args.yes:
+        result["local"] = frontier(rows, args.folds, args.repeats, costs, True,
+                                   "Decision weighing the local model's yes (local mode)")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
 
