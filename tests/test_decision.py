@@ -139,6 +139,12 @@ def fake_paper(title: str, abstract: str) -> Paper:
     ("In the token-pruned vision transformers, what limits their speed-up?", False),
     ("Which detectors report their latency on a phone?", True),
     ("How do the two models differ in their losses?", True),
+    # Works named as the subject, joined by "and", are several papers; a name beside a
+    # plain noun, or lower case, is not a second work.
+    ("What latency gains do DeepSpeed Inference and DeepSpeed-MoE report?", True),
+    ("ElasticViT and ShiftNAS both criticize uniform subnet sampling.", True),
+    ("What accuracy do the model and its YOLOv7 baseline reach?", False),
+    ("What latency gains do deepspeed inference and deepspeed-moe report?", False),
 ])
 def test_multi_paper_questions_are_recognised(question, multi):
     assert classify(question).multi is multi
