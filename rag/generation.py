@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from rag import prompts
-from rag.citations import MarkerFilter, check_citations
+from rag.citations import MARKER, MarkerFilter, check_citations
 from rag.config import YES_MODEL, Settings
 from rag.decision import Verdict, asks_device, names_given, unwritten_names, with_model_yes
 from rag.engine import Engine
@@ -149,6 +149,15 @@ def states_given_value(text: str, question: str, papers: list[Paper]) -> bool:
     return bool((values(text) - given_values(question)) & given)
 
 
+def invented_values(text: str, question: str, papers: list[Paper]) -> list[str]:
+    """The values the text writes (its citation markers aside) that neither the question
+    nor any of the papers' titles or abstracts writes: asked how NeuRI's 100 bugs split
+    between two frameworks, an abstract giving the total and "81 fixed" does not make
+    "81 in PyTorch and 19 in TensorFlow" an answer."""
+    given = given_values(question).union(*(values(f"{p.title} {p.abstract}") for p in papers))
+    return sorted(format(v, "f") for v in values(MARKER.sub(" ", text)) - given)
+
+
 def _final(answer: Answer) -> Iterator[str | Answer]:
     yield answer.text
     yield answer
@@ -160,6 +169,15 @@ def _refused(engine, question, ret, verdict, kind, mode, timings, prompt="") -> 
     if verdict.covered >= 0.5 and not (kind.multi or kind.identity):
         return not_stated(engine, question, ret, kind, mode, timings, prompt)
     return abstention(question, ret, mode, timings, prompt)
+
+
+def _unless_sure(engine, question, ret, verdict, kind, mode, timings, prompt) -> Answer:
+    """An answer whose value the sources do not bear out: "not stated", unless the decision
+    is sure the abstract states it (`decision.number_check_below`): then the model most
+    likely cited the wrong source, and the sources are quoted instead."""
+    if verdict.stated < engine.settings.decision.number_check_below:
+        return _refused(engine, question, ret, verdict, kind, mode, timings, prompt)
+    return quoted_answer(engine, question, ret, verdict, kind, mode, timings, prompt)
 
 
 def _stream(model, msgs, max_tokens: int, valid: set[int], timings: dict, t0: float,
@@ -232,15 +250,19 @@ def _one_answer(engine, model, question, ret, verdict, kind, mode, history, cont
         # not state it; if it is, they are quoted instead.
         log.info("no number of the sources in the answer: %r", checked.text[:200])
         timings["no_source_number"] = True
-        if verdict.stated < engine.settings.decision.number_check_below:
-            answer = _refused(engine, question, ret, verdict, kind, mode, timings, prompt)
-        else:
-            answer = quoted_answer(engine, question, ret, verdict, kind, mode, timings, prompt)
+        answer = _unless_sure(engine, question, ret, verdict, kind, mode, timings, prompt)
     elif no_name and verdict.stated < engine.settings.decision.name_check_below:
         # Asked which thing ("which teacher model"), the answer names none its sources
         # write: unless the decision is fairly sure the abstract states it, it does not.
         log.info("no name of the sources in the answer: %r", checked.text[:200])
         answer = _refused(engine, question, ret, verdict, kind, mode, timings, prompt)
+    elif checked.citations and not kind.identity and (
+            invented := invented_values(checked.text, question, [s.paper for s in given])):
+        # The answer states a value no source writes (a sum, a split, a guess): as for
+        # an answer that writes none of their numbers, the sources do not state it.
+        log.info("the answer writes %s, which no source does", invented)
+        timings["invented_values"] = invented
+        answer = _unless_sure(engine, question, ret, verdict, kind, mode, timings, prompt)
     elif checked.citations:
         answer = Answer(question, name_cited(checked.text, checked.citations, given,
                                              by_title=kind.identity),

@@ -588,6 +588,21 @@ def test_a_compound_counts_by_its_name_and_a_value_is_no_name():
     assert unseen_identifiers("How fast are YOLOv8-style kernels?", weights)
 
 
+def test_a_value_no_source_and_not_the_question_writes_is_invented():
+    from rag.generation import invented_values
+
+    paper = fake_paper("NeuRI", "NeuRI finds 100 new bugs for PyTorch and TensorFlow in four "
+                       "months, with 81 already fixed or confirmed.")
+    question = "Of the 100 new bugs NeuRI found, how many were in PyTorch?"
+    assert invented_values("81 were in PyTorch and 19 in TensorFlow [1].", question,
+                           [paper]) == ["19"]
+    # The paper's values (as words too), the question's, and the citation markers: none.
+    assert not invented_values("81 of them were fixed in four months [1].", question, [paper])
+    assert not invented_values("NeuRI found 100 bugs [1][2].", question, [paper])
+    assert invented_values("It found 100 bugs in 4 months [1].", question, [paper]) == []
+    assert invented_values("It fixed 81.0% of them [1].", question, []) == ["81"]
+
+
 def test_an_acronym_the_paper_spells_out_is_not_missing():
     weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
     paper = fake_paper("Streaming Conformers", "A model for automatic speech recognition.")
@@ -1042,6 +1057,27 @@ def test_a_model_answer_to_how_much_needs_a_number_its_sources_write(
         assert doubt.model_output == reply and doubt.timings["no_source_number"]
         assert not sure.abstained and "29.8" in sure.text and reply not in sure.text
         assert sure.timings["no_source_number"]
+
+
+@pytest.mark.parametrize("reply, invented", [
+    ("YOLACT reaches 29.8 mAP on MS COCO at 99 fps [1].", ["99"]),  # 99 is in no source
+    ("YOLACT reaches 29.8 mAP on MS COCO [1].", []),
+])
+def test_a_model_answer_stating_a_value_no_source_writes_is_not_kept(
+        seed_settings, monkeypatch, reply, invented):
+    import rag.llm
+
+    monkeypatch.setattr(rag.llm, "get_chat_model", lambda settings, mode: ScriptedChat("", reply))
+    # The same cut as the number check's: under it "not stated", from it on the quotes.
+    doubt, sure = (ask_local_with(seed_settings, "What mask mAP does YOLACT reach on MS COCO?",
+                                  number_check_below=below) for below in (1.0, 0.0))
+    assert doubt.timings.get("invented_values", []) == invented
+    if invented:
+        assert doubt.abstained and "does not state what mask mAP" in doubt.text, doubt.text
+        assert not sure.abstained and "29.8" in sure.text and "99 fps" not in sure.text
+    else:
+        assert not doubt.abstained and not sure.abstained and doubt.text == sure.text
+        assert "29.8 mAP" in doubt.text
 
 
 @pytest.mark.parametrize("reply, names_a_source_name", [
