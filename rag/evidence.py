@@ -53,11 +53,12 @@ _WORD_VALUE = re.compile(r"\b(?:" + "|".join(_NUMBER_WORDS) + r")\b(?!-shot)", r
 _NAME_DIGITS = re.compile(r"(?<=[A-Za-z0-9])[-/](?=\d)")
 
 
-def values(text: str) -> set[Decimal]:
+def values(text: str, *, words: bool = True) -> set[Decimal]:
     """The numeric values a text writes, exactly ("1,024" and "1024" are one, "81.60" and
-    "81.6" too, "one" is 1; "1.0000000000000001" is not 1)."""
+    "81.6" too, "one" is 1 unless not `words`; "1.0000000000000001" is not 1)."""
     written = [v.replace(",", "") for v in _VALUE.findall(text)]
-    written += [_NUMBER_WORDS[w.lower()] for w in _WORD_VALUE.findall(text)]
+    if words:
+        written += [_NUMBER_WORDS[w.lower()] for w in _WORD_VALUE.findall(text)]
     return {Decimal(v).normalize() for v in written}
 
 

@@ -150,12 +150,13 @@ def states_given_value(text: str, question: str, papers: list[Paper]) -> bool:
 
 
 def invented_values(text: str, question: str, papers: list[Paper]) -> list[str]:
-    """The values the text writes (its citation markers aside) that neither the question
-    nor any of the papers' titles or abstracts writes: asked how NeuRI's 100 bugs split
-    between two frameworks, an abstract giving the total and "81 fixed" does not make
-    "81 in PyTorch and 19 in TensorFlow" an answer."""
+    """The values the text writes in digits (its citation markers aside) that neither the
+    question nor any of the papers' titles or abstracts writes: asked how NeuRI's 100 bugs
+    split between two frameworks, an abstract giving the total and "81 fixed" does not make
+    "81 in PyTorch and 19 in TensorFlow" an answer. A count in words is the model's own
+    reading of its sources ("on three model sizes: 340M, 1.3B and ..."), not a value."""
     given = given_values(question).union(*(values(f"{p.title} {p.abstract}") for p in papers))
-    return sorted(format(v, "f") for v in values(MARKER.sub(" ", text)) - given)
+    return sorted(format(v, "f") for v in values(MARKER.sub(" ", text), words=False) - given)
 
 
 def _final(answer: Answer) -> Iterator[str | Answer]:

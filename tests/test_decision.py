@@ -601,6 +601,8 @@ def test_a_value_no_source_and_not_the_question_writes_is_invented():
     assert not invented_values("NeuRI found 100 bugs [1][2].", question, [paper])
     assert invented_values("It found 100 bugs in 4 months [1].", question, [paper]) == []
     assert invented_values("It fixed 81.0% of them [1].", question, []) == ["81"]
+    # A count in words is the model's reading of its sources, not a value it states.
+    assert not invented_values("It found bugs in two frameworks [1].", question, [paper])
 
 
 def test_an_acronym_the_paper_spells_out_is_not_missing():
