@@ -142,11 +142,15 @@ def generate(engine: Engine, question: str, ret: Retrieval, verdict: Verdict, ki
                                context, timings, t0)
 
 
+def _papers_values(papers: list[Paper]) -> set:
+    """The values the papers' titles and abstracts write."""
+    return set().union(*(values(f"{p.title} {p.abstract}") for p in papers))
+
+
 def states_given_value(text: str, question: str, papers: list[Paper]) -> bool:
     """True when the text writes a number, other than the question's own, that one of the
     papers' titles or abstracts writes too."""
-    given = set().union(*(values(f"{p.title} {p.abstract}") for p in papers))
-    return bool((values(text) - given_values(question)) & given)
+    return bool((values(text) - given_values(question)) & _papers_values(papers))
 
 
 def invented_values(text: str, question: str, papers: list[Paper]) -> list[str]:
@@ -155,7 +159,7 @@ def invented_values(text: str, question: str, papers: list[Paper]) -> list[str]:
     split between two frameworks, an abstract giving the total and "81 fixed" does not make
     "81 in PyTorch and 19 in TensorFlow" an answer. A count in words is the model's own
     reading of its sources ("on three model sizes: 340M, 1.3B and ..."), not a value."""
-    given = given_values(question).union(*(values(f"{p.title} {p.abstract}") for p in papers))
+    given = given_values(question) | _papers_values(papers)
     return sorted(format(v, "f") for v in values(MARKER.sub(" ", text), words=False) - given)
 
 
