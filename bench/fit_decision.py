@@ -39,7 +39,7 @@ from fit_sets import read_gold  # noqa: E402  (bench/fit_sets.py)
 from rag import store  # noqa: E402
 from rag.answer import retrieve  # noqa: E402
 from rag.config import load_settings  # noqa: E402
-from rag.decision import PAPER_SIGNALS, paper_signals, question_signals, unseen_names, yes_log_odds  # noqa: E402
+from rag.decision import PAPER_SIGNALS, paper_signals, question_signals, unseen_names, yes_signals  # noqa: E402
 from rag.engine import get_engine  # noqa: E402
 from rag.evaluation import UNANSWERABLE, _norm_title  # noqa: E402
 from rag.questions import classify  # noqa: E402
@@ -55,7 +55,9 @@ PAPER = PAPER_SIGNALS
 # constant where they are fitted and left out.
 YES = "model_yes"
 COVERED_YES = tuple(n for n in COVERED if n != "multi") + (YES,)
-STATED_YES = STATED + (YES,)
+# The stated decision also weighs the yes where no sentence carries the asked kind of fact
+# (rag/decision.yes_signals).
+STATED_YES = STATED + (YES, "model_yes_unmatched")
 # Cost of a false abstention relative to a missed one when choosing a threshold.
 FALSE_ABSTENTION_COST = 6.0
 # The same for local mode's decisions, which weigh the model's yes. At 6 they refused 0.029
@@ -259,7 +261,7 @@ def add_model_yes(rows: list[dict], probs: dict[str, float]) -> None:
     """The model's yes as a signal of the questions it was asked of (0, no lean, elsewhere:
     it is never read for those)."""
     for r in rows:
-        r["signals"][YES] = yes_log_odds(probs[r["id"]]) if r["id"] in probs else 0.0
+        r["signals"].update(yes_signals(r["signals"], probs.get(r["id"], 0.5)))  # 0.5: 0
     missing = [r["id"] for r in rows if not r["multi"] and r["id"] not in probs]
     if missing:
         print(f"no model yes for {len(missing)} question(s): {' '.join(missing[:10])}")

@@ -42,6 +42,7 @@ from rag.decision import (
     unwritten_names,
     with_model_yes,
     yes_log_odds,
+    yes_signals,
 )
 from rag.engine import get_engine
 from rag.evaluation import evaluate
@@ -868,6 +869,14 @@ def test_the_models_yes_moves_the_verdict_through_the_regressions_that_weigh_it(
     assert not sure.abstain and not sure.not_stated and (doubt.abstain or doubt.not_stated)
     assert sure.covered > doubt.covered and sure.papers == doubt.papers == cheap.papers
     assert sure.signals["model_yes"] == yes_log_odds(0.99) > 0 > yes_log_odds(0.01)
+
+
+def test_the_models_yes_is_weighed_again_only_where_no_sentence_carries_the_asked_kind():
+    unmatched, matched = yes_signals({"kind_unmatched": 1.0}, 0.9), yes_signals({"kind_unmatched": 0.0}, 0.9)
+    assert unmatched["model_yes_unmatched"] == unmatched["model_yes"] == yes_log_odds(0.9) > 0
+    assert matched["model_yes_unmatched"] == 0.0 and matched["model_yes"] == yes_log_odds(0.9)
+    # The fitted stated decision weighs it (bench/fit_decision.py's STATED_YES).
+    assert "model_yes_unmatched" in load_settings().decision.stated_yes.weights
 
 
 def test_only_local_answers_about_one_paper_weigh_the_models_yes():
