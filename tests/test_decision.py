@@ -144,6 +144,7 @@ def fake_paper(title: str, abstract: str) -> Paper:
     # plain noun, or lower case, is not a second work.
     ("What latency gains do DeepSpeed Inference and DeepSpeed-MoE report?", True),
     ("ElasticViT and ShiftNAS both criticize uniform subnet sampling.", True),
+    ("What speedup do GPipe and GNNPipe report?", True),
     ("What accuracy do the model and its YOLOv7 baseline reach?", False),
     ("What latency gains do deepspeed inference and deepspeed-moe report?", False),
 ])
