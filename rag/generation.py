@@ -15,12 +15,12 @@ import numpy as np
 from rag import prompts
 from rag.citations import MARKER, MarkerFilter, check_citations
 from rag.config import YES_MODEL, Settings
-from rag.decision import Verdict, asks_device, names_given, unwritten_names, with_model_yes
+from rag.decision import Verdict, asks_device, names_given, subject_names, unwritten_names, with_model_yes
 from rag.engine import Engine
 from rag.errors import ConfigError
 from rag.evidence import given_values, paper_sentences, rank_sentences, values
 from rag.extractive import abstention, best_sentences, key_sentences, name_cited, not_stated, quoted_answer
-from rag.names import display_name
+from rag.names import display_name, name_match
 from rag.questions import QuestionKind
 from rag.retrieval import Retrieval
 from rag.text import as_data
@@ -163,6 +163,22 @@ def invented_values(text: str, question: str, papers: list[Paper]) -> list[str]:
     return sorted(format(v, "f") for v in values(MARKER.sub(" ", text), words=False) - given)
 
 
+def borrowed_values(text: str, question: str, papers: list[Paper]) -> list[str]:
+    """The values the text writes that another of the papers writes, when it writes none
+    that the paper of the work the question names does: asked the top-1 of SReT, "83.4%"
+    from a neighbour's abstract is that paper's figure, not SReT's. Empty when no paper,
+    or every one, is the named work's."""
+    names = subject_names(question)
+    named = [p for p in papers if name_match(names, p) is not None]
+    if not named or len(named) == len(papers):
+        return []
+    written = values(MARKER.sub(" ", text), words=False) - given_values(question)
+    if written & _papers_values(named):
+        return []
+    others = _papers_values([p for p in papers if p not in named])
+    return sorted(format(v, "f") for v in written & others)
+
+
 def _final(answer: Answer) -> Iterator[str | Answer]:
     yield answer.text
     yield answer
@@ -267,6 +283,14 @@ def _one_answer(engine, model, question, ret, verdict, kind, mode, history, cont
         # an answer that writes none of their numbers, the sources do not state it.
         log.info("the answer writes %s, which no source does", invented)
         timings["invented_values"] = invented
+        answer = _unless_sure(engine, question, ret, verdict, kind, mode, timings, prompt)
+    elif checked.citations and kind.wants_number and not kind.identity and (
+            borrowed := borrowed_values(checked.text, question, cited)):
+        # Asked a number of a named work, the answer gives another cited paper's value
+        # and none of the work's own: as for an answer that writes none of the sources'
+        # numbers, the work's abstract does not state it.
+        log.info("the answer gives %s, which only another paper writes", borrowed)
+        timings["borrowed_values"] = borrowed
         answer = _unless_sure(engine, question, ret, verdict, kind, mode, timings, prompt)
     elif checked.citations:
         answer = Answer(question, name_cited(checked.text, checked.citations, given,

@@ -607,6 +607,23 @@ def test_a_value_no_source_and_not_the_question_writes_is_invented():
     assert not invented_values("It found bugs in two frameworks [1].", question, [paper])
 
 
+def test_a_value_only_another_paper_writes_is_borrowed_for_the_named_work():
+    from rag.generation import borrowed_values
+
+    sret = fake_paper("SReT: Sliced Recursive Transformer", "Recursion gains about 2% on "
+                      "ImageNet-1K with 13~15M parameters.")
+    other = fake_paper("Inception Transformer", "iFormer-S hits 83.4% top-1 on ImageNet-1K.")
+    question = "What ImageNet-1K top-1 accuracy does the best SReT model reach?"
+    answer = "The best SReT model reaches 83.4% top-1 [1][2]."
+    assert borrowed_values(answer, question, [sret, other]) == ["83.4"]
+    # A value of the named work's own paper, no other paper, or no named one: not borrowed.
+    assert not borrowed_values("SReT gains 2% and reaches 83.4% [1][2].", question, [sret, other])
+    assert not borrowed_values(answer, question, [sret])
+    assert not borrowed_values(answer, "What top-1 does iFormer-S reach?", [sret, other])
+    # The question's own values ("ImageNet-1K" gives 1) are not the answer's.
+    assert not borrowed_values("It was trained on ImageNet-1K [2].", question, [sret, other])
+
+
 def test_an_acronym_the_paper_spells_out_is_not_missing():
     weights = TermWeights({}, [], 10)  # a fake: every word weighs the same
     paper = fake_paper("Streaming Conformers", "A model for automatic speech recognition.")
