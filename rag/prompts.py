@@ -71,8 +71,10 @@ def not_stated_text(name: str, n: int, asked: str, unmentioned: Sequence[str] = 
         return (f"The closest paper found, {name} [{n}], never mentions "
                 f"{' or '.join(unmentioned)}, and no indexed paper states {detail}; the "
                 "quote below is what it does say.")
-    return (f"The abstract of {name} [{n}] does not state {detail}, and no other indexed "
-            "paper does; the quote below is what it does say.")
+    # Only the asked-about paper's abstract was read for the detail: no claim about the
+    # others (a question on two works, read as about one, has the second paper's answer).
+    return (f"The abstract of {name} [{n}] does not state {detail}; the quote below is "
+            "what it does say.")
 
 
 def record_text(name: str, n: int, field: str, value: str) -> str:

@@ -607,6 +607,15 @@ def test_a_value_no_source_and_not_the_question_writes_is_invented():
     assert not invented_values("It found bugs in two frameworks [1].", question, [paper])
 
 
+def test_not_stated_claims_nothing_of_papers_it_did_not_read_for_the_detail():
+    from rag.prompts import not_stated_text
+
+    # Only the asked-about paper's abstract was read for the detail (issue 11's form).
+    assert not_stated_text("SReT", 1, "the learning rate") == (
+        "The abstract of SReT [1] does not state the learning rate; the quote below is what "
+        "it does say.")
+
+
 def test_a_value_only_another_paper_writes_is_borrowed_for_the_named_work():
     from rag.generation import borrowed_values
 
