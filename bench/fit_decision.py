@@ -261,7 +261,8 @@ def add_model_yes(rows: list[dict], probs: dict[str, float]) -> None:
     """The model's yes as a signal of the questions it was asked of (0, no lean, elsewhere:
     it is never read for those)."""
     for r in rows:
-        r["signals"].update(yes_signals(r["signals"], probs.get(r["id"], 0.5)))  # 0.5: 0
+        # No yes recorded: 0.5, whose signals are 0.
+        r["signals"].update(yes_signals(r["signals"], probs.get(r["id"], 0.5)))
     missing = [r["id"] for r in rows if not r["multi"] and r["id"] not in probs]
     if missing:
         print(f"no model yes for {len(missing)} question(s): {' '.join(missing[:10])}")

@@ -9,6 +9,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 
 import numpy as np
 
@@ -142,9 +143,15 @@ def generate(engine: Engine, question: str, ret: Retrieval, verdict: Verdict, ki
                                context, timings, t0)
 
 
-def _papers_values(papers: list[Paper]) -> set:
+def _papers_values(papers: list[Paper]) -> set[Decimal]:
     """The values the papers' titles and abstracts write."""
     return set().union(*(values(f"{p.title} {p.abstract}") for p in papers))
+
+
+def _answer_values(text: str, question: str) -> set[Decimal]:
+    """The values a model answer writes in digits, its citation markers and the question's
+    own values aside."""
+    return values(MARKER.sub(" ", text), words=False) - given_values(question)
 
 
 def states_given_value(text: str, question: str, papers: list[Paper]) -> bool:
@@ -159,8 +166,7 @@ def invented_values(text: str, question: str, papers: list[Paper]) -> list[str]:
     split between two frameworks, an abstract giving the total and "81 fixed" does not make
     "81 in PyTorch and 19 in TensorFlow" an answer. A count in words is the model's own
     reading of its sources ("on three model sizes: 340M, 1.3B and ..."), not a value."""
-    given = given_values(question) | _papers_values(papers)
-    return sorted(format(v, "f") for v in values(MARKER.sub(" ", text), words=False) - given)
+    return sorted(format(v, "f") for v in _answer_values(text, question) - _papers_values(papers))
 
 
 def borrowed_values(text: str, question: str, papers: list[Paper]) -> list[str]:
@@ -172,7 +178,7 @@ def borrowed_values(text: str, question: str, papers: list[Paper]) -> list[str]:
     named = [p for p in papers if name_match(names, p) is not None]
     if not named or len(named) == len(papers):
         return []
-    written = values(MARKER.sub(" ", text), words=False) - given_values(question)
+    written = _answer_values(text, question)
     if written & _papers_values(named):
         return []
     others = _papers_values([p for p in papers if p not in named])
